@@ -1,0 +1,122 @@
+"""One model call: a rendered prompt plus media in, raw answers and usage out, as a `ModelCall`.
+
+Every call is tagged with its stage and source in LangChain run metadata (`gar_stage`,
+`gar_source`), so a scripted model or a replay of a recording can serve it without the node
+knowing which model answers. Any `BaseChatModel` works: samples are asked for in one call (`n`)
+only when the model says it can, and topped up with further calls when fewer come back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+
+from gar_agent.media import Media
+from gar_agent.state import ModelCall, Stage, Usage
+
+GREEDY = {"temperature": 0.0}
+
+
+@dataclass
+class Request:
+    """What a node asks of the model."""
+
+    stage: Stage
+    source: int | None
+    template: str
+    prompt: str
+    media: tuple[str, ...] = ("image", "audio")
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    history: list[BaseMessage] = field(default_factory=list)  # earlier turns (a repair's question)
+
+
+def supports_samples(model: BaseChatModel) -> bool:
+    """Whether one call can return several samples (our adapters; OpenAI-style `n`)."""
+    return bool(getattr(model, "supports_multiple_samples", False)) or "n" in getattr(
+        type(model), "model_fields", {}
+    )
+
+
+def user_message(media: Media, request: Request) -> HumanMessage:
+    """The request's text with its media as LangChain standard content blocks."""
+    blocks: list = []
+    if "image" in request.media:
+        blocks.append(media.image_block())
+    if "audio" in request.media:
+        blocks.append(media.audio_block())
+    blocks.append({"type": "text", "text": request.prompt})
+    return HumanMessage(content=blocks)
+
+
+def _sampling(request: Request, n: int) -> dict:
+    if request.temperature <= 0:
+        kwargs = dict(GREEDY)
+    else:
+        kwargs = {"temperature": request.temperature, "top_p": request.top_p}
+    if n > 1:
+        kwargs["n"] = n
+    return kwargs
+
+
+def _usage(messages: list[AIMessage], n_asked: int) -> tuple[int, int]:
+    metas = [m.usage_metadata for m in messages if getattr(m, "usage_metadata", None)]
+    if not metas:
+        return 0, 0
+    # OpenAI-style servers copy the whole call's usage onto every sample: count it once.
+    if n_asked > 1 and len(metas) == len(messages) and all(m == metas[0] for m in metas):
+        metas = metas[:1]
+    return sum(m.get("input_tokens", 0) for m in metas), sum(m.get("output_tokens", 0) for m in metas)
+
+
+def answer_text(message: BaseMessage) -> str:
+    """The text of an answer, whatever content form the model used."""
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
+
+
+def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
+    """Send one request (topping up samples as needed) and record everything that came back."""
+    messages = [*request.history, user_message(media, request)]
+    if request.history:  # a repair: the original question came first, this turn is the repair text
+        messages = [*request.history, HumanMessage(content=request.prompt)]
+    metadata = {"gar_stage": request.stage, "gar_source": request.source, "gar_template": request.template}
+    record = ModelCall(
+        stage=request.stage,
+        source=request.source,
+        template=request.template,
+        prompt=request.prompt,
+        media=list(request.media) if not request.history else [],
+        temperature=request.temperature,
+        top_p=request.top_p,
+        n=request.n,
+    )
+    batch = supports_samples(model)
+    usage = Usage()
+    start = time.perf_counter()
+    try:
+        while len(record.answers) < request.n:
+            want = request.n - len(record.answers) if batch else 1
+            result = model.generate([messages], metadata=metadata, **_sampling(request, want))
+            gens = [g.message for g in result.generations[0] if hasattr(g, "message")]
+            if not gens:
+                raise RuntimeError("the model returned no answer")
+            record.answers.extend(answer_text(m) for m in gens[:want])
+            tokens_in, tokens_out = _usage(gens, want)
+            usage = usage + Usage(model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out)
+    except Exception as e:  # any model failure ends the run with its message, not a traceback
+        record.error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+    usage.wall_s = round(time.perf_counter() - start, 6)
+    record.usage = usage
+    return record
+
+
+def question_history(media: Media, request: Request, answer: str) -> list[BaseMessage]:
+    """The turns a repair request continues from: the question and the unusable answer."""
+    return [user_message(media, request), AIMessage(content=answer)]

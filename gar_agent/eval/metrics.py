@@ -1,0 +1,254 @@
+"""Localization metrics of the GAR protocol: box masks, cIoU, success rate / AUC, AP, PIAP, duet IoU.
+
+Pure functions (no I/O, no model). The conventions follow the released GAR-SSL code
+(github.com/VisualAIKHU/GAR-SSL, `code/GAR_vggss_single.py`, `GAR_vggss_duet.py`, `code/bbox_utils.py`,
+`code/evaluator.py`); where AVGN / LVS evaluation code differs it is said next to the code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from pydantic import BaseModel, Field
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import average_precision_score
+
+MASK_SIZE = 224
+# GAR: `np.linspace(0, 1, 21)` + `sklearn.metrics.auc` (trapezoid); the same 21 thresholds as LVS/AVGN.
+THRESHOLDS = np.linspace(0.0, 1.0, 21)
+
+Box = Sequence[float]
+
+
+def normalize_box(box_px: Box, width: int, height: int) -> list[float]:
+    """Pixel xyxy box of a width x height image -> normalised xyxy (divided by the image size)."""
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    x1, y1, x2, y2 = (float(v) for v in box_px)
+    return [x1 / width, y1 / height, x2 / width, y2 / height]
+
+
+def box_to_grid(box_norm: Box, size: int = MASK_SIZE) -> tuple[int, int, int, int]:
+    """Normalised xyxy -> integer corners on the size x size grid, the way GAR scales boxes to 224.
+
+    GAR: `int(round(v * 224 / W))` then `clip_box(.., 224, 224)`: clip into [0, size-1], re-order the
+    corners, and a zero-width/height box grows by one pixel (x2 = min(x1 + 1, size - 1)).
+    Python's `round` is half-to-even, as is `np.rint`; `round(.., 9)` first removes float noise
+    (e.g. 0.49999999999999994 from px / W * 224) so exact halves round like GAR's px * (224 / W).
+    """
+    vals = [float(v) for v in box_norm]
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"a box needs 4 finite numbers, got {list(box_norm)!r}")
+    x1, y1, x2, y2 = (int(np.clip(np.rint(round(v * size, 9)), 0, size - 1)) for v in vals)
+    x1, x2 = min(x1, x2), max(x1, x2)
+    y1, y2 = min(y1, y2), max(y1, y2)
+    if x2 == x1:
+        x2 = min(x1 + 1, size - 1)
+    if y2 == y1:
+        y2 = min(y1 + 1, size - 1)
+    return x1, y1, x2, y2
+
+
+def boxes_to_mask(boxes_norm_xyxy: Iterable[Box], size: int = MASK_SIZE) -> np.ndarray:
+    """All boxes of one sample drawn as one filled binary float32 mask of size x size.
+
+    GAR draws with `cv2.rectangle(mask, (x1, y1), (x2, y2), 1, -1)`: filled, right/bottom edges
+    INCLUSIVE, so a box covers (x2 - x1 + 1) x (y2 - y1 + 1) pixels. (AVGN/LVS differ:
+    `int(v * 224)` truncation and an exclusive slice `gt_map[ymin:ymax, xmin:xmax] = 1`.)
+    """
+    mask = np.zeros((size, size), dtype=np.float32)
+    for box in boxes_norm_xyxy:
+        x1, y1, x2, y2 = box_to_grid(box, size)
+        mask[y1 : y2 + 1, x1 : x2 + 1] = 1.0
+    return mask
+
+
+def ciou(pred_mask: np.ndarray, gt_mask: np.ndarray) -> float:
+    """cIoU = sum(P*G) / (sum(G) + sum(P*(G==0))), P binarised at 0.5 (GAR `Evaluator.cal_CIOU`).
+
+    GAR adds 1e-8 to the denominator; here an empty denominator (no GT, no prediction) gives 0.0.
+    """
+    p = (np.asarray(pred_mask) >= 0.5).astype(np.float64)
+    g = np.asarray(gt_mask, dtype=np.float64)
+    den = g.sum() + (p * (g == 0)).sum()
+    return float((p * g).sum() / den) if den > 0 else 0.0
+
+
+def success_rate(cious: Sequence[float], t: float) -> float:
+    """Fraction of samples with cIoU >= t (the literature's "cIoU@t"); nan when there are none."""
+    arr = np.asarray(cious, dtype=np.float64)
+    return float(np.mean(arr >= t)) if arr.size else float("nan")
+
+
+def auc(cious: Sequence[float]) -> float:
+    """Trapezoid area under the success rate over the 21 thresholds 0, 0.05, ..., 1 (nan if empty)."""
+    arr = np.asarray(cious, dtype=np.float64)
+    if not arr.size:
+        return float("nan")
+    rates = np.array([np.mean(arr >= t) for t in THRESHOLDS])
+    # Same as sklearn.metrics.auc(THRESHOLDS, rates), written out to stay dependency-light.
+    return float(np.sum((rates[1:] + rates[:-1]) * np.diff(THRESHOLDS)) / 2.0)
+
+
+def average_precision(gt_mask: np.ndarray, pred_mask: np.ndarray) -> float:
+    """Per-sample AP: sklearn `average_precision_score(G.flatten(), P.flatten())` as GAR calls it.
+
+    An all-zero GT mask has no positive pixel and AP is undefined; we return 0.0 (what sklearn >= 1.x
+    returns, with a warning we avoid by not calling it). With binary P this equals
+    prec(P) * rec(P) + (1 - rec(P)) * |G| / N, so it partly rewards big boxes.
+    """
+    g = (np.asarray(gt_mask).ravel() > 0.5).astype(np.int8)
+    if not g.any():
+        return 0.0
+    return float(average_precision_score(g, np.asarray(pred_mask, dtype=np.float64).ravel()))
+
+
+def _ap_from_counts(scores: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
+    """Step AP (sklearn's definition: sum over distinct scores, high to low, of dRecall * Precision)."""
+    order = np.argsort(-scores)
+    tp, fp = np.cumsum(pos[order]), np.cumsum(neg[order])
+    total_pos = tp[-1] if tp.size else 0
+    if total_pos == 0:
+        return 0.0
+    precision = tp / np.maximum(tp + fp, 1)
+    recall = tp / total_pos
+    return float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision))
+
+
+def piap(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Pooled AP: one `average_precision_score` over every sample's (gt, pred) pixels together.
+
+    GAR concatenates all pixels (5,158 x 224 x 224 values for VGG-SS); we pool per distinct score
+    value instead, which gives sklearn's value exactly with O(distinct scores) memory.
+    0.0 when no pixel of any GT is positive.
+    """
+    pos: dict[float, int] = {}
+    neg: dict[float, int] = {}
+    for gt_mask, pred_mask in pairs:
+        g = np.asarray(gt_mask).ravel() > 0.5
+        p = np.asarray(pred_mask, dtype=np.float64).ravel()
+        for value in np.unique(p):
+            sel = p == value
+            n_pos = int(np.count_nonzero(g & sel))
+            pos[float(value)] = pos.get(float(value), 0) + n_pos
+            neg[float(value)] = neg.get(float(value), 0) + int(np.count_nonzero(sel)) - n_pos
+    if not pos:
+        return 0.0
+    keys = np.array(sorted(pos))
+    return _ap_from_counts(keys, np.array([pos[k] for k in keys]), np.array([neg[k] for k in keys]))
+
+
+def box_iou(a: Box, b: Box, size: int | None = MASK_SIZE) -> float:
+    """IoU of two normalised xyxy boxes.
+
+    With `size` (default 224) the boxes are first put on the size x size grid like the masks and
+    measured in inclusive pixels, as GAR's duet code does (`iou_xyxy` with +1 widths on the
+    224-pixel boxes). With size=None: plain continuous IoU of the coordinates as given.
+    """
+    if size is not None:
+        a, b = box_to_grid(a, size), box_to_grid(b, size)
+        extra = 1.0
+    else:
+        extra = 0.0
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1) + extra)
+    ih = max(0.0, min(ay2, by2) - max(ay1, by1) + extra)
+    inter = iw * ih
+    area_a = max(0.0, ax2 - ax1 + extra) * max(0.0, ay2 - ay1 + extra)
+    area_b = max(0.0, bx2 - bx1 + extra) * max(0.0, by2 - by1 + extra)
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def matched_ious(
+    pred_boxes: Sequence[Box], gt_boxes: Sequence[Box], size: int | None = MASK_SIZE
+) -> tuple[list[float], float]:
+    """Best one-to-one matching of predictions to GT boxes by IoU (any K, `linear_sum_assignment`).
+
+    Returns the IoU of each GT box with its matched prediction, in GT order (0.0 for a GT box left
+    unmatched when there are fewer predictions), and their mean. GAR does this for K=2 by comparing
+    the two assignments' IoU sums and, with one GT box, takes the better prediction: same result.
+    """
+    if not gt_boxes:
+        return [], float("nan")
+    per_gt = [0.0] * len(gt_boxes)
+    if pred_boxes:
+        iou = np.array([[box_iou(p, g, size) for g in gt_boxes] for p in pred_boxes])
+        rows, cols = linear_sum_assignment(iou, maximize=True)
+        for r, c in zip(rows, cols):
+            per_gt[c] = float(iou[r, c])
+    return per_gt, float(np.mean(per_gt))
+
+
+class SampleScore(BaseModel):
+    """What a stored per-sample result needs so every metric can be recomputed (no masks kept).
+
+    Boxes are normalised xyxy; pred_boxes is in prediction (source) order, gt_boxes in GT order.
+    """
+
+    id: str
+    failed: bool = False
+    error: str | None = None
+    pred_boxes: list[list[float]] = Field(default_factory=list)
+    gt_boxes: list[list[float]] = Field(default_factory=list)
+    refined: int = 0  # sources that went through the refine stage
+    skipped: int = 0  # sources whose refinement the gate skipped
+
+    def masks(self, size: int = MASK_SIZE) -> tuple[np.ndarray, np.ndarray]:
+        """(gt_mask, pred_mask); a failed sample has an empty prediction mask."""
+        pred = [] if self.failed else self.pred_boxes
+        return boxes_to_mask(self.gt_boxes, size), boxes_to_mask(pred, size)
+
+    def metrics(self, size: int = MASK_SIZE) -> dict:
+        """This sample's cIoU, AP and (with several GT boxes and predictions) matched IoUs."""
+        gt, pred = self.masks(size)
+        out = {"ciou": ciou(pred, gt), "ap": average_precision(gt, pred)}
+        per, mean = matched_ious([] if self.failed else self.pred_boxes, self.gt_boxes, size)
+        out.update(per_source_iou=per, matched_mean_iou=mean)
+        return out
+
+
+def summarize(
+    records: Sequence[SampleScore], duet: bool, strict: bool = False, size: int = MASK_SIZE
+) -> dict:
+    """Benchmark numbers from per-sample records; metrics are fractions in [0, 1].
+
+    Non-strict (GAR code): a failed sample is left out of every metric. strict=True: it counts as a
+    miss, an empty prediction mask (cIoU 0; its AP is then |G|/N, what sklearn gives a constant
+    score). Metrics are None when no sample is evaluated. refined/skipped are summed over all records.
+    """
+    used = [r for r in records if strict or not r.failed]
+    cious: list[float] = []
+    aps: list[float] = []
+    pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    matched: list[float] = []
+    for r in used:
+        gt, pred = r.masks(size)
+        cious.append(ciou(pred, gt))
+        aps.append(average_precision(gt, pred))
+        pairs.append((gt, pred))
+        if duet:
+            matched.append(matched_ious([] if r.failed else r.pred_boxes, r.gt_boxes, size)[1])
+
+    def value(x: float) -> float | None:
+        return None if not used or math.isnan(x) else float(x)
+
+    out = {
+        "n_total": len(records),
+        "n_evaluated": len(used),
+        "n_failed": sum(r.failed for r in records),
+        "ciou@0.3": value(success_rate(cious, 0.3)),
+        "ciou@0.5": value(success_rate(cious, 0.5)),
+        "auc": value(auc(cious)),
+        "ap": value(float(np.mean(aps)) if aps else float("nan")),
+        "piap": value(piap(pairs)) if used else None,
+        "refined": sum(r.refined for r in records),
+        "skipped": sum(r.skipped for r in records),
+    }
+    if duet:
+        valid = [m for m in matched if not math.isnan(m)]
+        out["matched_mean_iou"] = value(float(np.mean(valid)) if valid else float("nan"))
+    return out

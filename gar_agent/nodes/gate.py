@@ -1,0 +1,20 @@
+"""Gate, per source: skip refinement iff keep and av >= tau_av and audio_conf >= tau_audio.
+
+Reads: settings (tau_av, tau_audio), source.analysis, source.audio_confidence.
+Writes: source.gate (the values against the thresholds, the decision and why).
+"""
+
+from __future__ import annotations
+
+from gar_agent import rules
+from gar_agent.nodes.common import report
+from gar_agent.state import SourceState
+
+
+def gate(state: SourceState) -> dict:
+    """Decide whether this source goes to Refine; the route itself is `gate_decision`."""
+    src = state.source.model_copy(deep=True)
+    analysis = src.analysis or rules.aggregate_votes(src.votes)
+    src.analysis = analysis
+    src.gate = rules.gate(analysis, src.audio_confidence, state.settings)
+    return report(src)

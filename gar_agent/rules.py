@@ -1,0 +1,178 @@
+"""The method's pure rules (METHOD.md): box hygiene, vote aggregation, the gate, refinement clamps.
+
+No I/O and no model here, so every number the paper's method defines is tested directly.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+
+from gar_agent.state import (
+    AnchorVote,
+    Analysis,
+    Box,
+    GateDecision,
+    RefineAnswer,
+    RefineOps,
+    Settings,
+    Vote,
+)
+
+MAX_TAGS = 4
+ANCHOR_NAME_LEN = 48
+
+
+# --- boxes -----------------------------------------------------------------------------------
+
+
+def clip_box(box: list[float], width: int, height: int) -> Box:
+    """Round, re-order corners, clip into the image, and grow a zero-size box by one pixel."""
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    x1, x2 = (min(max(v, 0), width - 1) for v in (x1, x2))
+    y1, y2 = (min(max(v, 0), height - 1) for v in (y1, y2))
+    # Grow inward at the image border so the box stays inside it.
+    if x1 == x2:
+        x1, x2 = (x1 - 1, x2) if x2 == width - 1 else (x1, x2 + 1)
+    if y1 == y2:
+        y1, y2 = (y1 - 1, y2) if y2 == height - 1 else (y1, y2 + 1)
+    return [x1, y1, x2, y2]
+
+
+def scale_box(box: list[float], src: tuple[int, int], dst: tuple[int, int]) -> list[float]:
+    """Map a box from a (width, height) frame to another (e.g. the model's resized frame)."""
+    sx, sy = dst[0] / src[0], dst[1] / src[1]
+    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+
+
+def max_delta(width: int, height: int) -> int:
+    """The most any side may move in one refinement: max(4, round(0.08 * min(W, H)))."""
+    return max(4, int(round(0.08 * min(width, height))))
+
+
+def clamp_box(candidate: list[float], previous: Box, limit: int) -> tuple[list[float], bool]:
+    """Keep every side within +-limit of the previous box; also say whether anything was cut."""
+    out = [min(max(c, p - limit), p + limit) for c, p in zip(candidate, previous)]
+    return out, any(o != c for o, c in zip(out, candidate))
+
+
+def apply_ops(box: Box, ops: RefineOps) -> list[float]:
+    """Apply one refinement operation to a box (no clipping or clamping)."""
+    x1, y1, x2, y2 = box
+    if ops.type == "delta":
+        return [x1 + ops.dx + ops.dl, y1 + ops.dy + ops.dt, x2 + ops.dx + ops.dr, y2 + ops.dy + ops.db]
+    if ops.type in ("expand", "shrink"):
+        a = abs(ops.amount) if ops.type == "expand" else -abs(ops.amount)
+        return [x1 - a, y1 - a, x2 + a, y2 + a]
+    # recenter: same half-size around the target centre
+    cx, cy = (ops.target or [(x1 + x2) / 2, (y1 + y2) / 2])[:2]
+    hw, hh = (x2 - x1) / 2, (y2 - y1) / 2
+    return [cx - hw, cy - hh, cx + hw, cy + hh]
+
+
+def resolve_refinement(
+    answer: RefineAnswer | None,
+    previous: Box,
+    width: int,
+    height: int,
+    model_frame: tuple[int, int] | None = None,
+) -> tuple[Box, str, bool]:
+    """The released code's resolution order: ops, then bbox, then `changed: false` keeps the box.
+
+    `answer` coordinates are in `model_frame` (default: the image's own); the result is in image
+    pixels, clipped and clamped to +-max_delta per side. Returns (box, what was applied, clamped).
+    """
+    if answer is None:
+        return list(previous), "parse_error", False
+    frame = model_frame or (width, height)
+    image = (width, height)
+    limit = max_delta(width, height)
+    box, applied, clamped = list(previous), [], False
+
+    def settle(candidate_model: list[float]) -> Box:
+        nonlocal clamped
+        candidate = scale_box(candidate_model, frame, image)
+        candidate, cut = clamp_box(clip_box(candidate, width, height), previous, limit)
+        clamped = clamped or cut
+        return clip_box(candidate, width, height)
+
+    if answer.ops is not None:
+        box = settle(apply_ops(scale_box(previous, image, frame), answer.ops))
+        applied.append("ops")
+    if answer.bbox is not None and len(answer.bbox) == 4:
+        box = settle(answer.bbox)
+        applied.append("bbox")
+    if not answer.changed:
+        return list(previous), "not_changed", False
+    return box, "+".join(applied) or "unchanged", clamped
+
+
+# --- votes -------------------------------------------------------------------------------------
+
+
+def normalize_name(name: str, limit: int | None = None) -> str:
+    """Lowercase; runs of spaces/hyphens become one underscore; optionally cut to `limit` chars."""
+    out = re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+    return out[:limit] if limit else out
+
+
+def clip01(x: float) -> float:
+    """Clip into [0, 1]; NaN counts as 0."""
+    return 0.0 if math.isnan(x) else min(max(float(x), 0.0), 1.0)
+
+
+def aggregate_votes(votes: list[Vote]) -> Analysis:
+    """Aggregate the parsed votes: mean av, strict-majority keep, top-4 tags, mean per anchor."""
+    parsed = [v.parsed for v in votes if v.parsed is not None]
+    n = len(parsed)
+    if n == 0:
+        return Analysis(
+            av_consistency=0.0, keep=False, role_tags=[], anchor_votes=[], n_votes=len(votes), n_parsed=0
+        )
+    av = sum(clip01(p.av_consistency) for p in parsed) / n
+    keep = sum(p.keep for p in parsed) >= n // 2 + 1
+    tags = Counter(normalize_name(t) for p in parsed for t in p.role_tags if normalize_name(t))
+    # Counter.most_common keeps first-seen order among ties, so ties resolve by first appearance.
+    role_tags = [t for t, _ in tags.most_common(MAX_TAGS)]
+    scores: dict[str, list[float]] = defaultdict(list)
+    for p in parsed:
+        for a in p.anchor_votes:
+            name = normalize_name(a.anchor, ANCHOR_NAME_LEN)
+            if name:
+                scores[name].append(clip01(a.score))
+    anchors = [AnchorVote(anchor=k, score=sum(v) / len(v)) for k, v in scores.items()]
+    anchors.sort(key=lambda a: -a.score)  # stable: equal scores keep first-seen order
+    return Analysis(
+        av_consistency=av,
+        keep=keep,
+        role_tags=role_tags,
+        anchor_votes=anchors,
+        n_votes=len(votes),
+        n_parsed=n,
+    )
+
+
+# --- gate --------------------------------------------------------------------------------------
+
+
+def gate(analysis: Analysis, audio_confidence: float, settings: Settings) -> GateDecision:
+    """Skip refinement iff keep and av >= tau_av and audio_conf >= tau_audio (equality passes)."""
+    reasons = []
+    if not analysis.keep:
+        reasons.append("keep is false")
+    if not analysis.av_consistency >= settings.tau_av:
+        reasons.append(f"av_consistency {analysis.av_consistency:.3f} < tau_av {settings.tau_av}")
+    if not audio_confidence >= settings.tau_audio:
+        reasons.append(f"audio_confidence {audio_confidence:.3f} < tau_audio {settings.tau_audio}")
+    return GateDecision(
+        keep=analysis.keep,
+        av_consistency=analysis.av_consistency,
+        audio_confidence=audio_confidence,
+        tau_av=settings.tau_av,
+        tau_audio=settings.tau_audio,
+        refine=bool(reasons),
+        reasons=reasons,
+    )

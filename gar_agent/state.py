@@ -1,0 +1,264 @@
+"""The typed state of a GAR run: settings, inputs, and per source every answer and decision.
+
+The state is the single source of truth for a run: the trace, the terminal view, replay and the
+result JSON are all read from it. Everything here is JSON-native pydantic, so checkpoints, traces
+and forks round-trip without custom serialisers.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Box = list[int]
+"""A box `[x1, y1, x2, y2]` in integer pixels of the original image (x1 < x2, y1 < y2)."""
+
+Stage = Literal["generate", "audio", "analyze", "refine"]
+"""The model calls of the method: Generate's two calls (boxes; audio class), Analyze, Refine."""
+
+
+class Settings(BaseModel):
+    """What the user chose for this run; routers read their thresholds from here (pure routers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    sources: int = Field(1, ge=1, le=8, description="K, the number of sounding objects to find.")
+    n_votes: int = Field(5, ge=1, le=64, description="N, analysis passes (votes) per source.")
+    votes_per_call: int | None = Field(
+        None, ge=1, le=64, description="Votes asked of one model call (None: all N at once)."
+    )
+    tau_av: float = Field(0.5, ge=0.0, le=1.0, description="Gate threshold on mean av_consistency.")
+    tau_audio: float = Field(0.75, ge=0.0, le=1.0, description="Gate threshold on audio confidence.")
+    vote_temperature: float = Field(0.4, ge=0.0, description="Sampling temperature of the votes.")
+    vote_top_p: float = Field(0.9, gt=0.0, le=1.0, description="Nucleus sampling of the votes.")
+    max_repairs: int = Field(1, ge=0, le=3, description="Repair attempts for a Generate answer.")
+    graph: str = Field("gar", description="Name of the graph topology that ran.")
+    backend: str = Field("", description="The chat model that answered, as given on the CLI.")
+
+    @property
+    def batch(self) -> int:
+        """Votes requested per Analyze call."""
+        return min(self.votes_per_call or self.n_votes, self.n_votes)
+
+
+class ImageInfo(BaseModel):
+    """The input frame and the coordinate frame the model answers in."""
+
+    path: str
+    width: int
+    height: int
+    sha256: str = ""
+    model_width: int = Field(0, description="Width of the image as the model sees it (0: same).")
+    model_height: int = Field(0, description="Height of the image as the model sees it (0: same).")
+
+    @property
+    def frame(self) -> tuple[int, int]:
+        """(width, height) of the model's coordinate frame."""
+        return (self.model_width or self.width, self.model_height or self.height)
+
+
+class AudioInfo(BaseModel):
+    """The input audio after decoding to 16 kHz mono and windowing."""
+
+    path: str
+    sample_rate: int
+    duration_s: float
+    original_duration_s: float
+    window_s: tuple[float, float] | None = Field(None, description="Start/end kept when cut.")
+    sha256: str = ""
+
+
+class Usage(BaseModel):
+    """Cost of model calls."""
+
+    model_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    wall_s: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            model_calls=self.model_calls + other.model_calls,
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            wall_s=round(self.wall_s + other.wall_s, 6),
+        )
+
+
+class ModelCall(BaseModel):
+    """One request to the chat model and everything that came back."""
+
+    stage: Stage
+    source: int | None = Field(None, description="Source index; None for run-level calls.")
+    template: str = Field(description="Prompt template file the text was rendered from.")
+    prompt: str = Field(description="The rendered text sent with the media.")
+    media: list[str] = Field(default_factory=list, description="'image', 'audio': what was attached.")
+    temperature: float = 0.0
+    top_p: float = 1.0
+    n: int = 1
+    answers: list[str] = Field(default_factory=list, description="Raw answer texts, in order.")
+    usage: Usage = Field(default_factory=Usage)
+    error: str | None = Field(None, description="The model raised: its message.")
+
+
+class AnchorVote(BaseModel):
+    """A visible cause of the sound and the visual evidence for it."""
+
+    anchor: str
+    score: float
+
+
+class VoteAnswer(BaseModel):
+    """One analysis pass, validated."""
+
+    av_consistency: float
+    keep: bool
+    role_tags: list[str] = Field(default_factory=list)
+    anchor_votes: list[AnchorVote] = Field(default_factory=list)
+
+
+class Vote(BaseModel):
+    """One analysis pass as answered: raw text and parsed value, or why it was dropped."""
+
+    index: int
+    raw: str
+    parsed: VoteAnswer | None = None
+    error: str | None = None
+
+
+class Analysis(BaseModel):
+    """The aggregate of a source's votes (METHOD: Stage 2 aggregation)."""
+
+    av_consistency: float
+    keep: bool
+    role_tags: list[str]
+    anchor_votes: list[AnchorVote]
+    n_votes: int
+    n_parsed: int
+
+
+class GateDecision(BaseModel):
+    """The gate's inputs and decision: skip refinement iff keep and both thresholds pass."""
+
+    keep: bool
+    av_consistency: float
+    audio_confidence: float
+    tau_av: float
+    tau_audio: float
+    refine: bool
+    reasons: list[str] = Field(default_factory=list, description="Which conditions sent it to Refine.")
+
+
+class RefineOps(BaseModel):
+    """A conservative edit of the previous box, as the model proposed it."""
+
+    type: Literal["delta", "expand", "shrink", "recenter"]
+    dx: float = 0
+    dy: float = 0
+    dl: float = 0
+    dr: float = 0
+    dt: float = 0
+    db: float = 0
+    amount: float = 0
+    target: list[float] | None = None
+
+
+class RefineAnswer(BaseModel):
+    """Refine's answer, validated; bbox/ops are in the model's coordinate frame."""
+
+    bbox: list[float] | None = None
+    changed: bool = True
+    ops: RefineOps | None = None
+    refined_description: str = ""
+
+
+class Refinement(BaseModel):
+    """What Refine asked, what came back, and how the box moved (and was clamped)."""
+
+    raw: str | None = None
+    parsed: RefineAnswer | None = None
+    error: str | None = None
+    previous_box: Box
+    box: Box
+    max_delta: int
+    applied: Literal["ops", "bbox", "ops+bbox", "unchanged", "not_changed", "parse_error"]
+    clamped: bool = Field(False, description="Whether the clamp to +-max_delta cut the move.")
+
+
+class SourceRecord(BaseModel):
+    """Everything about one sounding object, from Generate to the final box."""
+
+    index: int
+    initial_box: Box
+    box: Box = Field(description="The current box: initial, then refined.")
+    description: str = ""
+    audio_class: str = "unknown"
+    audio_confidence: float = 0.0
+    calls: list[ModelCall] = Field(default_factory=list, description="This source's model calls.")
+    votes: list[Vote] = Field(default_factory=list)
+    analysis: Analysis | None = None
+    gate: GateDecision | None = None
+    refinement: Refinement | None = None
+    error: str | None = None
+
+
+class ParsedAnswer(BaseModel):
+    """A Generate answer: raw text and its parsed fields, or the parse error."""
+
+    raw: str
+    value: dict | None = None
+    error: str | None = None
+
+
+class GenerateRecord(BaseModel):
+    """Stage 1: the audio call, the box call, repairs, and how boxes were paired with sounds."""
+
+    calls: list[ModelCall] = Field(default_factory=list)
+    audio: list[ParsedAnswer] = Field(default_factory=list, description="Audio answer (+ repair).")
+    boxes: list[ParsedAnswer] = Field(default_factory=list, description="Box answer (+ repair).")
+    pairing: str = Field(
+        "prompted",
+        description="Box i is asked for sound i by name, so pairing is fixed by the prompt.",
+    )
+
+
+def merge_sources(left: list[SourceRecord], right: list[SourceRecord]) -> list[SourceRecord]:
+    """Reducer joining per-source branches: a record replaces the one with its index."""
+    merged = {s.index: s for s in left}
+    merged.update({s.index: s for s in right})
+    return [merged[i] for i in sorted(merged)]
+
+
+class RunState(BaseModel):
+    """The run: inputs and settings, Generate's record, and one record per source."""
+
+    settings: Settings
+    image: ImageInfo
+    audio: AudioInfo
+    generate: GenerateRecord | None = None
+    sources: Annotated[list[SourceRecord], merge_sources] = Field(default_factory=list)
+    error: str | None = Field(None, description="Why the run ended early, if it did.")
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _none_is_empty(cls, v):  # LangGraph may hand None for an unset reducer channel
+        return v or []
+
+
+class SourceState(BaseModel):
+    """One source's branch after the fan-out: it refines `source` and reports it to `sources`."""
+
+    settings: Settings
+    image: ImageInfo
+    audio: AudioInfo
+    source: SourceRecord
+    peers: list[SourceRecord] = Field(
+        default_factory=list, description="The other sources as Generate left them (duets and beyond)."
+    )
+
+
+class SourceOutput(BaseModel):
+    """What a source branch hands back to the run (joined by `merge_sources`)."""
+
+    sources: Annotated[list[SourceRecord], merge_sources] = Field(default_factory=list)
