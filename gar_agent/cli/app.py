@@ -1,0 +1,155 @@
+"""The `gar` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from gar_agent.cli.views import print_step, result_table
+from gar_agent.media import MediaError, load_media
+from gar_agent.models.backends import BackendError, resolve_backend
+from gar_agent.models.scripted import ScriptError
+from gar_agent.overlay import result_items, save_overlay
+from gar_agent.prompts import PromptError, PromptSet
+from gar_agent.runner import run_clip
+from gar_agent.state import Settings
+from gar_agent.topology import GraphError, load_topology
+
+app = typer.Typer(
+    help="GAR-SSL: find what makes the sound in a video frame, and see how the model reasoned.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+# Errors a user can fix: one line on stderr, exit 2, no traceback.
+USER_ERRORS = (MediaError, BackendError, ScriptError, PromptError, GraphError, FileNotFoundError)
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print `gar: error: ...` on stderr and return the Exit to raise."""
+    err.print(f"gar: error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+Backend = Annotated[
+    str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")
+]
+
+
+@app.command()
+def run(
+    image: Annotated[Path, typer.Argument(help="The frame: jpg, png or webp.")],
+    audio: Annotated[Path, typer.Argument(help="The audio: wav, flac, mp3 or ogg, any rate/channels.")],
+    sources: Annotated[int, typer.Option(min=1, max=8, help="K, sounding objects to find.")] = 1,
+    n_votes: Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")] = 5,
+    votes_per_call: Annotated[Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")] = None,
+    tau_av: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")] = 0.5,
+    tau_audio: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on audio confidence.")] = 0.75,
+    backend: Backend = "qwen-omni",
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint for qwen-omni: hub id or local dir.")] = None,
+    graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
+    prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
+    out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
+    max_audio_s: Annotated[float, typer.Option(min=0.0, help="Longer audio keeps a centred window (0: keep all).")] = 30.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+) -> None:
+    """Localize the sound sources of IMAGE given AUDIO, showing every step."""
+    try:
+        topology = load_topology(graph)
+        prompt_set = PromptSet(prompts)
+        media = load_media(image, audio, max_audio_s)
+        chat = resolve_backend(backend, model)
+    except USER_ERRORS as e:
+        raise fail(str(e)) from None
+    settings = Settings(
+        sources=sources,
+        n_votes=n_votes,
+        votes_per_call=votes_per_call,
+        tau_av=tau_av,
+        tau_audio=tau_audio,
+        graph=topology.name,
+        backend=backend if not model else f"{backend} --model {model}",
+    )
+    for notice in media.notices:
+        err.print(f"gar: note: {notice}", markup=False)
+    if not as_json:
+        console.rule(f"gar run · {image.name} + {audio.name} · K={sources} N={n_votes} · graph {topology.name}")
+    on_step = None if as_json else (lambda step: print_step(console, step.node, step.update))
+    try:
+        outcome = run_clip(media, settings, chat, topology=topology, prompts=prompt_set, on_step=on_step)
+    except PromptError as e:
+        raise fail(str(e)) from None
+    result = outcome.result
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    if result["sources"]:
+        save_overlay(media.image, result_items(result), out / "overlay.png")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        console.print(result_table(result))
+        console.print(f"wrote {out / 'result.json'}" + (f" and {out / 'overlay.png'}" if result["sources"] else ""))
+    if result["error"]:
+        raise fail(result["error"], EXIT_RUN_FAILED)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the example and its results go.")] = Path("out/demo"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+) -> None:
+    """Run the graph on a generated duet with SCRIPTED answers (no model needed)."""
+    from gar_agent.demo import make_example
+
+    image, audio, script = make_example(out)
+    if not as_json:
+        console.print(
+            "[bold yellow]DEMO with SCRIPTED answers[/] (from "
+            f"{script}), not a real model's: it shows every step of the graph on a generated duet."
+        )
+    run(image, audio, sources=2, n_votes=5, votes_per_call=None, tau_av=0.5, tau_audio=0.75,
+        backend=f"scripted:{script}", model=None, graph="gar", prompts=None, out=out,
+        max_audio_s=30.0, as_json=as_json)
+
+
+def _mount() -> None:
+    """Sub-command groups that live in their own modules."""
+    from gar_agent.cli.data_cmd import data_app
+    from gar_agent.cli.model_cmd import model_app
+
+    app.add_typer(model_app, name="model", help="Model utilities (tiny test checkpoint).")
+    app.add_typer(data_app, name="data", help="Benchmark data preparation.")
+
+
+_mount()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: usage errors become one line on stderr with exit code 2."""
+    try:
+        code = app(args=argv, prog_name="gar", standalone_mode=False)
+    except click.UsageError as e:
+        where = f" ({e.ctx.command_path})" if e.ctx else ""
+        err.print(f"gar: error: {e.format_message()}{where}; see --help", markup=False, soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.Abort:
+        err.print("gar: aborted", markup=False)
+        return 130
+    return code if isinstance(code, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Benchmark evaluation: dataset loaders, the GAR metrics, the resumable runner."""

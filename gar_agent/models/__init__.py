@@ -1,0 +1,1 @@
+"""Chat-model adapters (local Qwen-Omni, scripted answers) and backend resolution."""

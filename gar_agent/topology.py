@@ -1,0 +1,78 @@
+"""Load a graph topology from `graphs/NAME.py` or a researcher's own file.
+
+A graph file defines `build() -> StateGraph` (uncompiled, so the runner can attach a
+checkpointer). The trace records the graph's name and the sha256 of its file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from langgraph.graph import StateGraph
+
+from gar_agent.paths import GRAPHS_DIR
+
+
+class GraphError(ValueError):
+    """A graph name or file that does not give a usable topology."""
+
+
+@dataclass
+class Topology:
+    """A loaded graph file."""
+
+    name: str
+    path: Path
+    sha256: str
+    builder: StateGraph
+
+    def compile(self, checkpointer=None):
+        """The runnable graph, checkpointed when a checkpointer is given."""
+        return self.builder.compile(checkpointer=checkpointer)
+
+
+def available() -> list[str]:
+    """Names of the shipped topologies."""
+    return sorted(p.stem for p in GRAPHS_DIR.glob("*.py") if not p.stem.startswith("_"))
+
+
+def graph_path(name_or_path: str) -> Path:
+    """The file of a graph given by name (`gar`) or path (`my/graph.py`)."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".py" or candidate.parent != Path("."):
+        path = candidate
+    else:
+        path = GRAPHS_DIR / f"{name_or_path}.py"
+        if not path.is_file():
+            raise GraphError(f"no graph named {name_or_path!r}: use one of {', '.join(available())} or a .py path")
+    if not path.is_file():
+        raise GraphError(f"graph file {path} not found: check the path given to --graph")
+    return path
+
+
+def load_topology(name_or_path: str = "gar") -> Topology:
+    """Import a graph file and build its topology, with one-line errors for broken files."""
+    path = graph_path(name_or_path).resolve()
+    module_name = f"gar_graph_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # pydantic/typing resolve names through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        build = getattr(module, "build", None)
+        if not callable(build):
+            raise GraphError(f"graph file {path} defines no build() function: add `def build() -> StateGraph`")
+        builder = build()
+    except GraphError:
+        raise
+    except Exception as e:  # a broken graph file: say where and why, not a traceback
+        line = getattr(e, "lineno", None)
+        where = f"{path}:{line}" if line else str(path)
+        raise GraphError(f"graph file {where} failed to load ({type(e).__name__}: {e})") from None
+    if not isinstance(builder, StateGraph):
+        raise GraphError(f"graph file {path}: build() returned {type(builder).__name__}, expected a StateGraph")
+    return Topology(path.stem, path, hashlib.sha256(path.read_bytes()).hexdigest(), builder)

@@ -1,0 +1,1 @@
+"""Traces: the saved-run schema, its store, and replay from a recording."""
