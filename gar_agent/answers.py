@@ -44,13 +44,13 @@ def extract_object(text: str, wanted: tuple[str, ...] = ()) -> dict:
         # several objects in one answer come back as a list.
         got = json_repair.loads(chunk[start:])
         candidates.extend(got if isinstance(got, list) else [got])
-    objects = [c for c in candidates if isinstance(c, dict) and c]
+    objects = [c for c in candidates if isinstance(c, dict)]
     if not objects:
         raise AnswerError("no JSON object found in the answer")
     for obj in objects:
         if any(k in obj for k in wanted):
             return obj
-    return objects[0]
+    return next((o for o in objects if o), objects[0])
 
 
 # --- coercion ------------------------------------------------------------------------------------

@@ -44,8 +44,8 @@ def clip_box(box: list[float], width: int, height: int) -> Box:
 
 def scale_box(box: list[float], src: tuple[int, int], dst: tuple[int, int]) -> list[float]:
     """Map a box from a (width, height) frame to another (e.g. the model's resized frame)."""
-    sx, sy = dst[0] / src[0], dst[1] / src[1]
-    return [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
+    (sw, sh), (dw, dh) = src, dst
+    return [box[0] * dw / sw, box[1] * dh / sh, box[2] * dw / sw, box[3] * dh / sh]
 
 
 def max_delta(width: int, height: int) -> int:

@@ -9,6 +9,11 @@ from typing import Annotated, Optional
 
 import click
 import typer
+
+try:  # typer >= 0.26 ships its own copy of click with its own exception classes
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
 from rich.console import Console
 
 from gar_agent.cli.views import print_step, result_table
@@ -139,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors become one line on stderr with exit code 2."""
     try:
         code = app(args=argv, prog_name="gar", standalone_mode=False)
-    except click.UsageError as e:
+    except (click.UsageError, _typer_click.UsageError) as e:
+        if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already
+            return EXIT_BAD_INPUT
         where = f" ({e.ctx.command_path})" if e.ctx else ""
         err.print(f"gar: error: {e.format_message()}{where}; see --help", markup=False, soft_wrap=True)
         return EXIT_BAD_INPUT
-    except click.exceptions.Exit as e:
+    except (click.exceptions.Exit, typer.Exit) as e:
         return e.exit_code
-    except click.Abort:
+    except (click.Abort, typer.Abort):
         err.print("gar: aborted", markup=False)
         return 130
     return code if isinstance(code, int) else 0
