@@ -99,6 +99,7 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
     )
     batch = supports_samples(model)
     usage = Usage()
+    reported: list[float] = []  # model-reported call times (a replay reports the recorded ones)
     start = time.perf_counter()
     try:
         while len(record.answers) < request.n:
@@ -108,11 +109,15 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
             if not gens:
                 raise RuntimeError("the model returned no answer")
             record.answers.extend(answer_text(m) for m in gens[:want])
+            if isinstance(gens[0].response_metadata.get("wall_s"), (int, float)):
+                reported.append(float(gens[0].response_metadata["wall_s"]))
             tokens_in, tokens_out = _usage(gens, want)
             usage = usage + Usage(model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out)
     except Exception as e:  # any model failure ends the run with its message, not a traceback
         record.error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
-    usage.wall_s = round(time.perf_counter() - start, 6)
+    calls_made = usage.model_calls
+    measured = time.perf_counter() - start
+    usage.wall_s = round(sum(reported) if calls_made and len(reported) == calls_made else measured, 6)
     record.usage = usage
     return record
 

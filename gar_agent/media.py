@@ -93,16 +93,34 @@ def load_image(path: str | Path) -> tuple[np.ndarray, bytes, str, ImageInfo]:
     return rgb, shown, mime, info
 
 
+def decode_audio(src: bytes | str | Path) -> np.ndarray:
+    """16 kHz mono float32 from a file or its bytes (any rate, any channel count)."""
+    source = io.BytesIO(src) if isinstance(src, bytes) else str(src)
+    try:
+        # soundfile + soxr is what librosa.load does, without librosa's seconds of numba start-up
+        wave, rate = sf.read(source, dtype="float32", always_2d=True)
+        wave = wave.mean(axis=1)
+        if rate != SAMPLE_RATE:
+            import soxr
+
+            wave = soxr.resample(wave, rate, SAMPLE_RATE)
+    except sf.LibsndfileError:
+        import librosa  # formats libsndfile cannot read (audioread fallback)
+
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wave, _ = librosa.load(source, sr=SAMPLE_RATE, mono=True)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
 def load_audio(path: str | Path, max_seconds: float = 30.0) -> tuple[np.ndarray, bytes, AudioInfo, list[str]]:
     """Decode audio to 16 kHz mono; longer than `max_seconds` keeps a centred window (with a notice)."""
-    import librosa  # slow import; only audio needs it
-
     path = Path(path)
     data = _readable(path, "audio")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            audio, _ = librosa.load(io.BytesIO(data), sr=SAMPLE_RATE, mono=True)
+        audio = decode_audio(data)
     except Exception as e:  # decoders raise many types; all mean the same to the user
         reason = " ".join(str(e).split())[:120] or type(e).__name__
         raise MediaError(

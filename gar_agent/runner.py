@@ -62,19 +62,28 @@ def run_clip(
     checkpointer=None,
     thread_id: str | None = None,
     on_step: Callable[[Step], None] | None = None,
+    state: RunState | None = None,
 ) -> RunOutcome:
-    """Invoke the graph on one clip and return the final state and result."""
+    """Invoke the graph on one clip and return the final state and result.
+
+    `state` replaces the initial state built from `media` (replay starts from the recorded one).
+    """
     topology = topology or load_topology(settings.graph)
     graph = topology.compile(checkpointer=checkpointer)
     context = GarContext(model=model, media=media, prompts=prompts or PromptSet())
     thread_id = thread_id or uuid.uuid4().hex
     config = {"configurable": {"thread_id": thread_id}}
-    state = initial_state(media, settings, model)
+    state = state or initial_state(media, settings, model)
+    return stream_run(graph, state, config, context, on_step)
+
+
+def stream_run(graph, graph_input, config: dict, context: GarContext, on_step=None) -> RunOutcome:
+    """Stream a compiled graph (from an input, or from a checkpoint when the input is None)."""
     steps: list[Step] = []
     final: dict | None = None
     start = last = time.perf_counter()
     for namespace, mode, chunk in graph.stream(
-        state, config, context=context, stream_mode=["updates", "values"], subgraphs=True
+        graph_input, config, context=context, stream_mode=["updates", "values"], subgraphs=True
     ):
         if mode == "values":
             if not namespace:
@@ -94,6 +103,6 @@ def run_clip(
         state=end_state,
         result=result_document(end_state),
         steps=steps,
-        thread_id=thread_id,
+        thread_id=config["configurable"]["thread_id"],
         wall_s=round(time.perf_counter() - start, 6),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -18,12 +19,12 @@ def _data() -> None:
 
 @data_app.command("make-duet")
 def make_duet_cmd(
-    vggss: Path = typer.Option(..., "--vggss", help="VGG-SS ground truth (vggss.json)."),
-    pairs: Path = typer.Option(..., "--pairs", help="Duet pairs CSV: fileA,classA,fileB,classB."),
-    frames: Path = typer.Option(..., "--frames", help="Folder of VGGSound frames <id>.jpg."),
-    audio: Path = typer.Option(..., "--audio", help="Folder of VGGSound audio <id>.wav."),
-    out: Path = typer.Option(..., "--out", help="Output folder (frames/, audio/, vggss_duet.json)."),
-    limit: int | None = typer.Option(None, "--limit", min=1, help="Stop after this many duets."),
+    vggss: Annotated[Path, typer.Option("--vggss", help="VGG-SS ground truth (vggss.json).")],
+    pairs: Annotated[Path, typer.Option("--pairs", help="Duet pairs CSV: fileA,classA,fileB,classB.")],
+    frames: Annotated[Path, typer.Option("--frames", help="Folder of VGGSound frames <id>.jpg.")],
+    audio: Annotated[Path, typer.Option("--audio", help="Folder of VGGSound audio <id>.wav.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (frames/, audio/, vggss_duet.json).")],
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Stop after this many duets.")] = None,
 ) -> None:
     """Build VGGSound-Duet: two clips side by side (448x224), audios mixed, GT boxes placed."""
     try:

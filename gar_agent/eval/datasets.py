@@ -28,8 +28,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from gar_agent.media import SAMPLE_RATE as DUET_SR
+from gar_agent.media import decode_audio
+
 DUET_SIDE = 224  # each clip's frame is resized to 224x224 on the 448x224 duet canvas
-DUET_SR = 16_000
 DUET_GT_NAME = "vggss_duet.json"
 
 
@@ -91,7 +93,9 @@ def _read_json_list(gt_file: Path, what: str) -> list[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path} is not a JSON file ({exc.__class__.__name__}); expected {what} JSON") from None
+        raise DatasetError(
+            f"{path} is not a JSON file ({exc.__class__.__name__}); expected {what} JSON"
+        ) from None
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise DatasetError(f"{path}: expected a JSON list of objects ({what}), found {type(data).__name__}")
     return data
@@ -141,7 +145,9 @@ def _collect(
             missing.append(sid)
             if require_files:
                 continue
-        samples.append(Sample(id=sid, frame=frame, audio=audio, gt_boxes=boxes, classes=classes, sources=sources))
+        samples.append(
+            Sample(id=sid, frame=frame, audio=audio, gt_boxes=boxes, classes=classes, sources=sources)
+        )
     return samples, missing
 
 
@@ -271,9 +277,15 @@ def load_vggss_duet(
 ) -> tuple[list[Sample], list[str]]:
     """VGGSound-Duet as written by `make_duet`: `bbox_src1` / `bbox_src2` normalised xyxy on 448x224."""
     return _load_two_source(
-        gt_file, frames_dir, audio_dir, "VGGSound-Duet", _strict_xyxy,
+        gt_file,
+        frames_dir,
+        audio_dir,
+        "VGGSound-Duet",
+        _strict_xyxy,
         "[x1, y1, x2, y2] with x1<=x2, y1<=y2 (an xywh file, e.g. MUSIC-Duet, does not fit)",
-        ids, limit, require_files,
+        ids,
+        limit,
+        require_files,
     )
 
 
@@ -291,11 +303,22 @@ class DatasetSpec:
 
 # Thresholds: the argparse defaults of GAR-SSL's GAR_<dataset>.py scripts (tau_av / tau_audio).
 DATASETS: dict[str, DatasetSpec] = {
-    "vggss-single": DatasetSpec("vggss-single", load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists"),
-    "music-solo": DatasetSpec("music-solo", load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh"),
-    "music-duet": DatasetSpec("music-duet", load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh"),
+    "vggss-single": DatasetSpec(
+        "vggss-single", load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists"
+    ),
+    "music-solo": DatasetSpec(
+        "music-solo", load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh"
+    ),
+    "music-duet": DatasetSpec(
+        "music-duet", load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh"
+    ),
     "vggss-duet": DatasetSpec(
-        "vggss-duet", load_vggss_duet, 2, 0.75, 0.75, "vggss_duet.json from `gar data make-duet`, normalised xyxy"
+        "vggss-duet",
+        load_vggss_duet,
+        2,
+        0.75,
+        0.75,
+        "vggss_duet.json from `gar data make-duet`, normalised xyxy",
     ),
 }
 
@@ -339,7 +362,7 @@ def read_pairs(duet_csv: Path) -> list[list[str]]:
     if rows and not any(len(r) == 4 for r in rows):
         raise DatasetError(
             f"{path} is not a duet pairs CSV: expected 4 columns fileA,classA,fileB,classB, "
-            f"found {len(rows[0])} in the first row"
+            f"found {len(rows[0])} fields in the first row"
         )
     return rows
 
@@ -348,13 +371,6 @@ def _first_boxes(vggss_json: Path) -> dict[str, tuple[list[float], str]]:
     """id -> (first VGG-SS box, cleaned; class) from vggss.json."""
     samples, _ = load_vggss(vggss_json, Path("."), Path("."), gt_boxes="first", require_files=False)
     return {s.id: (s.gt_boxes[0], s.classes[0]) for s in samples}
-
-
-def _load_mono(path: Path) -> np.ndarray:
-    import librosa  # heavy import, only needed here
-
-    audio, _ = librosa.load(str(path), sr=DUET_SR, mono=True)
-    return np.asarray(audio, dtype=np.float32)
 
 
 def mix_audio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -416,32 +432,42 @@ def make_duet(
         if no_box:
             report.skipped.append((did, f"no VGG-SS box: {', '.join(no_box)}"))
             continue
-        paths = [frames_dir / f"{file_a}.jpg", frames_dir / f"{file_b}.jpg",
-                 audio_dir / f"{file_a}.wav", audio_dir / f"{file_b}.wav"]
+        paths = [
+            frames_dir / f"{file_a}.jpg",
+            frames_dir / f"{file_b}.jpg",
+            audio_dir / f"{file_a}.wav",
+            audio_dir / f"{file_b}.wav",
+        ]
         absent = [p.name for p in paths if not p.is_file()]
         if absent:
             report.skipped.append((did, f"missing file: {', '.join(absent)}"))
             continue
         imgs = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths[:2]]
         if any(im is None for im in imgs):
-            report.skipped.append((did, "unreadable frame: " + ", ".join(p.name for p, im in zip(paths, imgs) if im is None)))
+            report.skipped.append(
+                (did, "unreadable frame: " + ", ".join(p.name for p, im in zip(paths, imgs) if im is None))
+            )
             continue
         try:
-            wav_a, wav_b = _load_mono(paths[2]), _load_mono(paths[3])
-        except Exception as exc:  # any decoder failure only skips this pair
+            wav_a, wav_b = decode_audio(paths[2]), decode_audio(paths[3])
+        except (RuntimeError, ValueError, OSError) as exc:  # a decoder failure only skips this pair
             report.skipped.append((did, f"unreadable audio: {exc.__class__.__name__}"))
             continue
-        canvas = np.hstack([cv2.resize(im, (DUET_SIDE, DUET_SIDE), interpolation=cv2.INTER_AREA) for im in imgs])
+        canvas = np.hstack(
+            [cv2.resize(im, (DUET_SIDE, DUET_SIDE), interpolation=cv2.INTER_AREA) for im in imgs]
+        )
         cv2.imwrite(str(out_dir / "frames" / f"{did}.jpg"), canvas)
         sf.write(str(out_dir / "audio" / f"{did}.wav"), mix_audio(wav_a, wav_b), DUET_SR, subtype="PCM_16")
         (box_a, cls_a), (box_b, cls_b) = boxes[file_a], boxes[file_b]
-        entries.append({
-            "file": did,
-            "class_src1": cls_a,
-            "bbox_src1": duet_box(box_a, "left"),
-            "class_src2": cls_b,
-            "bbox_src2": duet_box(box_b, "right"),
-        })
+        entries.append(
+            {
+                "file": did,
+                "class_src1": cls_a,
+                "bbox_src1": duet_box(box_a, "left"),
+                "class_src2": cls_b,
+                "bbox_src2": duet_box(box_b, "right"),
+            }
+        )
         report.written += 1
 
     report.gt_file = out_dir / DUET_GT_NAME

@@ -13,19 +13,21 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
-SAMPLE_RATE = 16_000
+from gar_agent.media import SAMPLE_RATE, decode_audio
+
 
 
 class ModelLoadError(RuntimeError):
@@ -50,7 +52,11 @@ def _family_classes(family: str) -> tuple[Any, Any, Any]:
     import transformers
 
     names = {
-        "qwen2_5_omni": ("Qwen2_5OmniThinkerForConditionalGeneration", "Qwen2_5OmniProcessor", "Qwen2_5OmniConfig"),
+        "qwen2_5_omni": (
+            "Qwen2_5OmniThinkerForConditionalGeneration",
+            "Qwen2_5OmniProcessor",
+            "Qwen2_5OmniConfig",
+        ),
         "qwen3_omni_moe": (
             "Qwen3OmniMoeThinkerForConditionalGeneration",
             "Qwen3OmniMoeProcessor",
@@ -67,8 +73,10 @@ def _family_classes(family: str) -> tuple[Any, Any, Any]:
 
 def _looks_like_path(model: str) -> bool:
     # a hub id is "org/name"; anything else with a path shape is meant as a local directory
-    return model.startswith(("/", "./", "../", "~", "\\")) or model.count("/") > 1 or (
-        len(model) > 1 and model[1] == ":"
+    return (
+        model.startswith(("/", "./", "../", "~", "\\"))
+        or model.count("/") > 1
+        or (len(model) > 1 and model[1] == ":")
     )
 
 
@@ -87,7 +95,9 @@ def _read_config(model: str) -> dict:
     try:
         cfg, _ = PretrainedConfig.get_config_dict(model)
     except OSError as e:
-        raise ModelLoadError(f"cannot fetch config of {model!r} (not a local path; hub unreachable?): {e}") from None
+        raise ModelLoadError(
+            f"cannot fetch config of {model!r} (not a local path; hub unreachable?): {str(e).splitlines()[0]}"
+        ) from None
     return cfg
 
 
@@ -149,11 +159,15 @@ def _load(model: str, dtype: str, device: str, attn: str, quantization: str | No
             kwargs["config"] = composite_cfg_cls.from_pretrained(model).thinker_config
         if quantization is not None:
             if importlib.util.find_spec("bitsandbytes") is None:
-                raise ModelLoadError(f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes")
+                raise ModelLoadError(
+                    f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes"
+                )
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = (
-                BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+                BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+                )
                 if quantization == "4bit"
                 else BitsAndBytesConfig(load_in_8bit=True)
             )
@@ -162,7 +176,7 @@ def _load(model: str, dtype: str, device: str, attn: str, quantization: str | No
         try:
             net = model_cls.from_pretrained(model, **kwargs)
         except (OSError, ImportError) as e:
-            raise ModelLoadError(f"cannot load {model}: {e}") from None
+            raise ModelLoadError(f"cannot load {model}: {str(e).splitlines()[0]}") from None
         if quantization is None and device != "cpu":
             net = net.to(device)
         net.eval()
@@ -201,18 +215,16 @@ def _load_image(src: bytes | str) -> Any:
 
 
 def _load_audio(src: bytes | str) -> Any:
-    import librosa
-    import numpy as np
-
     if isinstance(src, str) and not Path(src).is_file():
         raise ContentBlockError(f"audio file not found: {src}")
-    wav, _ = librosa.load(src if isinstance(src, str) else io.BytesIO(src), sr=SAMPLE_RATE, mono=True)
-    return np.ascontiguousarray(wav, dtype=np.float32)
+    return decode_audio(src)
 
 
 def _media_source(block: dict, kind: str) -> bytes | str:
     """The bytes or path of an image/audio block in any of LangChain's standard forms."""
-    b64 = block.get("base64") or (block.get("data") if block.get("source_type", "base64") == "base64" else None)
+    b64 = block.get("base64") or (
+        block.get("data") if block.get("source_type", "base64") == "base64" else None
+    )
     if isinstance(b64, str):
         return base64.b64decode(b64)
     for key in ("url", "path", "file_path"):
@@ -339,7 +351,9 @@ class ChatQwenOmni(BaseChatModel):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         attn = self.attn_implementation
         if attn is None:
-            attn = "flash_attention_2" if device == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
+            attn = (
+                "flash_attention_2" if device == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
+            )
         path = Path(self.model).expanduser()
         model = str(path.resolve()) if path.exists() else self.model
         return model, self.dtype, device, attn, self.quantization
@@ -379,7 +393,9 @@ class ChatQwenOmni(BaseChatModel):
         stop = kwargs.pop("stop", None)
         return self._run([list(p) for p in prompts], stop=stop, **kwargs)
 
-    def _run(self, prompts: list[list[BaseMessage]], stop: list[str] | None = None, **kwargs: Any) -> list[ChatResult]:
+    def _run(
+        self, prompts: list[list[BaseMessage]], stop: list[str] | None = None, **kwargs: Any
+    ) -> list[ChatResult]:
         import torch
 
         unknown = set(kwargs) - {"temperature", "top_p", "n", "max_new_tokens", "max_tokens", "seed", "model"}
@@ -467,10 +483,16 @@ class ChatQwenOmni(BaseChatModel):
                 in_tok = input_tokens if j == 0 else 0
                 msg = AIMessage(
                     content=text,
-                    usage_metadata={"input_tokens": in_tok, "output_tokens": count, "total_tokens": in_tok + count},
+                    usage_metadata={
+                        "input_tokens": in_tok,
+                        "output_tokens": count,
+                        "total_tokens": in_tok + count,
+                    },
                     response_metadata={**meta_common, "finish_reason": finish},
                     id=f"{call_id}-{j}",
                 )
                 generations.append(ChatGeneration(message=msg, generation_info={"finish_reason": finish}))
-            results.append(ChatResult(generations=generations, llm_output={"model_name": self.model, "wall_s": wall}))
+            results.append(
+                ChatResult(generations=generations, llm_output={"model_name": self.model, "wall_s": wall})
+            )
         return results
