@@ -139,7 +139,7 @@ def test_long_audio_is_windowed_with_a_notice(example, script, tmp_path, capsys)
 def test_readme_demo_command(tmp_path):
     # The README's first command, as a user runs it (installed console script).
     proc = subprocess.run(
-        [sys.executable, "-m", "gar_agent.cli.app", "demo", "--out", str(tmp_path / "demo")],
+        [sys.executable, "-m", "gar_agent", "demo", "--out", str(tmp_path / "demo"), "--trace-dir", str(tmp_path / "t")],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -14,17 +13,29 @@ try:  # typer >= 0.26 ships its own copy of click with its own exception classes
     from typer._click import exceptions as _typer_click
 except ImportError:  # pragma: no cover - older typer uses click itself
     _typer_click = click.exceptions
-from rich.console import Console
 
-from gar_agent.cli.views import print_step, result_table
-from gar_agent.media import MediaError, load_media
-from gar_agent.models.backends import BackendError, resolve_backend
-from gar_agent.models.scripted import ScriptError
-from gar_agent.overlay import result_items, save_overlay
+from gar_agent.cli.common import (
+    EXIT_BAD_INPUT,
+    USER_ERRORS,
+    Backend,
+    Checkpoints,
+    TraceDir,
+    console,
+    err,
+    fail,
+    finish,
+    step_printer,
+)
+from gar_agent.media import load_media
+from gar_agent.models.backends import resolve_backend
+from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptError, PromptSet
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings
-from gar_agent.topology import GraphError, load_topology
+from gar_agent.topology import load_topology
+from gar_agent.trace.checkpoints import open_checkpointer
+from gar_agent.trace.record import build_trace
+from gar_agent.trace.store import write_trace
 
 app = typer.Typer(
     help="GAR-SSL: find what makes the sound in a video frame, and see how the model reasoned.",
@@ -32,24 +43,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-# Errors a user can fix: one line on stderr, exit 2, no traceback.
-USER_ERRORS = (MediaError, BackendError, ScriptError, PromptError, GraphError, FileNotFoundError)
-EXIT_RUN_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print `gar: error: ...` on stderr and return the Exit to raise."""
-    err.print(f"gar: error: {message}", markup=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-Backend = Annotated[
-    str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")
-]
 
 
 @app.command()
@@ -68,6 +61,9 @@ def run(
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
     max_audio_s: Annotated[float, typer.Option(min=0.0, help="Longer audio keeps a centred window (0: keep all).")] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    trace_dir: TraceDir = TRACES_DIR,
+    embed_media: Annotated[bool, typer.Option(help="Copy the inputs beside the trace (portable).")] = False,
+    checkpoints: Checkpoints = None,
 ) -> None:
     """Localize the sound sources of IMAGE given AUDIO, showing every step."""
     try:
@@ -90,29 +86,23 @@ def run(
         err.print(f"gar: note: {notice}", markup=False)
     if not as_json:
         console.rule(f"gar run · {image.name} + {audio.name} · K={sources} N={n_votes} · graph {topology.name}")
-    on_step = None if as_json else (lambda step: print_step(console, step.node, step.update))
     try:
-        outcome = run_clip(media, settings, chat, topology=topology, prompts=prompt_set, on_step=on_step)
-    except PromptError as e:
+        checkpointer = open_checkpointer(checkpoints, trace_dir)
+        outcome = run_clip(
+            media, settings, chat, topology=topology, prompts=prompt_set, checkpointer=checkpointer,
+            on_step=step_printer(as_json),
+        )
+    except (PromptError, ValueError) as e:
         raise fail(str(e)) from None
-    result = outcome.result
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    if result["sources"]:
-        save_overlay(media.image, result_items(result), out / "overlay.png")
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    else:
-        console.print(result_table(result))
-        console.print(f"wrote {out / 'result.json'}" + (f" and {out / 'overlay.png'}" if result["sources"] else ""))
-    if result["error"]:
-        raise fail(result["error"], EXIT_RUN_FAILED)
+    trace = build_trace(outcome, media, topology, prompt_set, backend=settings.backend)
+    finish(outcome.result, media, out, as_json, write_trace(trace, trace_dir, embed_media))
 
 
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the example and its results go.")] = Path("out/demo"),
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    trace_dir: TraceDir = TRACES_DIR,
 ) -> None:
     """Run the graph on a generated duet with SCRIPTED answers (no model needed)."""
     from gar_agent.demo import make_example
@@ -125,16 +115,20 @@ def demo(
         )
     run(image, audio, sources=2, n_votes=5, votes_per_call=None, tau_av=0.5, tau_audio=0.75,
         backend=f"scripted:{script}", model=None, graph="gar", prompts=None, out=out,
-        max_audio_s=30.0, as_json=as_json)
+        max_audio_s=30.0, as_json=as_json, trace_dir=trace_dir, embed_media=False, checkpoints=None)
 
 
 def _mount() -> None:
     """Sub-command groups that live in their own modules."""
     from gar_agent.cli.data_cmd import data_app
     from gar_agent.cli.model_cmd import model_app
+    from gar_agent.cli.trace_cmd import fork, replay, trace_app
 
     app.add_typer(model_app, name="model", help="Model utilities (tiny test checkpoint).")
     app.add_typer(data_app, name="data", help="Benchmark data preparation.")
+    app.add_typer(trace_app, name="trace", help="Inspect saved runs: list, show, diff.")
+    app.command()(replay)
+    app.command()(fork)
 
 
 _mount()

@@ -1,0 +1,68 @@
+"""What the `gar` commands share: consoles, one-line errors, option types, writing results."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from gar_agent.cli.views import print_step, result_table
+from gar_agent.media import MediaError
+from gar_agent.models.backends import BackendError
+from gar_agent.models.scripted import ScriptError
+from gar_agent.overlay import result_items, save_overlay
+from gar_agent.prompts import PromptError
+from gar_agent.topology import GraphError
+from gar_agent.trace.store import TraceError
+
+# Piped output (files, CI logs) gets a wide page instead of rich's 80-column default.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, highlight=False)
+
+# Errors a user can fix: one line on stderr, exit 2, no traceback.
+USER_ERRORS = (MediaError, BackendError, ScriptError, PromptError, GraphError, TraceError, FileNotFoundError)
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print `gar: error: ...` on stderr and return the Exit to raise."""
+    err.print(f"gar: error: {message}", markup=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+TraceDir = Annotated[Path, typer.Option(help="Where run traces are saved.")]
+Checkpoints = Annotated[
+    Optional[str],
+    typer.Option(help="Checkpoint store: memory | sqlite:PATH | postgresql://... (default SQLite in the trace dir)."),
+]
+Backend = Annotated[
+    str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")
+]
+
+
+
+def step_printer(as_json: bool):
+    """The live step view (none with --json)."""
+    return None if as_json else (lambda step: print_step(console, step.node, step.update))
+
+
+def finish(result: dict, media, out: Path, as_json: bool, trace_path: Path | None) -> None:
+    """Write result.json and overlay.png, print the result, exit 1 if the run failed."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    if result["sources"]:
+        save_overlay(media.image, result_items(result), out / "overlay.png")
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        console.print(result_table(result))
+        console.print(f"wrote {out / 'result.json'}" + (f" and {out / 'overlay.png'}" if result["sources"] else ""))
+        if trace_path:
+            console.print(f"trace {trace_path}")
+    if result["error"]:
+        raise fail(result["error"], EXIT_RUN_FAILED)

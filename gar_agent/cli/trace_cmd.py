@@ -1,0 +1,288 @@
+"""`gar trace list|show|diff`, `gar replay` and `gar fork`: saved runs, inspected and re-run."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+from rich.tree import Tree
+
+from gar_agent.cli.common import (
+    USER_ERRORS,
+    Checkpoints,
+    TraceDir,
+    console,
+    fail,
+    finish,
+    step_printer,
+)
+from gar_agent.cli.views import analysis_text, gate_view, generate_view, node_view, refine_view, votes_table
+from gar_agent.models.backends import resolve_backend
+from gar_agent.overlay import save_overlay
+from gar_agent.paths import TRACES_DIR
+from gar_agent.prompts import PromptSet
+from gar_agent.state import GenerateRecord, SourceRecord
+from gar_agent.topology import load_topology
+from gar_agent.trace.checkpoints import open_checkpointer
+from gar_agent.trace.diff import diff_traces
+from gar_agent.trace.record import build_trace
+from gar_agent.trace.replay import MissingRecording, Replayed, replay_model, trace_media
+from gar_agent.trace.replay import fork as fork_run
+from gar_agent.trace.replay import replay as replay_run
+from gar_agent.trace.schema import Fork, Trace
+from gar_agent.trace.store import list_traces, read_trace, resolve_trace, write_trace
+
+EXIT_MISSING_CALL = 3
+
+trace_app = typer.Typer(no_args_is_help=True)
+
+RunRef = Annotated[str, typer.Argument(help="A trace file, a run folder, or a run id (prefix) in --trace-dir.")]
+
+
+def _load(run: str, trace_dir: Path) -> tuple[Trace, Path]:
+    try:
+        path = resolve_trace(run, trace_dir)
+        return read_trace(path), path
+    except USER_ERRORS as e:
+        raise fail(str(e)) from None
+
+
+@trace_app.command("list")
+def list_cmd(directory: Annotated[Path, typer.Argument(help="Trace directory.")] = TRACES_DIR) -> None:
+    """A table of saved runs."""
+    table = Table("run", "time", "image", "K", "N", "final boxes", "gate", "calls", "wall s", title=str(directory))
+    for path, trace in list_traces(directory):
+        if not isinstance(trace, Trace):
+            table.add_row(path.parent.name[:12], "", f"[red]{trace}[/]", "", "", "", "", "", "")
+            continue
+        srcs = trace.result.get("sources", [])
+        refined = sum(s["refined"] for s in srcs)
+        table.add_row(
+            trace.run_id[:12] + (" (fork)" if trace.fork else " (replay)" if trace.parent else ""),
+            trace.created.replace("T", " ")[:19],
+            Path(trace.inputs["image"].path).name,
+            str(trace.settings.sources),
+            str(trace.settings.n_votes),
+            " ".join(str(s["box"]) for s in srcs) or f"[red]{trace.result.get('error')}[/]",
+            f"{refined} refined, {len(srcs) - refined} skipped",
+            str(trace.result.get("usage", {}).get("model_calls", "")),
+            f"{trace.wall_s:.2f}",
+        )
+    console.print(table)
+
+
+@trace_app.command()
+def show(
+    run: RunRef,
+    step: Annotated[Optional[int], typer.Option(help="Show only step K (see the step numbers).")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="Write an overlay per step into this directory.")] = None,
+    trace_dir: TraceDir = TRACES_DIR,
+) -> None:
+    """The run as a tree per source: Generate, the votes, the aggregate, the gate, the refinement."""
+    trace, path = _load(run, trace_dir)
+    if step is not None:
+        if not 0 <= step < len(trace.steps):
+            raise fail(f"--step {step}: the run has steps 0..{len(trace.steps) - 1}")
+        s = trace.steps[step]
+        console.print(node_view(s.node, _records(s.state)) or s.state)
+        return
+    final = trace.final_state
+    head = Tree(
+        f"[bold]run {trace.run_id}[/] · graph {trace.graph.name} · {trace.created} · "
+        f"K={trace.settings.sources} N={trace.settings.n_votes} tau_av={trace.settings.tau_av} "
+        f"tau_audio={trace.settings.tau_audio}" + (f" · parent {trace.parent}" if trace.parent else "")
+    )
+    head.add(f"steps: " + ", ".join(f"{s.index}:{s.node}" + ("" if s.source is None else f"[{s.source}]") for s in trace.steps))
+    if final.generate:
+        head.add(generate_view(final.generate, [], final.error))
+    for src in final.sources:
+        branch = head.add(f"[bold]source {src.index}[/]: {src.audio_class} ({src.audio_confidence:.2f}) {src.initial_box} -> {src.box}")
+        if src.votes:
+            branch.add(votes_table(src))
+            branch.add(analysis_text(src))
+        if src.gate:
+            branch.add(gate_view(src))
+        if src.refinement:
+            branch.add(refine_view(src))
+        if src.error:
+            branch.add(f"[red]{src.error}[/]")
+    console.print(head)
+    if png:
+        _step_overlays(trace, path, png)
+
+
+def _records(state: dict) -> dict:
+    """A step's saved state as the typed records the views take."""
+    out = dict(state)
+    if isinstance(state.get("generate"), dict):
+        out["generate"] = GenerateRecord.model_validate(state["generate"])
+    if isinstance(state.get("sources"), list):
+        out["sources"] = [SourceRecord.model_validate(s) for s in state["sources"]]
+    return out
+
+
+def _step_overlays(trace: Trace, path: Path, folder: Path) -> None:
+    media = trace_media(trace, path)
+    boxes: dict[int, dict] = {}
+    written = 0
+    for s in trace.steps:
+        for rec in (s.state.get("sources") or []):
+            boxes[rec["index"]] = {
+                "box": rec["box"],
+                "initial_box": rec["initial_box"],
+                "label": f"{rec['index'] + 1}: {rec['audio_class']}",
+            }
+        if boxes:
+            save_overlay(media.image, [boxes[i] for i in sorted(boxes)], folder / f"step_{s.index:03d}_{s.node}.png")
+            written += 1
+    console.print(f"wrote {written} overlays to {folder}")
+
+
+@trace_app.command()
+def diff(a: RunRef, b: RunRef, trace_dir: TraceDir = TRACES_DIR) -> None:
+    """Settings, answers and decisions that differ, and the final boxes with their IoU."""
+    ta, _ = _load(a, trace_dir)
+    tb, _ = _load(b, trace_dir)
+    d = diff_traces(ta, tb)
+    for title, rows in (("settings", d.settings), ("answers", d.answers), ("decisions", d.decisions)):
+        if rows:
+            table = Table("what", ta.run_id[:12], tb.run_id[:12], title=title)
+            for what, x, y in rows:
+                table.add_row(what, _short(x), _short(y))
+            console.print(table)
+    table = Table("source", ta.run_id[:12], tb.run_id[:12], "IoU", title="final boxes")
+    for i, x, y, iou in d.boxes:
+        table.add_row(str(i), str(x), str(y), "-" if iou is None else f"{iou:.3f}")
+    console.print(table)
+    if d.same:
+        console.print("the runs agree on settings, answers, decisions and boxes")
+
+
+def _short(v, n: int = 80) -> str:
+    text = "-" if v is None else str(v)
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _topology(trace: Trace, graph: str | None = None):
+    """The graph asked for, else the recorded file (or the shipped graph of that name)."""
+    if graph:
+        return load_topology(graph)
+    return load_topology(trace.graph.path if Path(trace.graph.path).is_file() else trace.graph.name)
+
+
+def _fallback(backend: Optional[str], model: Optional[str]):
+    return resolve_backend(backend, model) if backend else None
+
+
+def _save(done: Replayed, trace: Trace, media, topology, prompts, out, as_json, trace_dir, fork_info=None) -> None:
+    new = build_trace(
+        done.outcome, media, topology, prompts, backend=f"replay of {trace.run_id}",
+        parent=trace.run_id, fork=fork_info, prefix=done.prefix, inputs=trace.inputs,
+    )
+    path = write_trace(new, trace_dir)
+    if done.model.missing:
+        finish_missing(done, path, as_json)
+    if not as_json:
+        console.print(f"served {done.model.served} recorded call(s), sent {done.model.forwarded} to the backend")
+    finish(done.outcome.result, media, out, as_json, path)
+
+
+def finish_missing(done: Replayed, path: Path, as_json: bool) -> None:
+    """A replay that needed an unrecorded call: exit 3, naming it."""
+    if as_json:
+        sys.stdout.write(json.dumps(done.outcome.result, indent=2) + "\n")
+    raise fail(
+        f"replay needs a call the recording lacks: {done.model.missing[0]}; give --backend to run it "
+        f"(partial replay saved as {path})",
+        EXIT_MISSING_CALL,
+    )
+
+
+def replay(
+    run: RunRef,
+    n_votes: Annotated[Optional[int], typer.Option(min=1, max=64, help="Use the first N recorded votes.")] = None,
+    tau_av: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
+    tau_audio: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
+    graph: Annotated[Optional[str], typer.Option(help="Another topology (name or file).")] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help="Edited prompt templates.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Model for calls the recording lacks.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint for --backend qwen-omni.")] = None,
+    out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/replay"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    trace_dir: TraceDir = TRACES_DIR,
+    checkpoints: Checkpoints = None,
+) -> None:
+    """Re-run a saved run with answers served from its recording (exit 3 if a call is missing)."""
+    trace, path = _load(run, trace_dir)
+    try:
+        topology = _topology(trace, graph)
+        prompt_set = PromptSet(prompts)
+        media = trace_media(trace, path)
+        chat = replay_model(trace, _fallback(backend, model))
+        done = replay_run(
+            trace, media, topology, prompt_set, chat, checkpointer=open_checkpointer(checkpoints, trace_dir),
+            on_step=step_printer(as_json), n_votes=n_votes, tau_av=tau_av, tau_audio=tau_audio,
+        )
+    except (*USER_ERRORS, ValueError) as e:
+        raise fail(str(e)) from None
+    _save(done, trace, media, topology, prompt_set, out, as_json, trace_dir)
+
+
+def _parse_box(spec: str) -> tuple[int, list[int]]:
+    try:
+        src, coords = spec.split("=", 1)
+        box = [int(round(float(v))) for v in coords.replace(" ", "").strip("[]").split(",")]
+        if len(box) != 4:
+            raise ValueError
+        return int(src), box
+    except ValueError:
+        raise fail(f"--box {spec!r}: write SOURCE=x1,y1,x2,y2, e.g. --box 0=10,20,110,220") from None
+
+
+def _parse_vote(spec: str) -> tuple[int, int, str]:
+    try:
+        where, answer = spec.split("=", 1)
+        src, idx = where.split(":")
+        return int(src), int(idx), answer
+    except ValueError:
+        raise fail(f"--vote {spec!r}: write SOURCE:INDEX=ANSWER, e.g. --vote 0:2='{{\"av_consistency\": 0.1, \"keep\": false}}'") from None
+
+
+def fork(
+    run: RunRef,
+    box: Annotated[Optional[list[str]], typer.Option(help="SOURCE=x1,y1,x2,y2: replace a source's initial box.")] = None,
+    vote: Annotated[Optional[list[str]], typer.Option(help="SOURCE:INDEX=ANSWER: replace a recorded vote's answer.")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Model for calls the recording lacks.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint for --backend qwen-omni.")] = None,
+    out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/fork"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    trace_dir: TraceDir = TRACES_DIR,
+    checkpoints: Checkpoints = None,
+) -> None:
+    """Fork a saved run after Generate with edited state, and run on from there."""
+    trace, path = _load(run, trace_dir)
+    boxes = dict(_parse_box(b) for b in box or [])
+    votes = [_parse_vote(v) for v in vote or []]
+    if not boxes and not votes:
+        raise fail("gar fork needs at least one edit: --box SOURCE=x1,y1,x2,y2 or --vote SOURCE:INDEX=ANSWER")
+    try:
+        topology = _topology(trace)
+        prompt_set = PromptSet()
+        media = trace_media(trace, path)
+        chat = replay_model(trace, _fallback(backend, model))
+        for src, idx, answer in votes:
+            chat.edit_answer("analyze", src, idx, answer)
+        done = fork_run(
+            trace, media, topology, prompt_set, chat, boxes,
+            checkpointer=open_checkpointer(checkpoints, trace_dir), on_step=step_printer(as_json),
+        )
+    except MissingRecording as e:
+        raise fail(str(e)) from None
+    except (*USER_ERRORS, ValueError) as e:
+        raise fail(str(e)) from None
+    edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [f"source {s} vote {i} -> {a}" for s, i, a in votes]
+    _save(done, trace, media, topology, prompt_set, out, as_json, trace_dir, Fork(from_node="generate", edits=edits))

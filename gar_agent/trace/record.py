@@ -1,0 +1,138 @@
+"""Turn a finished run (its streamed steps and final state) into a Trace."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import defaultdict
+
+from gar_agent import __version__
+from gar_agent.media import Media
+from gar_agent.prompts import PromptSet
+from gar_agent.runner import RunOutcome, Step
+from gar_agent.state import GenerateRecord, ModelCall, SourceRecord, Usage
+from gar_agent.topology import Topology
+from gar_agent.trace.schema import Fork, GraphInfo, InputFile, MediaRef, Trace, TraceCall, TraceStep
+
+
+def graph_info(topology: Topology) -> GraphInfo:
+    """Name, file hash, nodes and edges (subgraphs expanded) of a topology."""
+    drawn = topology.compile().get_graph(xray=True)
+    return GraphInfo(
+        name=topology.name,
+        path=str(topology.path),
+        sha256=topology.sha256,
+        nodes=list(drawn.nodes),
+        edges=[(e.source, e.target, bool(e.conditional)) for e in drawn.edges],
+    )
+
+
+def _jsonable(value):
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def trace_steps(steps: list[Step], media: Media, start_index: int = 0, seen_calls=None) -> list[TraceStep]:
+    """Trace steps from streamed steps: the calls each made, the state it wrote, its pass."""
+    refs = media.hashes
+    seen_calls = seen_calls if seen_calls is not None else defaultdict(int)  # calls already counted per source
+    passes: dict[tuple[str, int | None], int] = defaultdict(int)
+    out = []
+    for step in steps:
+        if step.node == "localize" and not step.namespace:
+            continue  # the branch as a whole; its inner steps are recorded one by one
+        source: int | None = None
+        calls: list[ModelCall] = []
+        if isinstance(step.update.get("generate"), GenerateRecord):
+            calls = step.update["generate"].calls
+        records = step.update.get("sources") or []
+        if step.node != "generate" and records and isinstance(records[0], SourceRecord):
+            record = records[0]
+            source = record.index
+            calls = record.calls[seen_calls[source] :]
+            seen_calls[source] = len(record.calls)
+        passes[(step.node, source)] += 1
+        usage = Usage()
+        for c in calls:
+            usage = usage + c.usage
+        out.append(
+            TraceStep(
+                index=start_index + len(out),
+                node=step.node,
+                source=source,
+                pass_index=passes[(step.node, source)],
+                namespace=list(step.namespace),
+                calls=[TraceCall(**c.model_dump(), media_refs={k: refs[k] for k in c.media}) for c in calls],
+                state={k: _jsonable(v) for k, v in step.update.items()},
+                usage=usage,
+                elapsed_s=step.elapsed_s,
+            )
+        )
+    return out
+
+
+def input_files(media: Media) -> dict[str, InputFile]:
+    """The inputs as they were on disk."""
+    img, aud = media.image_info, media.audio_info
+    return {
+        "image": InputFile(path=img.path, sha256=img.sha256, size=_size(img.path), width=img.width, height=img.height),
+        "audio": InputFile(path=aud.path, sha256=aud.sha256, size=_size(aud.path), duration_s=aud.original_duration_s),
+    }
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def build_trace(
+    outcome: RunOutcome,
+    media: Media,
+    topology: Topology,
+    prompts: PromptSet,
+    *,
+    backend: str = "",
+    parent: str | None = None,
+    fork: Fork | None = None,
+    prefix: list[TraceStep] | None = None,
+    inputs: dict[str, InputFile] | None = None,
+) -> Trace:
+    """The trace of a finished run (`prefix`: steps inherited from a forked parent)."""
+    prefix = prefix or []
+    return Trace(
+        run_id=outcome.thread_id,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        package_version=__version__,
+        parent=parent,
+        fork=fork,
+        backend=backend,
+        graph=graph_info(topology),
+        prompts_dir=str(prompts.directory),
+        prompts=prompts.hashes(),
+        settings=outcome.state.settings,
+        inputs=inputs or input_files(media),
+        media={
+            "image": MediaRef(sha256=media.hashes["image"], mime_type=media.image_mime),
+            "audio": MediaRef(sha256=media.hashes["audio"], mime_type="audio/wav"),
+        },
+        notices=list(media.notices),
+        steps=[*prefix, *trace_steps(outcome.steps, media, len(prefix), _prefix_calls(prefix))],
+        final_state=outcome.state,
+        result=outcome.result,
+        wall_s=outcome.wall_s,
+    )
+
+
+def _prefix_calls(prefix: list[TraceStep]) -> dict:
+    counts: dict = defaultdict(int)
+    for step in prefix:
+        if step.source is not None:
+            counts[step.source] += len(step.calls)
+    return counts

@@ -1,0 +1,264 @@
+"""Replay a recorded run (answers served from the recording) and fork it from a step.
+
+A model call is matched by stage, source and request (template, rendered prompt, sampling). With
+nothing changed a replay reproduces the recorded result exactly. Calls the recording lacks (a
+stricter tau_av sends a source to Refine, an edited prompt) go to a fallback backend if one is
+given; otherwise the replay stops and names the missing call.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from pydantic import PrivateAttr
+
+from gar_agent.calls import answer_text
+from gar_agent.media import Media, MediaError, load_media
+from gar_agent.nodes.context import GarContext
+from gar_agent.prompts import PromptSet
+from gar_agent.runner import RunOutcome, stream_run
+from gar_agent.state import RunState, SourceRecord
+from gar_agent.topology import Topology
+from gar_agent.trace.checkpoints import memory_saver
+from gar_agent.trace.schema import Trace, TraceCall
+
+
+class MissingRecording(LookupError):
+    """The graph asked for a model call the recording does not have."""
+
+
+def call_key(stage, source, template, prompt, temperature, top_p) -> tuple:
+    """How a request is matched against the recording."""
+    return (stage, source, template, prompt, round(float(temperature), 6), round(float(top_p), 6))
+
+
+@dataclass
+class _Recorded:
+    """One recorded call: its answers, and its usage to report again."""
+
+    answers: list[str]
+    input_tokens: int
+    output_tokens: int
+    wall_s: float
+
+
+@dataclass
+class _Pool:
+    calls: list[_Recorded] = field(default_factory=list)
+    call: int = 0  # next recorded call
+    offset: int = 0  # answers already served from it
+
+    def take(self, n: int) -> tuple[list[str], int, int, float] | None:
+        """n answers in recorded order with their usage (prorated when calls are split)."""
+        left = sum(len(c.answers) for c in self.calls[self.call :]) - self.offset
+        if left < n:
+            return None
+        answers, tin, tout, wall = [], 0, 0, 0.0
+        while len(answers) < n:
+            c = self.calls[self.call]
+            k = min(n - len(answers), len(c.answers) - self.offset)
+            share = k / len(c.answers)
+            answers += c.answers[self.offset : self.offset + k]
+            tin += c.input_tokens if self.offset == 0 else 0
+            tout += round(c.output_tokens * share)
+            wall += c.wall_s * share
+            self.offset += k
+            if self.offset == len(c.answers):
+                self.call, self.offset = self.call + 1, 0
+        return answers, tin, tout, wall
+
+
+class ReplayChatModel(BaseChatModel):
+    """Serves recorded answers; forwards unrecorded calls to `fallback`, or raises MissingRecording."""
+
+    trace_calls: list[TraceCall]
+    frame: tuple[int, int] | None = None
+    fallback: BaseChatModel | None = None
+    _pools: dict = PrivateAttr(default_factory=lambda: defaultdict(_Pool))
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    missing: list[str] = []
+    served: int = 0
+    forwarded: int = 0
+
+    def model_post_init(self, __context) -> None:
+        for c in self.trace_calls:
+            if c.error:
+                continue
+            key = call_key(c.stage, c.source, c.template, c.prompt, c.temperature, c.top_p)
+            self._pools[key].calls.append(
+                _Recorded(list(c.answers), c.usage.input_tokens, c.usage.output_tokens, c.usage.wall_s)
+            )
+
+    @property
+    def supports_multiple_samples(self) -> bool:
+        return True
+
+    @property
+    def _llm_type(self) -> str:
+        return "replay"
+
+    def model_frame(self, width: int, height: int) -> tuple[int, int]:
+        """The coordinate frame of the recorded model."""
+        return self.frame or (width, height)
+
+    def edit_answer(self, stage: str, source: int, index: int, text: str) -> None:
+        """Replace the index-th recorded answer of a stage/source (forking with an edited vote)."""
+        pools = [(k, p) for k, p in self._pools.items() if k[0] == stage and k[1] == source]
+        flat = [(c, i) for _, p in pools for c in p.calls for i in range(len(c.answers))]
+        if not 0 <= index < len(flat):
+            raise MissingRecording(f"source {source} has {len(flat)} recorded {stage} answers; no answer #{index}")
+        c, i = flat[index]
+        c.answers[i] = text
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        meta = (run_manager.metadata if run_manager else None) or {}
+        prompt = answer_text(messages[-1]) if messages else ""
+        n = int(kwargs.get("n") or 1)
+        key = call_key(
+            meta.get("gar_stage"), meta.get("gar_source"), meta.get("gar_template"), prompt,
+            kwargs.get("temperature", 0.0), kwargs.get("top_p", 1.0) if kwargs.get("temperature") else 1.0,
+        )
+        with self._lock:
+            got = self._pools[key].take(n) if key in self._pools else None
+        if got is None:
+            what = f"{key[0]} call for source {key[1]} ({key[2]}, n={n})" if key[1] is not None else f"{key[0]} call ({key[2]})"
+            if self.fallback is None:
+                self.missing.append(what)
+                raise MissingRecording(f"the recording has no answer for the {what}: give --backend to run it")
+            self.forwarded += 1
+            result = self.fallback.generate([messages], metadata=meta, **kwargs)
+            return ChatResult(generations=result.generations[0])
+        answers, tin, tout, wall = got
+        self.served += 1
+        gens = [
+            ChatGeneration(
+                message=AIMessage(
+                    content=a,
+                    # the whole call's usage on the first sample, as our adapters report it
+                    usage_metadata={
+                        "input_tokens": tin if i == 0 else 0,
+                        "output_tokens": tout if i == 0 else 0,
+                        "total_tokens": tin + tout if i == 0 else 0,
+                    },
+                    response_metadata={"model_name": "replay", "wall_s": wall},
+                )
+            )
+            for i, a in enumerate(answers)
+        ]
+        return ChatResult(generations=gens)
+
+
+def _text_of(message) -> str:
+    return answer_text(message)
+
+
+def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:
+    """The run's inputs: the recorded files if unchanged, else the copies embedded beside the trace."""
+    files = {}
+    for kind, info in trace.inputs.items():
+        candidates = [Path(info.path)]
+        if trace_path and kind in trace.embedded_media:
+            candidates.insert(0, Path(trace_path).parent / trace.embedded_media[kind])
+        found = next((p for p in candidates if p.is_file() and _sha256(p) == info.sha256), None)
+        if found is None:
+            raise MediaError(
+                f"{kind} {info.path} of run {trace.run_id} is missing or changed since it was recorded: "
+                "restore it, or record with --embed-media"
+            )
+        files[kind] = found
+    max_s = trace.final_state.audio.duration_s if trace.final_state.audio.window_s else 0
+    return load_media(files["image"], files["audio"], max_audio_s=max_s)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def start_state(trace: Trace, **overrides) -> RunState:
+    """The recorded initial state (inputs, frame), with settings overridden."""
+    final = trace.final_state
+    settings = trace.settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    return RunState(settings=settings, image=final.image, audio=final.audio)
+
+
+def replay_model(trace: Trace, fallback: BaseChatModel | None = None) -> ReplayChatModel:
+    """A chat model that answers from this trace."""
+    img = trace.final_state.image
+    frame = (img.model_width, img.model_height) if img.model_width else None
+    return ReplayChatModel(trace_calls=trace.calls(), frame=frame, fallback=fallback)
+
+
+@dataclass
+class Replayed:
+    """A replayed or forked run and how its model calls were served."""
+
+    outcome: RunOutcome
+    model: ReplayChatModel
+    prefix: list = field(default_factory=list)  # parent steps a fork inherits
+
+
+def replay(
+    trace: Trace,
+    media: Media,
+    topology: Topology,
+    prompts: PromptSet,
+    model: ReplayChatModel,
+    checkpointer=None,
+    on_step=None,
+    **overrides,
+) -> Replayed:
+    """Re-execute the graph with answers served from the recording."""
+    state = start_state(trace, graph=topology.name, **overrides)
+    graph = topology.compile(checkpointer=checkpointer)
+    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    context = GarContext(model=model, media=media, prompts=prompts)
+    return Replayed(stream_run(graph, state, config, context, on_step), model)
+
+
+def fork(
+    trace: Trace,
+    media: Media,
+    topology: Topology,
+    prompts: PromptSet,
+    model: ReplayChatModel,
+    boxes: dict[int, list[int]],
+    checkpointer=None,
+    on_step=None,
+) -> Replayed:
+    """Fork after Generate with edited sources, using the graph's checkpoint history.
+
+    The recording is first replayed up to Generate into a checkpointed thread; the checkpoint
+    after Generate is updated (`update_state(..., as_node="generate")`), and the graph runs on from
+    that fork, so each source branch starts from the edited record.
+    """
+    checkpointer = checkpointer or memory_saver()
+    graph = topology.compile(checkpointer=checkpointer)
+    state = start_state(trace, graph=topology.name)
+    thread = {"configurable": {"thread_id": uuid.uuid4().hex}}
+    context = GarContext(model=model, media=media, prompts=prompts)
+    # Run Generate only (served from the recording), stopping before the branches.
+    before = topology.builder.compile(checkpointer=checkpointer, interrupt_after=["generate"])
+    for _ in before.stream(state, thread, context=context, stream_mode="updates"):
+        pass
+    snapshot = before.get_state(thread)
+    sources = [SourceRecord.model_validate(s) for s in (snapshot.values.get("sources") or [])]
+    edited = []
+    for s in sources:
+        if s.index in boxes:
+            s = s.model_copy(update={"initial_box": boxes[s.index], "box": boxes[s.index]})
+        edited.append(s)
+    unknown = set(boxes) - {s.index for s in sources}
+    if unknown:
+        raise MissingRecording(f"the run has no source {sorted(unknown)[0]} (it has {len(sources)})")
+    forked = graph.update_state(snapshot.config, {"sources": edited}, as_node="generate")
+    outcome = stream_run(graph, None, forked, context, on_step)
+    return Replayed(outcome, model, prefix=[s for s in trace.steps if s.node == "generate"])

@@ -1,0 +1,199 @@
+"""Traces: saved by every run, read back, listed, shown, diffed, replayed and forked."""
+
+import json
+
+import pytest
+
+from conftest import write_script
+from gar_agent.cli.app import main
+from gar_agent.prompts import PromptSet
+from gar_agent.runner import run_clip
+from gar_agent.state import RunState, Settings
+from gar_agent.topology import load_topology
+from gar_agent.trace.checkpoints import memory_saver, sqlite_saver
+from gar_agent.trace.schema import SCHEMA_VERSION
+from gar_agent.trace.store import TraceError, list_traces, read_trace
+from test_graph import audio_answer, boxes_answer, vote
+
+VOTES = [vote(0.9, True), vote(0.7, True), vote(0.5, True), "not json", vote(0.3, False)]
+# parsed 4: av 0.6, keep 3 of 4 -> skip with tau_av 0.4 and audio confidence 0.8
+
+
+@pytest.fixture()
+def recorded(example, tmp_path, capsys):
+    """A single-source run saved as a trace: (trace dir, run id, result, script)."""
+    image, audio, _ = example
+    script = write_script(
+        tmp_path / "script.json",
+        audio=[audio_answer(["violin"], [0.8])],
+        generate=[boxes_answer([[38, 70, 128, 215]])],
+        analyze=VOTES,
+        refine=[json.dumps({"bbox": [30, 60, 120, 210], "changed": True})],
+    )
+    traces = tmp_path / "traces"
+    code = main(["run", str(image), str(audio), "--backend", f"scripted:{script}", "--trace-dir", str(traces),
+                 "--out", str(tmp_path / "o"), "--json", "--n-votes", "5", "--tau-av", "0.4"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["sources"][0]["refined"] is False
+    [(path, trace)] = list_traces(traces)
+    return traces, trace.run_id, result, script
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_run_writes_a_complete_trace(recorded):
+    traces, run_id, result, _ = recorded
+    trace = read_trace(run_id, traces)
+    assert trace.schema_version == SCHEMA_VERSION and trace.result == result
+    assert trace.graph.name == "gar" and len(trace.graph.sha256) == 64
+    assert {"generate", "localize:analyze", "localize:gate"} <= set(trace.graph.nodes)
+    assert set(trace.prompts) >= {"analyze_single.txt", "refine_single.txt"}
+    assert trace.inputs["image"].width == 330 and trace.inputs["audio"].size > 0
+    assert [(s.node, s.source) for s in trace.steps] == [("generate", None), ("analyze", 0), ("gate", 0)]
+    gen, ana = trace.steps[0], trace.steps[1]
+    assert [c.stage for c in gen.calls] == ["audio", "generate"]
+    assert gen.calls[0].media_refs == {"audio": trace.media["audio"].sha256}  # by hash, not inlined
+    assert "base64" not in json.dumps(trace.model_dump(mode="json"))
+    assert ana.calls[0].n == 5 and ana.calls[0].temperature == 0.4 and ana.calls[0].answers == VOTES
+    assert ana.state["sources"][0]["votes"][3]["error"] == "no JSON object found in the answer"
+    assert ana.usage.model_calls == 1
+
+
+def test_replay_with_nothing_changed_gives_the_same_result(recorded, capsys, tmp_path):
+    traces, run_id, result, _ = recorded
+    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--out", tmp_path / "r")
+    assert code == 0 and json.loads(out) == result
+    new = [t for _, t in list_traces(traces) if t.parent == run_id]
+    assert len(new) == 1 and new[0].result == result
+
+
+def test_replay_with_fewer_votes_uses_the_first_ones(recorded, capsys, tmp_path):
+    traces, run_id, _, _ = recorded
+    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--n-votes", "2", "--out", tmp_path)
+    analysis = json.loads(out)["sources"][0]["analysis"]
+    assert code == 0 and analysis["n_votes"] == 2 and analysis["av_consistency"] == pytest.approx(0.8)
+
+
+def test_a_looser_gate_replays_without_the_model(recorded, capsys, tmp_path):
+    traces, run_id, result, _ = recorded
+    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--tau-audio", "0.1", "--out", tmp_path)
+    assert code == 0 and json.loads(out)["sources"][0]["refined"] is False
+
+
+def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_path):
+    traces, run_id, _, script = recorded
+    code, out, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--tau-av", "0.9", "--out", tmp_path)
+    assert code == 3
+    assert "replay needs a call the recording lacks: refine call for source 0 (refine_single.txt, n=1)" in err
+    assert len(err.strip().splitlines()) == 1
+    # with a backend, the missing call goes to it and the source is refined
+    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--tau-av", "0.9", "--json",
+                       "--backend", f"scripted:{script}", "--out", tmp_path)
+    src = json.loads(out)["sources"][0]
+    assert code == 0 and src["refined"] is True and src["box"] == [30, 60, 120, 210]
+
+
+def test_replay_with_an_edited_prompt_is_a_missing_call(recorded, capsys, tmp_path):
+    traces, run_id, _, _ = recorded
+    prompts = tmp_path / "prompts"
+    prompts.mkdir()
+    for p in PromptSet().directory.glob("*.txt"):
+        (prompts / p.name).write_text(p.read_text())
+    (prompts / "analyze_single.txt").write_text((prompts / "analyze_single.txt").read_text() + "\nBe strict.\n")
+    code, _, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--prompts", prompts, "--out", tmp_path)
+    assert code == 3 and "analyze call for source 0 (analyze_single.txt, n=5)" in err
+
+
+def test_fork_with_an_edited_box(recorded, capsys, tmp_path):
+    traces, run_id, _, script = recorded
+    code, out, err = cli(capsys, "fork", run_id, "--box", "0=20,30,90,120", "--trace-dir", traces, "--json",
+                         "--backend", f"scripted:{script}", "--out", tmp_path)
+    assert code == 0, err
+    src = json.loads(out)["sources"][0]
+    assert src["initial_box"] == [20, 30, 90, 120]
+    forked = [t for _, t in list_traces(traces) if t.fork]
+    assert forked[0].parent == run_id and forked[0].fork.edits == ["source 0 initial box -> [20, 30, 90, 120]"]
+    assert [s.node for s in forked[0].steps][:2] == ["generate", "analyze"]
+    # without a backend the changed prompt (it states the box) is a missing call
+    code, _, err = cli(capsys, "fork", run_id, "--box", "0=20,30,90,120", "--trace-dir", traces, "--out", tmp_path)
+    assert code == 3 and "analyze call for source 0" in err
+
+
+def test_fork_with_an_edited_vote_changes_the_gate(recorded, capsys, tmp_path):
+    traces, run_id, result, script = recorded
+    assert result["sources"][0]["analysis"]["keep"] is True
+    bad = json.dumps({"av_consistency": 0.0, "keep": False})
+    code, out, err = cli(capsys, "fork", run_id, "--vote", f"0:0={bad}", "--vote", f"0:1={bad}", "--trace-dir", traces,
+                         "--json", "--backend", f"scripted:{script}", "--out", tmp_path)
+    assert code == 0, err
+    src = json.loads(out)["sources"][0]
+    assert src["analysis"]["keep"] is False and src["analysis"]["av_consistency"] == pytest.approx(0.2)
+    assert src["refined"] is True
+
+
+def test_bad_fork_edits(recorded, capsys, tmp_path):
+    traces, run_id, _, _ = recorded
+    for args, why in [
+        (["--box", "0=1,2,3"], "write SOURCE=x1,y1,x2,y2"),
+        (["--box", "4=1,2,3,4"], "the run has no source 4"),
+        (["--vote", "0:9={}"], "has 5 recorded analyze answers; no answer #9"),
+        ([], "needs at least one edit"),
+    ]:
+        code, _, err = cli(capsys, "fork", run_id, *args, "--trace-dir", traces, "--out", tmp_path)
+        assert code == 2 and why in err and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_corrupt_and_future_traces_are_clear_errors(recorded, capsys, tmp_path):
+    traces, run_id, _, _ = recorded
+    path = next(traces.glob("*/trace.json"))
+    data = json.loads(path.read_text())
+    future = tmp_path / "future.json"
+    future.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION + 1}))
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text(path.read_text()[:500])
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**data, "settings": {"sources": "many"}}))
+    for f, why in [(future, "newer than this gar-agent reads"), (corrupt, "is corrupt (not JSON"),
+                   (wrong, "is corrupt at settings.sources"), (tmp_path / "none.json", "no trace")]:
+        with pytest.raises(TraceError, match=why.replace("(", r"\(")):
+            read_trace(f)
+        code, _, err = cli(capsys, "trace", "show", f)
+        assert code == 2 and why in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_checkpoint_history_lists_every_super_step(media, tmp_path, store):
+    from conftest import scripted
+
+    saver = memory_saver() if store == "memory" else sqlite_saver(tmp_path / "ck.sqlite")
+    model = scripted(audio=[audio_answer(["violin"], [0.9])], generate=[boxes_answer([[5, 5, 50, 50]])], analyze=VOTES)
+    topology = load_topology("gar")
+    out = run_clip(media, Settings(), model, topology=topology, checkpointer=saver, thread_id="t1")
+    graph = topology.compile(checkpointer=saver)
+    history = list(graph.get_state_history({"configurable": {"thread_id": "t1"}}))
+    assert len(history) >= 3  # input, after generate, after the branches joined
+    latest = RunState.model_validate(history[0].values)
+    assert latest == out.state
+    after_generate = [h for h in history if "localize" in h.next]
+    assert after_generate and RunState.model_validate(after_generate[0].values).sources[0].votes == []
+
+
+def test_trace_list_show_diff(recorded, capsys, tmp_path):
+    traces, run_id, _, _ = recorded
+    cli(capsys, "replay", run_id, "--trace-dir", traces, "--tau-audio", "0.1", "--out", tmp_path)
+    code, out, _ = cli(capsys, "trace", "list", traces)
+    assert code == 0 and run_id[:12] in out and "(replay)" in out and "demo.png" in out
+    code, out, _ = cli(capsys, "trace", "show", run_id, "--trace-dir", traces, "--png", tmp_path / "png")
+    assert code == 0
+    for piece in ("source 0", "dropped: no JSON object", "aggregate of 4/5", "gate · source 0", "skip refinement"):
+        assert piece in out, piece
+    assert len(list((tmp_path / "png").glob("step_*.png"))) == 3
+    code, out, _ = cli(capsys, "trace", "show", run_id, "--trace-dir", traces, "--step", "1")
+    assert code == 0 and "analyze · source 0" in out
+    other = next(t.run_id for _, t in list_traces(traces) if t.parent == run_id)
+    code, out, _ = cli(capsys, "trace", "diff", run_id, other, "--trace-dir", traces)
+    assert code == 0 and "tau_audio" in out and "0.75" in out and "0.1" in out and "1.000" in out
