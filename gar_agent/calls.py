@@ -92,7 +92,7 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
         source=request.source,
         template=request.template,
         prompt=request.prompt,
-        media=list(request.media) if not request.history else [],
+        media=list(request.media),  # a repair re-sends the question with its media
         temperature=request.temperature,
         top_p=request.top_p,
         n=request.n,
