@@ -1,7 +1,8 @@
 """Gate, per source: skip refinement iff keep and av >= tau_av and audio_conf >= tau_audio.
 
-Reads: settings (tau_av, tau_audio), source.analysis, source.audio_confidence.
-Writes: source.gate (the values against the thresholds, the decision and why).
+Reads: settings (tau_av, tau_audio), source.analysis (or source.votes when no aggregate exists
+yet), source.audio_confidence.
+Writes: source.gate (the values against the thresholds, the decision and why), source.analysis.
 """
 
 from __future__ import annotations

@@ -1,0 +1,35 @@
+"""Ablation without Analyze: Generate, then Refine every source with no votes to go on.
+
+    START -> generate -> localize (one branch per source, joined into `sources`) -> END
+    localize:  START -> refine -> END
+
+Refine's prompt says "no analysis was run" in place of the aggregated votes.
+"""
+
+from langgraph.graph import END, START, StateGraph
+
+from gar_agent.nodes import GarContext, fan_out_sources, generate, refine
+from gar_agent.state import RunState, SourceOutput, SourceState
+
+
+def build_source() -> StateGraph:
+    """One source: a single Refine call."""
+    source = StateGraph(SourceState, context_schema=GarContext, output_schema=SourceOutput)
+    source.add_node("refine", refine)
+    source.add_edge(START, "refine")
+    source.add_edge("refine", END)
+    return source
+
+
+def build() -> StateGraph:
+    """The whole run: Generate, then one `localize` branch per source."""
+    run = StateGraph(RunState, context_schema=GarContext)
+    run.add_node("generate", generate)
+    run.add_node("localize", build_source().compile())
+    run.add_edge(START, "generate")
+    run.add_conditional_edges("generate", fan_out_sources, ["localize", END])
+    run.add_edge("localize", END)
+    return run
+
+
+graph = build().compile()

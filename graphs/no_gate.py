@@ -1,0 +1,39 @@
+"""Ablation without the gate: every source is analyzed (N votes) and then always refined.
+
+    START -> generate -> localize (one branch per source, joined into `sources`) -> END
+    localize:  START -> analyze -(< N votes)-> analyze
+                        analyze -(N votes)-> refine -> END
+"""
+
+from langgraph.graph import END, START, StateGraph
+
+from gar_agent.nodes import GarContext, analyze, fan_out_sources, generate, refine, votes_complete
+from gar_agent.state import RunState, SourceOutput, SourceState
+
+
+def build_source() -> StateGraph:
+    """One source: the Analyze loop, then Refine whatever the votes say."""
+    source = StateGraph(SourceState, context_schema=GarContext, output_schema=SourceOutput)
+    source.add_node("analyze", analyze)
+    source.add_node("refine", refine)
+    source.add_edge(START, "analyze")
+    # votes_complete says "gate" once N votes are in; here that leads straight to Refine.
+    source.add_conditional_edges(
+        "analyze", votes_complete, {"analyze": "analyze", "gate": "refine", END: END}
+    )
+    source.add_edge("refine", END)
+    return source
+
+
+def build() -> StateGraph:
+    """The whole run: Generate, then one `localize` branch per source."""
+    run = StateGraph(RunState, context_schema=GarContext)
+    run.add_node("generate", generate)
+    run.add_node("localize", build_source().compile())
+    run.add_edge(START, "generate")
+    run.add_conditional_edges("generate", fan_out_sources, ["localize", END])
+    run.add_edge("localize", END)
+    return run
+
+
+graph = build().compile()

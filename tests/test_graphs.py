@@ -1,0 +1,306 @@
+"""Graph topologies as files: each shipped graph behaves as named, early stopping is exact, user
+graph files load (or fail in one line), and `gar graph show` draws them offline."""
+
+import json
+import random
+import runpy
+from itertools import product
+from pathlib import Path
+
+import cv2
+import pytest
+from conftest import vote
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import Field
+from test_graph import audio_answer, boxes_answer
+
+from gar_agent.early_stop import decision_settled, refines, votes_used
+from gar_agent.models.scripted import ScriptedChatModel
+from gar_agent.paths import GRAPHS_DIR, ROOT
+from gar_agent.runner import run_clip
+from gar_agent.state import Settings, Vote, VoteAnswer
+from gar_agent.topology import GraphError, available, load_topology
+
+SHIPPED = ["adaptive", "gar", "generate_only", "no_analysis", "no_gate"]
+SECOND_OPINION = Path(__file__).parent / "data" / "second_opinion.py"
+BOXES = [[20, 30, 120, 200], [180, 60, 300, 220]]
+REFINED = [[25, 30, 125, 200], [185, 60, 305, 220]]  # each box moved 5 px right by Refine
+
+
+class Counting(ScriptedChatModel):
+    """A scripted model that also records the stage of every call it answers."""
+
+    stages: list[str] = Field(default_factory=list)
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        self.stages.append(run_manager.metadata["gar_stage"])
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def model(votes, confidences=(0.9,), second=None):
+    """K = len(confidences) sources; `votes` per source (or one list for all), `second` a 2nd source's."""
+    k = len(confidences)
+    analyze = {"0": votes, "1": second or votes} if k == 2 else votes
+    return Counting(
+        script={
+            "audio": [audio_answer([f"sound {i}" for i in range(k)], list(confidences))],
+            "generate": [boxes_answer(BOXES[:k])],
+            "analyze": analyze,
+            "refine": {str(i): [json.dumps({"bbox": REFINED[i], "changed": True})] for i in range(k)},
+        }
+    )
+
+
+def run(media, graph, m, **settings):
+    return run_clip(media, Settings(graph=graph, **settings), m, topology=load_topology(graph))
+
+
+# --- each shipped graph behaves as named ---------------------------------------------------------
+
+
+def test_the_shipped_graphs_are_the_named_ones_and_langgraph_json_opens_each():
+    assert set(SHIPPED) <= set(available())
+    spec = json.loads((ROOT / "langgraph.json").read_text())
+    assert spec["dependencies"] == ["."]
+    for name in SHIPPED:
+        assert spec["graphs"][name] == f"./graphs/{name}.py:graph"
+        assert isinstance(runpy.run_path(str(GRAPHS_DIR / f"{name}.py"))["graph"], CompiledStateGraph)
+
+
+def test_generate_only_never_calls_the_model_after_generate(media):
+    m = model([vote()] * 5, confidences=(0.9, 0.2))
+    out = run(media, "generate_only", m, sources=2)
+    assert m.stages == ["audio", "generate"]
+    assert [s.node for s in out.steps] == ["generate"]
+    assert [s["box"] for s in out.result["sources"]] == BOXES
+    assert all(s["analysis"] is None and not s["refined"] for s in out.result["sources"])
+
+
+def test_no_gate_refines_every_source_even_a_confident_one(media):
+    m = model([vote(0.9, True)] * 5, confidences=(0.95, 0.95))
+    out = run(media, "no_gate", m, sources=2)
+    assert sorted(m.stages) == ["analyze"] * 2 + ["audio", "generate"] + ["refine"] * 2
+    for i, src in enumerate(out.result["sources"]):
+        assert src["analysis"]["n_votes"] == 5 and src["gate"] is None
+        assert src["refined"] and src["box"] == REFINED[i]
+    # the same clip through the paper's graph keeps both boxes
+    assert [
+        s["refined"]
+        for s in run(media, "gar", model([vote(0.9, True)] * 5, (0.95, 0.95)), sources=2).result["sources"]
+    ] == [False, False]
+
+
+def test_no_analysis_refines_without_any_analyze_call(media):
+    m = model([vote()] * 5, confidences=(0.95,))
+    out = run(media, "no_analysis", m)
+    assert m.stages == ["audio", "generate", "refine"]
+    [src] = out.result["sources"]
+    assert src["analysis"] is None and src["refined"] and src["box"] == REFINED[0]
+    assert "no analysis was run" in out.state.sources[0].calls[0].prompt
+
+
+def test_adaptive_stops_early_on_clear_cut_votes(media):
+    # 3 of 5 keep votes at av 0.9 settle it: even 2 more "keep false, av 0" leave keep and av 0.54.
+    m = model([vote(0.9, True)] * 5)
+    out = run(media, "adaptive", m, n_votes=5)
+    [src] = out.result["sources"]
+    assert src["analysis"]["n_votes"] == 3 and out.result["settings"]["n_votes"] == 5
+    assert m.stages == ["audio", "generate", "analyze", "analyze", "analyze"]
+    assert all(c.n == 1 for c in out.state.sources[0].calls)  # one vote a pass by default
+    assert src["refined"] is False and src["box"] == BOXES[0]
+    # an unsure sound is refined whatever the votes say: one vote is enough
+    out = run(media, "adaptive", model([vote(0.9, True)] * 5, confidences=(0.3,)))
+    assert out.result["sources"][0]["analysis"]["n_votes"] == 1 and out.result["sources"][0]["refined"]
+
+
+SCRIPTED_SEQUENCES = [
+    [vote(0.9, True)] * 5,
+    [vote(0.9, True), vote(0.2, False), vote(0.8, True), vote(0.3, False), vote(0.7, True)],
+    [vote(0.6, True), "not json", "{}", vote(0.4, True), vote(0.5, False)],
+    ["not json", "not json", "not json", vote(0.9, True), vote(0.9, True)],
+    [vote(0.5, True), vote(0.5, True), vote(0.1, False), "garbage", vote(0.5, True)],
+    [vote(0.9, False), vote(0.9, False), vote(0.9, True), vote(0.9, True), vote(0.9, True)],
+]
+
+
+@pytest.mark.parametrize("per_call", [None, 2])
+@pytest.mark.parametrize("i", range(len(SCRIPTED_SEQUENCES)))
+def test_adaptive_decides_as_the_paper_graph_end_to_end(media, i, per_call):
+    votes = SCRIPTED_SEQUENCES[i]
+    settings = {"sources": 2, "n_votes": 5, "votes_per_call": per_call}
+    full = run(media, "gar", model(votes, (0.9, 0.9), second=votes[::-1]), **settings)
+    early = run(media, "adaptive", model(votes, (0.9, 0.9), second=votes[::-1]), **settings)
+    assert early.result["error"] is None
+    for f, e, fs, es in zip(
+        full.result["sources"], early.result["sources"], full.state.sources, early.state.sources
+    ):
+        assert (e["refined"], e["box"]) == (f["refined"], f["box"])
+        # the adaptive loop collected exactly what the pure rule predicts, a pass at a time
+        expected = votes_used(fs.votes, 5, fs.audio_confidence, full.state.settings, per_call or 1)
+        assert e["analysis"]["n_votes"] == expected <= 5
+        assert [v.raw for v in es.votes] == [v.raw for v in fs.votes[:expected]]
+
+
+# --- early stopping, pure -------------------------------------------------------------------------
+
+THRESHOLDS = [(0.5, 0.75), (0.75, 0.75), (0.75, 0.5), (0.5, 0.5)]
+# Values on and around the thresholds so equality cases (which pass the gate) are exercised.
+AV_VALUES = [0.0, 0.1, 0.25, 0.3, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9, 1.0]
+
+
+def random_votes(rng: random.Random, n: int) -> list[Vote]:
+    out = []
+    for i in range(n):
+        if rng.random() < 0.2:
+            out.append(Vote(index=i, raw="x", error="unparsable"))
+        else:
+            av = rng.choice(AV_VALUES) if rng.random() < 0.6 else rng.random()
+            out.append(Vote(index=i, raw="", parsed=VoteAnswer(av_consistency=av, keep=rng.random() < 0.6)))
+    return out
+
+
+def random_case(rng: random.Random):
+    tau_av, tau_audio = rng.choice(THRESHOLDS)
+    n = rng.randint(1, 7)
+    audio = rng.choice([tau_audio, rng.random(), 0.9])
+    return random_votes(rng, n), audio, Settings(n_votes=n, tau_av=tau_av, tau_audio=tau_audio)
+
+
+def test_adaptive_decision_equals_full_n_on_thousands_of_random_sequences():
+    rng = random.Random(20260406)
+    saved = 0
+    for _ in range(3000):
+        votes, audio, settings = random_case(rng)
+        n, full = settings.n_votes, refines(votes, audio, settings)
+        for per_pass in (1, 2):
+            used = votes_used(votes, n, audio, settings, per_pass)
+            assert refines(votes[:used], audio, settings) == full
+            saved += n - used
+        # every prefix that is declared settled already has the full-N decision
+        for k in range(n + 1):
+            if decision_settled(votes[:k], n, audio, settings):
+                assert refines(votes[:k], audio, settings) == full
+    assert saved > 0
+
+
+def test_decision_settled_is_exact_against_every_completion():
+    """Settled iff no completion flips the decision, trying each remaining vote as unparsable or
+    keep true/false at av 0 or 1 (the extremes; any other value lies between them)."""
+    rng = random.Random(7)
+    unparsable = Vote(index=-1, raw="", error="x")
+    options = [unparsable] + [
+        Vote(index=-1, raw="", parsed=VoteAnswer(av_consistency=av, keep=keep))
+        for av in (0.0, 1.0)
+        for keep in (False, True)
+    ]
+    for _ in range(1000):
+        votes, audio, settings = random_case(rng)
+        k = rng.randint(max(0, settings.n_votes - 4), settings.n_votes)  # up to 5**4 completions
+        prefix, rest = votes[:k], settings.n_votes - k
+        outcomes = {refines([*prefix, *c], audio, settings) for c in product(options, repeat=rest)}
+        assert decision_settled(prefix, settings.n_votes, audio, settings) == (len(outcomes) == 1)
+
+
+def test_unparsable_votes_leave_the_majority_to_the_votes_that_parse():
+    s = Settings(n_votes=5, tau_av=0.5, tau_audio=0.5)
+    bad = [Vote(index=i, raw="x", error="unparsable") for i in range(3)]
+    keep = Vote(index=3, raw="", parsed=VoteAnswer(av_consistency=0.9, keep=True))
+    # the last vote decides: unparsable leaves 1 of 1 keep (skip), "keep false" makes 1 of 2 (refine)
+    assert not decision_settled([*bad, keep], 5, 0.9, s)
+    assert refines([*bad, keep], 0.9, s) is False
+    # nothing parsed and nothing left: the analysis is empty and the gate refines
+    assert decision_settled(bad + bad[:2], 5, 0.9, s) and refines(bad + bad[:2], 0.9, s)
+    # 3 keep votes at av 0.9 of N=4: keep and av >= 0.675 however the fourth turns out
+    assert decision_settled([keep] * 3, 4, 0.9, Settings(n_votes=4, tau_av=0.5, tau_audio=0.5))
+
+
+# --- user graph files --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opinion, refined", [(vote(0.2, False), True), (vote(0.9, True), False)])
+def test_a_user_graph_file_with_its_own_node_loads_by_path_and_runs(media, opinion, refined):
+    topology = load_topology(str(SECOND_OPINION))
+    assert topology.name == "second_opinion"
+    m = model([vote(0.9, True)] * 5 + [opinion])
+    out = run_clip(media, Settings(graph=topology.name), m, topology=topology)
+    [src] = out.result["sources"]
+    assert m.stages == ["audio", "generate", "analyze", "analyze"] + (["refine"] if refined else [])
+    assert "second_opinion" in [s.node for s in out.steps]
+    assert src["refined"] is refined and src["analysis"]["n_votes"] == 5  # the opinion is not a vote
+    if refined:
+        assert src["gate"]["reasons"] == ["second opinion: keep is false"] and src["box"] == REFINED[0]
+
+
+def test_the_documented_second_opinion_code_is_the_tested_file():
+    docs = [p for p in (ROOT / "README.md",) if p.is_file()]
+    text = next(p.read_text() for p in docs if "def second_opinion" in p.read_text())
+    blocks = [b.split("```")[0].strip() for b in text.split("```python")[1:]]
+    example = [b for b in blocks if "second_opinion" in b]
+    source = SECOND_OPINION.read_text()
+    assert len(example) >= 2 and all(b in source for b in example)
+
+
+@pytest.mark.parametrize(
+    "code, message",
+    [
+        ("def build(:\n", "failed to load (SyntaxError"),
+        ("x = 1\n", "defines no build() function"),
+        ("def build():\n    return 42\n", "build() returned int, expected a StateGraph"),
+        (
+            "def build():\n    raise RuntimeError('wired wrong')\n",
+            "failed to load (RuntimeError: wired wrong)",
+        ),
+    ],
+)
+def test_a_broken_graph_file_is_a_one_line_graph_error(tmp_path, code, message):
+    path = tmp_path / "broken.py"
+    path.write_text(code)
+    with pytest.raises(GraphError) as e:
+        load_topology(str(path))
+    assert message in str(e.value) and str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+# --- gar graph show --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cli():
+    """`gar` in-process, with `gar graph` mounted (the app mounts it; added here if not yet)."""
+    from gar_agent.cli import app as cli_app
+    from gar_agent.cli.graph_cmd import graph_app
+
+    if not any(g.name == "graph" for g in cli_app.app.registered_groups):
+        cli_app.app.add_typer(graph_app, name="graph")
+    return cli_app.main
+
+
+@pytest.mark.parametrize("name", SHIPPED + [str(SECOND_OPINION)])
+def test_graph_show_prints_the_nodes_and_writes_mermaid_and_png(cli, capsys, tmp_path, name):
+    assert cli(["graph", "show", name, "--out", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    topology = load_topology(name)
+    nodes = list(topology.compile().get_graph(xray=True).nodes)
+    for node in nodes:
+        if not node.endswith("__"):
+            assert node in shown
+    mermaid = (tmp_path / f"{topology.name}.mmd").read_text()
+    assert mermaid.lstrip().startswith("---") and "graph TD" in mermaid
+    image = cv2.imread(str(tmp_path / f"{topology.name}.png"))
+    assert image is not None and image.shape[0] > 100 and image.shape[1] > 100
+    if name in ("gar", "adaptive"):  # routers' targets come from their Literal types / path maps
+        assert "gate -.-> refine" in shown and "gate -.-> __end__" in shown
+
+
+def test_graph_show_marks_a_renamed_route_and_prints_mermaid_on_request(cli, capsys, tmp_path):
+    assert cli(["graph", "show", "no_gate", "--out", str(tmp_path)]) == 0
+    assert "analyze -.-> refine     [votes_complete: 'gate']" in capsys.readouterr().out
+    assert cli(["graph", "show", "adaptive", "--mermaid", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.lstrip().startswith("---") and "localize\\3aanalyze -.-> localize\\3agate;" in out
+
+
+@pytest.mark.parametrize("name", ["nope", "missing/graph.py"])
+def test_graph_show_of_an_unknown_graph_is_one_line_and_exit_2(cli, capsys, tmp_path, name):
+    assert cli(["graph", "show", name, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gar: error: ") and "\n" not in err
