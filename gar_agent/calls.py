@@ -37,9 +37,7 @@ class Request:
 
 def supports_samples(model: BaseChatModel) -> bool:
     """Whether one call can return several samples (our adapters; OpenAI-style `n`)."""
-    return bool(getattr(model, "supports_multiple_samples", False)) or "n" in getattr(
-        type(model), "model_fields", {}
-    )
+    return bool(getattr(model, "supports_multiple_samples", False)) or "n" in getattr(type(model), "model_fields", {})
 
 
 def user_message(media: Media, request: Request) -> HumanMessage:

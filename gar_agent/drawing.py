@@ -58,9 +58,7 @@ def describe(topology: Topology) -> Drawing:
     runs: dict[str, str] = {}
     routers: dict[str, str] = {}
     _describe(topology.builder, "", runs, routers)
-    edges = [
-        (e.source, e.target, e.conditional, None if e.data is None else str(e.data)) for e in graph.edges
-    ]
+    edges = [(e.source, e.target, e.conditional, None if e.data is None else str(e.data)) for e in graph.edges]
     return Drawing(list(graph.nodes), edges, runs, routers, graph.draw_mermaid())
 
 
@@ -102,9 +100,7 @@ def text(drawing: Drawing, title: str) -> str:
     for group in sorted(groups, key=lambda g: (g.count(":"), g)):
         lines += ["", f"edges in subgraph {group}" if group else "edges"]
         show = _local if group else str
-        pairs = [
-            (f"{show(s)} {'-.->' if c else '-->'} {show(t)}", s, c, label) for s, t, c, label in groups[group]
-        ]
+        pairs = [(f"{show(s)} {'-.->' if c else '-->'} {show(t)}", s, c, label) for s, t, c, label in groups[group]]
         col = max(len(p[0]) for p in pairs) + 3
         for arrow, source, conditional, label in pairs:
             note = ""
@@ -252,9 +248,7 @@ def png(drawing: Drawing, title: str, path: str | Path) -> Path:
             entering[t] = entering.get(t, 0) + 1
             y0 = p0[1] + 4 * (bends[s] - 1)
             y1 = p1[1] - 4 * (entering[t] - 1)
-            x = (p0[0] + p1[0]) / 2 + side * (
-                clearance(s, t, (p0[0] + p1[0]) / 2, y0, y1, side) + 12 * lanes[side]
-            )
+            x = (p0[0] + p1[0]) / 2 + side * (clearance(s, t, (p0[0] + p1[0]) / 2, y0, y1, side) + 12 * lanes[side])
             ends = (a[2], b[2]) if side > 0 else (a[0], b[0])
             corners = [(ends[0], y0), (x, y0), (x, y1), (ends[1], y1)]
             curve = np.concatenate([np.linspace(u, v, 30) for u, v in pairwise(corners)])

@@ -59,7 +59,4 @@ class PromptSet:
 
     def hashes(self) -> dict[str, str]:
         """sha256 of every template file, for the trace."""
-        return {
-            p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(self.directory.glob("*.txt"))
-        }
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(self.directory.glob("*.txt"))}

@@ -10,8 +10,8 @@ import re
 from collections import Counter, defaultdict
 
 from gar_agent.state import (
-    AnchorVote,
     Analysis,
+    AnchorVote,
     Box,
     GateDecision,
     RefineAnswer,
@@ -129,9 +129,7 @@ def aggregate_votes(votes: list[Vote]) -> Analysis:
     parsed = [v.parsed for v in votes if v.parsed is not None]
     n = len(parsed)
     if n == 0:
-        return Analysis(
-            av_consistency=0.0, keep=False, role_tags=[], anchor_votes=[], n_votes=len(votes), n_parsed=0
-        )
+        return Analysis(av_consistency=0.0, keep=False, role_tags=[], anchor_votes=[], n_votes=len(votes), n_parsed=0)
     av = sum(clip01(p.av_consistency) for p in parsed) / n
     keep = sum(p.keep for p in parsed) >= n // 2 + 1
     tags = Counter(normalize_name(t) for p in parsed for t in p.role_tags if normalize_name(t))

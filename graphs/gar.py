@@ -1,9 +1,9 @@
 """The paper's graph: Generate, then per source Analyze (xN) -> Gate -> Refine (when gated).
 
-    START -> generate -> localize (one branch per source, joined into `sources`) -> END
-    localize:  START -> analyze -(< N votes)-> analyze
-                        analyze -(N votes)-> gate -(refine)-> refine -> END
-                                             gate -(skip)---------------> END
+START -> generate -> localize (one branch per source, joined into `sources`) -> END
+localize:  START -> analyze -(< N votes)-> analyze
+                    analyze -(N votes)-> gate -(refine)-> refine -> END
+                                         gate -(skip)---------------> END
 """
 
 from langgraph.graph import END, START, StateGraph

@@ -1,8 +1,8 @@
 """Ablation without the gate: every source is analyzed (N votes) and then always refined.
 
-    START -> generate -> localize (one branch per source, joined into `sources`) -> END
-    localize:  START -> analyze -(< N votes)-> analyze
-                        analyze -(N votes)-> refine -> END
+START -> generate -> localize (one branch per source, joined into `sources`) -> END
+localize:  START -> analyze -(< N votes)-> analyze
+                    analyze -(N votes)-> refine -> END
 """
 
 from langgraph.graph import END, START, StateGraph
@@ -18,9 +18,7 @@ def build_source() -> StateGraph:
     source.add_node("refine", refine)
     source.add_edge(START, "analyze")
     # votes_complete says "gate" once N votes are in; here that leads straight to Refine.
-    source.add_conditional_edges(
-        "analyze", votes_complete, {"analyze": "analyze", "gate": "refine", END: END}
-    )
+    source.add_conditional_edges("analyze", votes_complete, {"analyze": "analyze", "gate": "refine", END: END})
     source.add_edge("refine", END)
     return source
 

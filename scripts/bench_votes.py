@@ -56,8 +56,13 @@ class ForcedGenerate(BaseChatModel):
         if stage in self.forced:
             result = ChatResult(
                 generations=[
-                    ChatGeneration(message=AIMessage(content=self.forced[stage], usage_metadata=g.message.usage_metadata,
-                                                     response_metadata=g.message.response_metadata))
+                    ChatGeneration(
+                        message=AIMessage(
+                            content=self.forced[stage],
+                            usage_metadata=g.message.usage_metadata,
+                            response_metadata=g.message.response_metadata,
+                        )
+                    )
                     for g in result.generations
                 ]
             )
@@ -123,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {model_path}  N={args.n_votes}  median of {args.repeats} runs  (image {image}, audio {audio})")
     print(f"{'':28}{'votes-per-call N':>18}{'votes-per-call 1':>18}")
     for field in ("model_calls", "input_tokens", "analyze_calls", "analyze_input_tokens", "analyze_s", "run_s"):
-        print(f"{field:28}{b[field]:>18.3f}{p[field]:>18.3f}" if field.endswith("_s") else f"{field:28}{b[field]:>18.0f}{p[field]:>18.0f}")
+        print(
+            f"{field:28}{b[field]:>18.3f}{p[field]:>18.3f}"
+            if field.endswith("_s")
+            else f"{field:28}{b[field]:>18.0f}{p[field]:>18.0f}"
+        )
     for name, value in ratios.items():
         print(f"{name:28}{value:>18.2f}")
     return 0

@@ -35,9 +35,7 @@ def random_sequence(rng: random.Random, n: int, unparsable: float) -> list[Vote]
             votes.append(Vote(index=i, raw="not json", error="unparsable"))
             continue
         av = min(max(rng.gauss(av_level, 0.2), 0.0), 1.0)
-        votes.append(
-            Vote(index=i, raw="", parsed=VoteAnswer(av_consistency=av, keep=rng.random() < keep_rate))
-        )
+        votes.append(Vote(index=i, raw="", parsed=VoteAnswer(av_consistency=av, keep=rng.random() < keep_rate)))
     return votes
 
 
@@ -46,9 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=2000, help="Random sequences per threshold setting.")
     parser.add_argument("--n", type=int, default=5, help="N, votes per source.")
-    parser.add_argument(
-        "--per-pass", type=int, default=1, help="Votes asked per Analyze pass (--votes-per-call)."
-    )
+    parser.add_argument("--per-pass", type=int, default=1, help="Votes asked per Analyze pass (--votes-per-call).")
     parser.add_argument("--unparsable", type=float, default=0.1, help="Chance that a vote fails to parse.")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="Print the figures as JSON.")
@@ -65,9 +61,7 @@ def main() -> None:
             used = votes_used(votes, args.n, audio_confidence, settings, args.per_pass)
             full = refines(votes, audio_confidence, settings)
             if refines(votes[:used], audio_confidence, settings) != full:
-                raise AssertionError(
-                    f"{name}: adaptive and full N disagree on {votes!r}, audio {audio_confidence}"
-                )
+                raise AssertionError(f"{name}: adaptive and full N disagree on {votes!r}, audio {audio_confidence}")
             used_total += used
             refined += full
             if audio_confidence >= tau_audio:

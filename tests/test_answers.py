@@ -10,7 +10,10 @@ from gar_agent.answers import parse_audio, parse_boxes, parse_refine, parse_vote
     [
         ('{"bbox": [10, 20, 110, 220], "description": "a dog"}', [[10, 20, 110, 220]]),
         ('```json\n{"bbox": [10, 20, 110, 220], "description": "a dog",}\n```', [[10, 20, 110, 220]]),
-        ('Sure! The dog is here: {"bbox": ["10", "20", "110", "220"], "description": "dog"} Hope this helps.', [[10, 20, 110, 220]]),
+        (
+            'Sure! The dog is here: {"bbox": ["10", "20", "110", "220"], "description": "dog"} Hope this helps.',
+            [[10, 20, 110, 220]],
+        ),
         ("{'bbox': [10.6, 20, 110, 220], 'description': 'dog'}", [[10.6, 20, 110, 220]]),
         ('{"bbox": [[10, 20, 110, 220]], "description": "dog"}', [[10, 20, 110, 220]]),
         ('{"bbox": {"x1": 1, "y1": 2, "x2": 3, "y2": 4}}', [[1, 2, 3, 4]]),

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import write_script
-from gar_agent.cli.app import main
 from test_graph import audio_answer, boxes_answer, vote
+
+from gar_agent.cli.app import main
 
 
 @pytest.fixture()
@@ -33,22 +33,43 @@ def run_json(capsys, args):
 def test_run_json_document(example, script, tmp_path, capsys):
     image, audio, _ = example
     code, out, err = run_json(
-        capsys, ["run", str(image), str(audio), "--backend", f"scripted:{script}", "--out", str(tmp_path / "o"), "--json", "--n-votes", "3"]
+        capsys,
+        [
+            "run",
+            str(image),
+            str(audio),
+            "--backend",
+            f"scripted:{script}",
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--n-votes",
+            "3",
+        ],
     )
     assert code == 0, err
     doc = json.loads(out)  # stdout is only the JSON
     assert doc["image"] == {"path": str(image), "width": 330, "height": 250}
     assert doc["audio"] == {"path": str(audio), "sample_rate": 16000, "duration_s": 3.0}
     assert doc["settings"] == {
-        "sources": 1, "n_votes": 3, "votes_per_call": 3, "tau_av": 0.5, "tau_audio": 0.75,
-        "graph": "gar", "backend": f"scripted:{script}",
+        "sources": 1,
+        "n_votes": 3,
+        "votes_per_call": 3,
+        "tau_av": 0.5,
+        "tau_audio": 0.75,
+        "graph": "gar",
+        "backend": f"scripted:{script}",
     }
     [src] = doc["sources"]
     assert src["initial_box"] == [38, 70, 128, 215] and src["box"] == [40, 72, 130, 217]
     assert src["refined"] is True and src["refined_description"] == "A violin."
     assert src["analysis"] == {
-        "av_consistency": 0.9, "keep": True, "role_tags": ["body"],
-        "anchor_votes": [{"anchor": "body", "score": 0.9}], "n_votes": 3, "n_parsed": 3,
+        "av_consistency": 0.9,
+        "keep": True,
+        "role_tags": ["body"],
+        "anchor_votes": [{"anchor": "body", "score": 0.9}],
+        "n_votes": 3,
+        "n_parsed": 3,
     }
     assert all(isinstance(v, int) for v in src["box"])
     assert doc["error"] is None and doc["usage"]["model_calls"] == 4
@@ -58,10 +79,21 @@ def test_run_json_document(example, script, tmp_path, capsys):
 
 def test_run_step_view(example, script, tmp_path, capsys):
     image, audio, _ = example
-    code, out, _ = run_json(capsys, ["run", str(image), str(audio), "--backend", f"scripted:{script}", "--out", str(tmp_path)])
+    code, out, _ = run_json(
+        capsys, ["run", str(image), str(audio), "--backend", f"scripted:{script}", "--out", str(tmp_path)]
+    )
     assert code == 0
-    for piece in ("generate", "analyze · source 0", "gate · source 0", "audio_confidence", ">= 0.75", "-> refine",
-                  "refine · source 0", "applied: bbox", "result"):
+    for piece in (
+        "generate",
+        "analyze · source 0",
+        "gate · source 0",
+        "audio_confidence",
+        ">= 0.75",
+        "-> refine",
+        "refine · source 0",
+        "applied: bbox",
+        "result",
+    ):
         assert piece in out, piece
 
 
@@ -76,12 +108,16 @@ def test_model_error_is_in_the_result_and_exit_is_nonzero(example, tmp_path, cap
     )
     sys.path.insert(0, str(tmp_path))
     try:
-        code, out, err = run_json(capsys, ["run", str(image), str(audio), "--backend", "boom:Boom", "--out", str(tmp_path / "o"), "--json"])
+        code, out, err = run_json(
+            capsys, ["run", str(image), str(audio), "--backend", "boom:Boom", "--out", str(tmp_path / "o"), "--json"]
+        )
     finally:
         sys.path.remove(str(tmp_path))
     assert code == 1
     assert json.loads(out)["error"] == "generate: the model failed on the audio call: RuntimeError: CUDA out of memory"
-    assert err.strip().splitlines() == ["gar: error: generate: the model failed on the audio call: RuntimeError: CUDA out of memory"]
+    assert err.strip().splitlines() == [
+        "gar: error: generate: the model failed on the audio call: RuntimeError: CUDA out of memory"
+    ]
 
 
 def _bad_inputs(tmp_path, example):
@@ -115,7 +151,12 @@ def _bad_inputs(tmp_path, example):
 
 
 def test_each_bad_input_is_one_line_and_exit_2(example, tmp_path, capsys):
-    script = write_script(tmp_path / "s.json", audio=[audio_answer(["x"], [0.9])], generate=[boxes_answer([[1, 1, 9, 9]])], analyze=[vote()])
+    script = write_script(
+        tmp_path / "s.json",
+        audio=[audio_answer(["x"], [0.9])],
+        generate=[boxes_answer([[1, 1, 9, 9]])],
+        analyze=[vote()],
+    )
     for args, what, why in _bad_inputs(tmp_path, example):
         backend = [] if "--backend" in args else ["--backend", f"scripted:{script}"]
         code, out, err = run_json(capsys, ["run", *args, *backend, "--out", str(tmp_path / "o"), "--json"])
@@ -130,7 +171,9 @@ def test_long_audio_is_windowed_with_a_notice(example, script, tmp_path, capsys)
     image, _, _ = example
     long = tmp_path / "long.flac"
     sf.write(long, (np.random.default_rng(0).standard_normal((16000 * 40, 2)) * 0.1).astype(np.float32), 16000)
-    code, out, err = run_json(capsys, ["run", str(image), str(long), "--backend", f"scripted:{script}", "--json", "--out", str(tmp_path)])
+    code, out, err = run_json(
+        capsys, ["run", str(image), str(long), "--backend", f"scripted:{script}", "--json", "--out", str(tmp_path)]
+    )
     assert code == 0
     assert json.loads(out)["audio"]["duration_s"] == 30.0
     assert "centred 30 s window 5.00-35.00 s" in err
@@ -139,8 +182,19 @@ def test_long_audio_is_windowed_with_a_notice(example, script, tmp_path, capsys)
 def test_readme_demo_command(tmp_path):
     # The README's first command, as a user runs it (installed console script).
     proc = subprocess.run(
-        [sys.executable, "-m", "gar_agent", "demo", "--out", str(tmp_path / "demo"), "--trace-dir", str(tmp_path / "t")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "gar_agent",
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--trace-dir",
+            str(tmp_path / "t"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "SCRIPTED answers" in proc.stdout and "result" in proc.stdout

@@ -209,9 +209,7 @@ def test_make_duet_canvas_gt_and_mix(duet_inputs):
 def test_make_duet_avoids_clipping_and_limit(tmp_path):
     loud = np.full(1600, 1.0, np.float32)
     frames, audio = _media(tmp_path, ["X", "Y", "Z"], audio=loud)
-    vggss = _write_json(
-        tmp_path / "v.json", [{"file": f, "class": "c", "bbox": [[0, 0, 1, 1]]} for f in "XYZ"]
-    )
+    vggss = _write_json(tmp_path / "v.json", [{"file": f, "class": "c", "bbox": [[0, 0, 1, 1]]} for f in "XYZ"])
     pairs = tmp_path / "p.csv"
     pairs.write_text("X,c,Y,c\nY,c,Z,c\n")
     report = make_duet(vggss, pairs, frames, audio, tmp_path / "out", limit=1)

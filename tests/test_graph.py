@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from conftest import scripted, vote
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from conftest import scripted, vote
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 
@@ -53,7 +53,10 @@ def test_k_sources_each_analyzed_gated_and_refined_as_decided(media, k):
         audio=[audio_answer(classes, confs)],
         generate=[boxes_answer(boxes)],
         analyze={str(i): [vote(0.9, True)] * 5 for i in range(k)},
-        refine={str(i): [json.dumps({"bbox": [b[0] + 5, b[1], b[2] + 5, b[3]], "changed": True})] for i, b in enumerate(boxes)},
+        refine={
+            str(i): [json.dumps({"bbox": [b[0] + 5, b[1], b[2] + 5, b[3]], "changed": True})]
+            for i, b in enumerate(boxes)
+        },
     )
     out = run_clip(media, Settings(sources=k, n_votes=5, votes_per_call=2), model)
     res = out.result
@@ -88,12 +91,19 @@ def test_generate_still_unusable_ends_the_run_with_a_clear_error(media):
     model = scripted(audio=[audio_answer(["violin"], [0.9])], generate=["no idea", '{"bbox": [1, 2]}'])
     out = run_clip(media, Settings(), model)
     assert out.result["sources"] == []
-    assert out.result["error"] == "generate: the box answer was unusable after 2 tries: 'bbox' is not a list of 4 numbers"
+    assert (
+        out.result["error"] == "generate: the box answer was unusable after 2 tries: 'bbox' is not a list of 4 numbers"
+    )
     assert [s.node for s in out.steps] == ["generate"]
 
 
 def test_failed_audio_answer_is_unknown_with_zero_confidence(media):
-    model = scripted(audio=["a dog, probably"], generate=[boxes_answer([[5, 5, 50, 50]])], analyze=[vote()] * 5, refine=['{"changed": false}'])
+    model = scripted(
+        audio=["a dog, probably"],
+        generate=[boxes_answer([[5, 5, 50, 50]])],
+        analyze=[vote()] * 5,
+        refine=['{"changed": false}'],
+    )
     out = run_clip(media, Settings(), model)
     src = out.result["sources"][0]
     assert (src["audio_class"], src["audio_confidence"]) == ("unknown", 0.0)
@@ -110,7 +120,10 @@ def test_failed_votes_are_dropped_and_failed_refine_keeps_the_box(media):
     out = run_clip(media, Settings(), model)
     src = out.state.sources[0]
     assert src.analysis.n_parsed == 3 and src.analysis.av_consistency == pytest.approx(0.4)
-    assert [v.error for v in src.votes if v.error] == ["no JSON object found in the answer", "field 'av_consistency' is missing"]
+    assert [v.error for v in src.votes if v.error] == [
+        "no JSON object found in the answer",
+        "field 'av_consistency' is missing",
+    ]
     assert src.refinement.applied == "parse_error" and src.box == [40, 40, 120, 120]
 
 
@@ -178,7 +191,9 @@ class Resized(NoSamples):
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         if run_manager.metadata["gar_stage"] == "generate":
             self.prompt = messages[-1].content[-1]["text"]
-            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=boxes_answer([[168, 126, 336, 252]])))])
+            return ChatResult(
+                generations=[ChatGeneration(message=AIMessage(content=boxes_answer([[168, 126, 336, 252]])))]
+            )
         return super()._generate(messages, stop, run_manager, **kwargs)
 
 

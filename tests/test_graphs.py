@@ -85,8 +85,7 @@ def test_no_gate_refines_every_source_even_a_confident_one(media):
         assert src["refined"] and src["box"] == REFINED[i]
     # the same clip through the paper's graph keeps both boxes
     assert [
-        s["refined"]
-        for s in run(media, "gar", model([vote(0.9, True)] * 5, (0.95, 0.95)), sources=2).result["sources"]
+        s["refined"] for s in run(media, "gar", model([vote(0.9, True)] * 5, (0.95, 0.95)), sources=2).result["sources"]
     ] == [False, False]
 
 
@@ -131,9 +130,7 @@ def test_adaptive_decides_as_the_paper_graph_end_to_end(media, i, per_call):
     full = run(media, "gar", model(votes, (0.9, 0.9), second=votes[::-1]), **settings)
     early = run(media, "adaptive", model(votes, (0.9, 0.9), second=votes[::-1]), **settings)
     assert early.result["error"] is None
-    for f, e, fs, es in zip(
-        full.result["sources"], early.result["sources"], full.state.sources, early.state.sources
-    ):
+    for f, e, fs, es in zip(full.result["sources"], early.result["sources"], full.state.sources, early.state.sources):
         assert (e["refined"], e["box"]) == (f["refined"], f["box"])
         # the adaptive loop collected exactly what the pure rule predicts, a pass at a time
         expected = votes_used(fs.votes, 5, fs.audio_confidence, full.state.settings, per_call or 1)

@@ -167,9 +167,7 @@ def test_summary_strict_vs_non_strict():
     loose = summarize([hit, failed], duet=False)
     assert set(loose) == KEYS
     assert (loose["n_total"], loose["n_evaluated"], loose["n_failed"]) == (2, 1, 1)
-    assert (
-        loose["ciou@0.5"] == 1.0 and loose["auc"] == pytest.approx(1.0) and loose["ap"] == pytest.approx(1.0)
-    )
+    assert loose["ciou@0.5"] == 1.0 and loose["auc"] == pytest.approx(1.0) and loose["ap"] == pytest.approx(1.0)
     assert (loose["refined"], loose["skipped"]) == (1, 0)
 
     strict = summarize([hit, failed], duet=False, strict=True)
@@ -224,8 +222,7 @@ def test_masks_match_gar_pipeline_on_random_pixel_boxes():
     def noisy_tie(box, w, h):
         # px * 224/W exactly half-way, but GAR's float product is off by an ulp: its rounding is noise
         return any(
-            Fraction(v * 224, s).denominator == 2 and v * (224 / s) != v * 224 / s
-            for v, s in zip(box, (w, h, w, h))
+            Fraction(v * 224, s).denominator == 2 and v * (224 / s) != v * 224 / s for v, s in zip(box, (w, h, w, h))
         )
 
     rng = np.random.default_rng(1)

@@ -193,9 +193,7 @@ def test_missing_path(tmp_path):
 def test_other_architecture(tmp_path):
     from transformers import BertConfig
 
-    BertConfig(
-        hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8
-    ).save_pretrained(tmp_path)
+    BertConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(tmp_path)
     with pytest.raises(ModelLoadError, match=r"'bert'.*qwen2_5_omni"):
         ChatQwenOmni(model=str(tmp_path)).invoke("hi")
 
@@ -220,9 +218,7 @@ def test_composite_checkpoint_loads_into_thinker(tiny_dir, tmp_path):
     comp = tmp_path / "composite"
     shutil.copytree(tiny_dir, comp)
     weights = load_file(tiny_dir / "model.safetensors")
-    save_file(
-        {f"thinker.{k}": v for k, v in weights.items()}, comp / "model.safetensors", metadata={"format": "pt"}
-    )
+    save_file({f"thinker.{k}": v for k, v in weights.items()}, comp / "model.safetensors", metadata={"format": "pt"})
     thinker = json.loads((tiny_dir / "config.json").read_text())
     Qwen2_5OmniConfig(thinker_config=thinker, enable_audio_output=False).save_pretrained(comp)
     a = ChatQwenOmni(model=str(tiny_dir), device="cpu", max_tokens=8).invoke("hello there")
@@ -243,8 +239,7 @@ def test_loads_once_across_threads(tiny_dir, monkeypatch):
     monkeypatch.setattr(Thinker, "from_pretrained", classmethod(counting))
     # eager attention: a settings key no other test loads
     models = [
-        ChatQwenOmni(model=str(tiny_dir), device="cpu", attn_implementation="eager", max_tokens=6)
-        for _ in range(4)
+        ChatQwenOmni(model=str(tiny_dir), device="cpu", attn_implementation="eager", max_tokens=6) for _ in range(4)
     ]
     outs: list = [None] * 4
     barrier = threading.Barrier(4)
@@ -280,9 +275,7 @@ def test_usage_counts_prompt_and_media_tokens(chat, media):
     assert out.usage_metadata["input_tokens"] == len(ids)
     meta = out.response_metadata
     assert (
-        meta["image_tokens"]
-        == int(inputs["image_grid_thw"][0].prod()) // 4
-        == int((ids == proc.image_token_id).sum())
+        meta["image_tokens"] == int(inputs["image_grid_thw"][0].prod()) // 4 == int((ids == proc.image_token_id).sum())
     )
     assert meta["audio_tokens"] == int((ids == proc.audio_token_id).sum()) > 0
     n_out = out.usage_metadata["output_tokens"]

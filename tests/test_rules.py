@@ -12,7 +12,7 @@ from gar_agent.rules import (
     resolve_refinement,
     scale_box,
 )
-from gar_agent.state import AnchorVote, Analysis, RefineAnswer, RefineOps, Settings, Vote, VoteAnswer
+from gar_agent.state import Analysis, AnchorVote, RefineAnswer, RefineOps, Settings, Vote, VoteAnswer
 
 
 @pytest.mark.parametrize(
@@ -102,7 +102,9 @@ def test_aggregation_means_majority_tags_anchors():
     assert [(x.anchor, round(x.score, 6)) for x in a.anchor_votes] == [("bow_on_strings", 0.8), ("violin_body", 0.7)]
 
 
-@pytest.mark.parametrize("trues, n, keep", [(2, 4, False), (3, 4, True), (3, 5, True), (2, 5, False), (1, 1, True), (1, 2, False)])
+@pytest.mark.parametrize(
+    "trues, n, keep", [(2, 4, False), (3, 4, True), (3, 5, True), (2, 5, False), (1, 1, True), (1, 2, False)]
+)
 def test_keep_is_a_strict_majority(trues, n, keep):
     votes = [_v(i, 0.5, i < trues) for i in range(n)]
     assert aggregate_votes(votes).keep is keep

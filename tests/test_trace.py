@@ -3,8 +3,9 @@
 import json
 
 import pytest
-
 from conftest import write_script
+from test_graph import audio_answer, boxes_answer, vote
+
 from gar_agent.cli.app import main
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import run_clip
@@ -13,7 +14,6 @@ from gar_agent.topology import load_topology
 from gar_agent.trace.checkpoints import memory_saver, sqlite_saver
 from gar_agent.trace.schema import SCHEMA_VERSION
 from gar_agent.trace.store import TraceError, list_traces, read_trace
-from test_graph import audio_answer, boxes_answer, vote
 
 VOTES = [vote(0.9, True), vote(0.7, True), vote(0.5, True), "not json", vote(0.3, False)]
 # parsed 4: av 0.6, keep 3 of 4 -> skip with tau_av 0.4 and audio confidence 0.8
@@ -31,8 +31,24 @@ def recorded(example, tmp_path, capsys):
         refine=[json.dumps({"bbox": [30, 60, 120, 210], "changed": True})],
     )
     traces = tmp_path / "traces"
-    code = main(["run", str(image), str(audio), "--backend", f"scripted:{script}", "--trace-dir", str(traces),
-                 "--out", str(tmp_path / "o"), "--json", "--n-votes", "5", "--tau-av", "0.4"])
+    code = main(
+        [
+            "run",
+            str(image),
+            str(audio),
+            "--backend",
+            f"scripted:{script}",
+            "--trace-dir",
+            str(traces),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--n-votes",
+            "5",
+            "--tau-av",
+            "0.4",
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["sources"][0]["refined"] is False
     [(path, trace)] = list_traces(traces)
@@ -80,7 +96,9 @@ def test_replay_with_fewer_votes_uses_the_first_ones(recorded, capsys, tmp_path)
 
 def test_a_looser_gate_replays_without_the_model(recorded, capsys, tmp_path):
     traces, run_id, result, _ = recorded
-    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--tau-audio", "0.1", "--out", tmp_path)
+    code, out, _ = cli(
+        capsys, "replay", run_id, "--trace-dir", traces, "--json", "--tau-audio", "0.1", "--out", tmp_path
+    )
     assert code == 0 and json.loads(out)["sources"][0]["refined"] is False
 
 
@@ -91,8 +109,20 @@ def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_
     assert "replay needs a call the recording lacks: refine call for source 0 (refine_single.txt, n=1)" in err
     assert len(err.strip().splitlines()) == 1
     # with a backend, the missing call goes to it and the source is refined
-    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--tau-av", "0.9", "--json",
-                       "--backend", f"scripted:{script}", "--out", tmp_path)
+    code, out, _ = cli(
+        capsys,
+        "replay",
+        run_id,
+        "--trace-dir",
+        traces,
+        "--tau-av",
+        "0.9",
+        "--json",
+        "--backend",
+        f"scripted:{script}",
+        "--out",
+        tmp_path,
+    )
     src = json.loads(out)["sources"][0]
     assert code == 0 and src["refined"] is True and src["box"] == [30, 60, 120, 210]
 
@@ -110,8 +140,20 @@ def test_replay_with_an_edited_prompt_is_a_missing_call(recorded, capsys, tmp_pa
 
 def test_fork_with_an_edited_box(recorded, capsys, tmp_path):
     traces, run_id, _, script = recorded
-    code, out, err = cli(capsys, "fork", run_id, "--box", "0=20,30,90,120", "--trace-dir", traces, "--json",
-                         "--backend", f"scripted:{script}", "--out", tmp_path)
+    code, out, err = cli(
+        capsys,
+        "fork",
+        run_id,
+        "--box",
+        "0=20,30,90,120",
+        "--trace-dir",
+        traces,
+        "--json",
+        "--backend",
+        f"scripted:{script}",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     src = json.loads(out)["sources"][0]
     assert src["initial_box"] == [20, 30, 90, 120]
@@ -127,8 +169,22 @@ def test_fork_with_an_edited_vote_changes_the_gate(recorded, capsys, tmp_path):
     traces, run_id, result, script = recorded
     assert result["sources"][0]["analysis"]["keep"] is True
     bad = json.dumps({"av_consistency": 0.0, "keep": False})
-    code, out, err = cli(capsys, "fork", run_id, "--vote", f"0:0={bad}", "--vote", f"0:1={bad}", "--trace-dir", traces,
-                         "--json", "--backend", f"scripted:{script}", "--out", tmp_path)
+    code, out, err = cli(
+        capsys,
+        "fork",
+        run_id,
+        "--vote",
+        f"0:0={bad}",
+        "--vote",
+        f"0:1={bad}",
+        "--trace-dir",
+        traces,
+        "--json",
+        "--backend",
+        f"scripted:{script}",
+        "--out",
+        tmp_path,
+    )
     assert code == 0, err
     src = json.loads(out)["sources"][0]
     assert src["analysis"]["keep"] is False and src["analysis"]["av_consistency"] == pytest.approx(0.2)
@@ -157,8 +213,12 @@ def test_corrupt_and_future_traces_are_clear_errors(recorded, capsys, tmp_path):
     corrupt.write_text(path.read_text()[:500])
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({**data, "settings": {"sources": "many"}}))
-    for f, why in [(future, "newer than this gar-agent reads"), (corrupt, "is corrupt (not JSON"),
-                   (wrong, "is corrupt at settings.sources"), (tmp_path / "none.json", "no trace")]:
+    for f, why in [
+        (future, "newer than this gar-agent reads"),
+        (corrupt, "is corrupt (not JSON"),
+        (wrong, "is corrupt at settings.sources"),
+        (tmp_path / "none.json", "no trace"),
+    ]:
         with pytest.raises(TraceError, match=why.replace("(", r"\(")):
             read_trace(f)
         code, _, err = cli(capsys, "trace", "show", f)

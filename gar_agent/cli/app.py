@@ -51,7 +51,9 @@ def run(
     audio: Annotated[Path, typer.Argument(help="The audio: wav, flac, mp3 or ogg, any rate/channels.")],
     sources: Annotated[int, typer.Option(min=1, max=8, help="K, sounding objects to find.")] = 1,
     n_votes: Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")] = 5,
-    votes_per_call: Annotated[Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")] = None,
+    votes_per_call: Annotated[
+        Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")
+    ] = None,
     tau_av: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")] = 0.5,
     tau_audio: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on audio confidence.")] = 0.75,
     backend: Backend = "qwen-omni",
@@ -59,7 +61,9 @@ def run(
     graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
     prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
-    max_audio_s: Annotated[float, typer.Option(min=0.0, help="Longer audio keeps a centred window (0: keep all).")] = 30.0,
+    max_audio_s: Annotated[
+        float, typer.Option(min=0.0, help="Longer audio keeps a centred window (0: keep all).")
+    ] = 30.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
     trace_dir: TraceDir = TRACES_DIR,
     embed_media: Annotated[bool, typer.Option(help="Copy the inputs beside the trace (portable).")] = False,
@@ -89,7 +93,12 @@ def run(
     try:
         checkpointer = open_checkpointer(checkpoints, trace_dir)
         outcome = run_clip(
-            media, settings, chat, topology=topology, prompts=prompt_set, checkpointer=checkpointer,
+            media,
+            settings,
+            chat,
+            topology=topology,
+            prompts=prompt_set,
+            checkpointer=checkpointer,
             on_step=step_printer(as_json),
         )
     except (PromptError, ValueError) as e:
@@ -113,9 +122,25 @@ def demo(
             "[bold yellow]DEMO with SCRIPTED answers[/] (from "
             f"{script}), not a real model's: it shows every step of the graph on a generated duet."
         )
-    run(image, audio, sources=2, n_votes=5, votes_per_call=None, tau_av=0.5, tau_audio=0.75,
-        backend=f"scripted:{script}", model=None, graph="gar", prompts=None, out=out,
-        max_audio_s=30.0, as_json=as_json, trace_dir=trace_dir, embed_media=False, checkpoints=None)
+    run(
+        image,
+        audio,
+        sources=2,
+        n_votes=5,
+        votes_per_call=None,
+        tau_av=0.5,
+        tau_audio=0.75,
+        backend=f"scripted:{script}",
+        model=None,
+        graph="gar",
+        prompts=None,
+        out=out,
+        max_audio_s=30.0,
+        as_json=as_json,
+        trace_dir=trace_dir,
+        embed_media=False,
+        checkpoints=None,
+    )
 
 
 def _mount() -> None:

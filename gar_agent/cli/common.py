@@ -40,10 +40,7 @@ Checkpoints = Annotated[
     Optional[str],
     typer.Option(help="Checkpoint store: memory | sqlite:PATH | postgresql://... (default SQLite in the trace dir)."),
 ]
-Backend = Annotated[
-    str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")
-]
-
+Backend = Annotated[str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")]
 
 
 def step_printer(as_json: bool):

@@ -21,9 +21,7 @@ def _graph() -> None:
 def show(
     graph: Annotated[str, typer.Argument(help="A name in graphs/ or a .py graph file.")] = "gar",
     out: Annotated[Path, typer.Option(help="Where NAME.mmd and NAME.png go.")] = Path("out/graphs"),
-    mermaid: Annotated[
-        bool, typer.Option("--mermaid", help="Print the Mermaid text instead of the listing.")
-    ] = False,
+    mermaid: Annotated[bool, typer.Option("--mermaid", help="Print the Mermaid text instead of the listing.")] = False,
 ) -> None:
     """Print GRAPH's nodes and edges (subgraphs expanded) and write its Mermaid text and a PNG."""
     from gar_agent.drawing import describe, png, text

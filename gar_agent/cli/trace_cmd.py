@@ -96,11 +96,16 @@ def show(
         f"K={trace.settings.sources} N={trace.settings.n_votes} tau_av={trace.settings.tau_av} "
         f"tau_audio={trace.settings.tau_audio}" + (f" · parent {trace.parent}" if trace.parent else "")
     )
-    head.add(f"steps: " + ", ".join(f"{s.index}:{s.node}" + ("" if s.source is None else f"[{s.source}]") for s in trace.steps))
+    head.add(
+        "steps: "
+        + ", ".join(f"{s.index}:{s.node}" + ("" if s.source is None else f"[{s.source}]") for s in trace.steps)
+    )
     if final.generate:
         head.add(generate_view(final.generate, [], final.error))
     for src in final.sources:
-        branch = head.add(f"[bold]source {src.index}[/]: {src.audio_class} ({src.audio_confidence:.2f}) {src.initial_box} -> {src.box}")
+        branch = head.add(
+            f"[bold]source {src.index}[/]: {src.audio_class} ({src.audio_confidence:.2f}) {src.initial_box} -> {src.box}"
+        )
         if src.votes:
             branch.add(votes_table(src))
             branch.add(analysis_text(src))
@@ -130,7 +135,7 @@ def _step_overlays(trace: Trace, path: Path, folder: Path) -> None:
     boxes: dict[int, dict] = {}
     written = 0
     for s in trace.steps:
-        for rec in (s.state.get("sources") or []):
+        for rec in s.state.get("sources") or []:
             boxes[rec["index"]] = {
                 "box": rec["box"],
                 "initial_box": rec["initial_box"],
@@ -180,8 +185,15 @@ def _fallback(backend: Optional[str], model: Optional[str]):
 
 def _save(done: Replayed, trace: Trace, media, topology, prompts, out, as_json, trace_dir, fork_info=None) -> None:
     new = build_trace(
-        done.outcome, media, topology, prompts, backend=f"replay of {trace.run_id}",
-        parent=trace.run_id, fork=fork_info, prefix=done.prefix, inputs=trace.inputs,
+        done.outcome,
+        media,
+        topology,
+        prompts,
+        backend=f"replay of {trace.run_id}",
+        parent=trace.run_id,
+        fork=fork_info,
+        prefix=done.prefix,
+        inputs=trace.inputs,
     )
     path = write_trace(new, trace_dir)
     if done.model.missing:
@@ -224,8 +236,16 @@ def replay(
         media = trace_media(trace, path)
         chat = replay_model(trace, _fallback(backend, model))
         done = replay_run(
-            trace, media, topology, prompt_set, chat, checkpointer=open_checkpointer(checkpoints, trace_dir),
-            on_step=step_printer(as_json), n_votes=n_votes, tau_av=tau_av, tau_audio=tau_audio,
+            trace,
+            media,
+            topology,
+            prompt_set,
+            chat,
+            checkpointer=open_checkpointer(checkpoints, trace_dir),
+            on_step=step_printer(as_json),
+            n_votes=n_votes,
+            tau_av=tau_av,
+            tau_audio=tau_audio,
         )
     except (*USER_ERRORS, ValueError) as e:
         raise fail(str(e)) from None
@@ -249,13 +269,19 @@ def _parse_vote(spec: str) -> tuple[int, int, str]:
         src, idx = where.split(":")
         return int(src), int(idx), answer
     except ValueError:
-        raise fail(f"--vote {spec!r}: write SOURCE:INDEX=ANSWER, e.g. --vote 0:2='{{\"av_consistency\": 0.1, \"keep\": false}}'") from None
+        raise fail(
+            f'--vote {spec!r}: write SOURCE:INDEX=ANSWER, e.g. --vote 0:2=\'{{"av_consistency": 0.1, "keep": false}}\''
+        ) from None
 
 
 def fork(
     run: RunRef,
-    box: Annotated[Optional[list[str]], typer.Option(help="SOURCE=x1,y1,x2,y2: replace a source's initial box.")] = None,
-    vote: Annotated[Optional[list[str]], typer.Option(help="SOURCE:INDEX=ANSWER: replace a recorded vote's answer.")] = None,
+    box: Annotated[
+        Optional[list[str]], typer.Option(help="SOURCE=x1,y1,x2,y2: replace a source's initial box.")
+    ] = None,
+    vote: Annotated[
+        Optional[list[str]], typer.Option(help="SOURCE:INDEX=ANSWER: replace a recorded vote's answer.")
+    ] = None,
     backend: Annotated[Optional[str], typer.Option(help="Model for calls the recording lacks.")] = None,
     model: Annotated[Optional[str], typer.Option(help="Checkpoint for --backend qwen-omni.")] = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/fork"),
@@ -277,12 +303,20 @@ def fork(
         for src, idx, answer in votes:
             chat.edit_answer("analyze", src, idx, answer)
         done = fork_run(
-            trace, media, topology, prompt_set, chat, boxes,
-            checkpointer=open_checkpointer(checkpoints, trace_dir), on_step=step_printer(as_json),
+            trace,
+            media,
+            topology,
+            prompt_set,
+            chat,
+            boxes,
+            checkpointer=open_checkpointer(checkpoints, trace_dir),
+            on_step=step_printer(as_json),
         )
     except MissingRecording as e:
         raise fail(str(e)) from None
     except (*USER_ERRORS, ValueError) as e:
         raise fail(str(e)) from None
-    edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [f"source {s} vote {i} -> {a}" for s, i, a in votes]
+    edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [
+        f"source {s} vote {i} -> {a}" for s, i, a in votes
+    ]
     _save(done, trace, media, topology, prompt_set, out, as_json, trace_dir, Fork(from_node="generate", edits=edits))

@@ -31,7 +31,7 @@ def call_view(call: ModelCall, show_prompt: bool = True) -> Group:
         parts.append(Text("asked: ", style="cyan").append(_clip(call.prompt, 300), style="default"))
     if call.error:
         parts.append(Text(f"model error: {call.error}", style="bold red"))
-    for i, a in enumerate(call.answers[:1] if call.n > 1 else call.answers):
+    for a in call.answers[:1] if call.n > 1 else call.answers:
         label = "answer: " if call.n == 1 else f"answer 1 of {len(call.answers)}: "
         parts.append(Text(label, style="green").append(_clip(a), style="default"))
     return Group(*parts)
@@ -42,13 +42,15 @@ def generate_view(record: GenerateRecord, sources: list[SourceRecord], error: st
     parts: list = []
     for call in record.calls:
         parts.append(call_view(call))
-    for i, ans in enumerate(record.audio + record.boxes):
+    for ans in record.audio + record.boxes:
         if ans.error:
             parts.append(Text(f"unusable answer: {ans.error}", style="yellow"))
     if sources:
         table = Table("source", "audio class", "conf", "initial box", "description", box=None, pad_edge=False)
         for s in sources:
-            table.add_row(str(s.index), s.audio_class, f"{s.audio_confidence:.2f}", str(s.initial_box), _clip(s.description, 80))
+            table.add_row(
+                str(s.index), s.audio_class, f"{s.audio_confidence:.2f}", str(s.initial_box), _clip(s.description, 80)
+            )
         parts.append(table)
     if error:
         parts.append(Text(error, style="bold red"))
@@ -150,7 +152,9 @@ def result_table(result: dict) -> Table:
 def node_view(node: str, update: dict):
     """The view of one step's update, or None for a node this module does not know."""
     if node == "generate":
-        return generate_view(update.get("generate") or GenerateRecord(), update.get("sources") or [], update.get("error"))
+        return generate_view(
+            update.get("generate") or GenerateRecord(), update.get("sources") or [], update.get("error")
+        )
     if node not in ("analyze", "gate", "refine"):
         return None  # e.g. the per-source branch as a whole: its steps were shown one by one
     src = update.get("source") or (update.get("sources") or [None])[0]

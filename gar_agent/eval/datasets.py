@@ -93,9 +93,7 @@ def _read_json_list(gt_file: Path, what: str) -> list[dict]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(
-            f"{path} is not a JSON file ({exc.__class__.__name__}); expected {what} JSON"
-        ) from None
+        raise DatasetError(f"{path} is not a JSON file ({exc.__class__.__name__}); expected {what} JSON") from None
     if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
         raise DatasetError(f"{path}: expected a JSON list of objects ({what}), found {type(data).__name__}")
     return data
@@ -145,9 +143,7 @@ def _collect(
             missing.append(sid)
             if require_files:
                 continue
-        samples.append(
-            Sample(id=sid, frame=frame, audio=audio, gt_boxes=boxes, classes=classes, sources=sources)
-        )
+        samples.append(Sample(id=sid, frame=frame, audio=audio, gt_boxes=boxes, classes=classes, sources=sources))
     return samples, missing
 
 
@@ -303,15 +299,9 @@ class DatasetSpec:
 
 # Thresholds: the argparse defaults of GAR-SSL's GAR_<dataset>.py scripts (tau_av / tau_audio).
 DATASETS: dict[str, DatasetSpec] = {
-    "vggss-single": DatasetSpec(
-        "vggss-single", load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists"
-    ),
-    "music-solo": DatasetSpec(
-        "music-solo", load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh"
-    ),
-    "music-duet": DatasetSpec(
-        "music-duet", load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh"
-    ),
+    "vggss-single": DatasetSpec("vggss-single", load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists"),
+    "music-solo": DatasetSpec("music-solo", load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh"),
+    "music-duet": DatasetSpec("music-duet", load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh"),
     "vggss-duet": DatasetSpec(
         "vggss-duet",
         load_vggss_duet,
@@ -453,9 +443,7 @@ def make_duet(
         except (RuntimeError, ValueError, OSError) as exc:  # a decoder failure only skips this pair
             report.skipped.append((did, f"unreadable audio: {exc.__class__.__name__}"))
             continue
-        canvas = np.hstack(
-            [cv2.resize(im, (DUET_SIDE, DUET_SIDE), interpolation=cv2.INTER_AREA) for im in imgs]
-        )
+        canvas = np.hstack([cv2.resize(im, (DUET_SIDE, DUET_SIDE), interpolation=cv2.INTER_AREA) for im in imgs])
         cv2.imwrite(str(out_dir / "frames" / f"{did}.jpg"), canvas)
         sf.write(str(out_dir / "audio" / f"{did}.wav"), mix_audio(wav_a, wav_b), DUET_SR, subtype="PCM_16")
         (box_a, cls_a), (box_b, cls_b) = boxes[file_a], boxes[file_b]

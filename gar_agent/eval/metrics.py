@@ -164,9 +164,7 @@ class PixelPool:
         if not self.pos:
             return 0.0
         keys = np.array(sorted(self.pos))
-        return _ap_from_counts(
-            keys, np.array([self.pos[k] for k in keys]), np.array([self.neg[k] for k in keys])
-        )
+        return _ap_from_counts(keys, np.array([self.pos[k] for k in keys]), np.array([self.neg[k] for k in keys]))
 
 
 def piap(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
@@ -253,9 +251,7 @@ class SampleScore(BaseModel):
         return out
 
 
-def summarize(
-    records: Sequence[SampleScore], duet: bool, strict: bool = False, size: int = MASK_SIZE
-) -> dict:
+def summarize(records: Sequence[SampleScore], duet: bool, strict: bool = False, size: int = MASK_SIZE) -> dict:
     """Benchmark numbers from per-sample records; metrics are fractions in [0, 1].
 
     Non-strict (GAR code): a failed sample is left out of every metric. strict=True: it counts as a

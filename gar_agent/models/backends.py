@@ -46,14 +46,19 @@ def _import_chat_model(spec: str) -> BaseChatModel:
     try:
         module = importlib.import_module(module_name)
     except Exception as e:  # an import error inside the user's module is reported, not raised
-        raise BackendError(f"--backend {spec}: cannot import module {module_name!r} ({type(e).__name__}: {e})") from None
+        raise BackendError(
+            f"--backend {spec}: cannot import module {module_name!r} ({type(e).__name__}: {e})"
+        ) from None
     if not hasattr(module, attr):
         raise BackendError(f"--backend {spec}: module {module_name!r} has no attribute {attr!r}")
     obj = getattr(module, attr)
     try:
-        if inspect.isclass(obj) and issubclass(obj, BaseChatModel):
-            obj = obj()
-        elif callable(obj) and not isinstance(obj, BaseChatModel):
+        if (
+            inspect.isclass(obj)
+            and issubclass(obj, BaseChatModel)
+            or callable(obj)
+            and not isinstance(obj, BaseChatModel)
+        ):
             obj = obj()
     except Exception as e:
         raise BackendError(f"--backend {spec}: building the model failed ({type(e).__name__}: {e})") from None

@@ -26,8 +26,7 @@ from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
-from gar_agent.media import SAMPLE_RATE, decode_audio
-
+from gar_agent.media import decode_audio
 
 
 class ModelLoadError(RuntimeError):
@@ -74,9 +73,7 @@ def _family_classes(family: str) -> tuple[Any, Any, Any]:
 def _looks_like_path(model: str) -> bool:
     # a hub id is "org/name"; anything else with a path shape is meant as a local directory
     return (
-        model.startswith(("/", "./", "../", "~", "\\"))
-        or model.count("/") > 1
-        or (len(model) > 1 and model[1] == ":")
+        model.startswith(("/", "./", "../", "~", "\\")) or model.count("/") > 1 or (len(model) > 1 and model[1] == ":")
     )
 
 
@@ -159,15 +156,11 @@ def _load(model: str, dtype: str, device: str, attn: str, quantization: str | No
             kwargs["config"] = composite_cfg_cls.from_pretrained(model).thinker_config
         if quantization is not None:
             if importlib.util.find_spec("bitsandbytes") is None:
-                raise ModelLoadError(
-                    f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes"
-                )
+                raise ModelLoadError(f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes")
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = (
-                BitsAndBytesConfig(
-                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
-                )
+                BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
                 if quantization == "4bit"
                 else BitsAndBytesConfig(load_in_8bit=True)
             )
@@ -222,9 +215,7 @@ def _load_audio(src: bytes | str) -> Any:
 
 def _media_source(block: dict, kind: str) -> bytes | str:
     """The bytes or path of an image/audio block in any of LangChain's standard forms."""
-    b64 = block.get("base64") or (
-        block.get("data") if block.get("source_type", "base64") == "base64" else None
-    )
+    b64 = block.get("base64") or (block.get("data") if block.get("source_type", "base64") == "base64" else None)
     if isinstance(b64, str):
         return base64.b64decode(b64)
     for key in ("url", "path", "file_path"):
@@ -351,9 +342,7 @@ class ChatQwenOmni(BaseChatModel):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         attn = self.attn_implementation
         if attn is None:
-            attn = (
-                "flash_attention_2" if device == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
-            )
+            attn = "flash_attention_2" if device == "cuda" and importlib.util.find_spec("flash_attn") else "sdpa"
         path = Path(self.model).expanduser()
         model = str(path.resolve()) if path.exists() else self.model
         return model, self.dtype, device, attn, self.quantization
@@ -393,9 +382,7 @@ class ChatQwenOmni(BaseChatModel):
         stop = kwargs.pop("stop", None)
         return self._run([list(p) for p in prompts], stop=stop, **kwargs)
 
-    def _run(
-        self, prompts: list[list[BaseMessage]], stop: list[str] | None = None, **kwargs: Any
-    ) -> list[ChatResult]:
+    def _run(self, prompts: list[list[BaseMessage]], stop: list[str] | None = None, **kwargs: Any) -> list[ChatResult]:
         import torch
 
         unknown = set(kwargs) - {"temperature", "top_p", "n", "max_new_tokens", "max_tokens", "seed", "model"}
@@ -492,7 +479,5 @@ class ChatQwenOmni(BaseChatModel):
                     id=f"{call_id}-{j}",
                 )
                 generations.append(ChatGeneration(message=msg, generation_info={"finish_reason": finish}))
-            results.append(
-                ChatResult(generations=generations, llm_output={"model_name": self.model, "wall_s": wall})
-            )
+            results.append(ChatResult(generations=generations, llm_output={"model_name": self.model, "wall_s": wall}))
         return results

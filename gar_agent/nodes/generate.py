@@ -65,7 +65,9 @@ def generate(state: RunState, runtime: Runtime[GarContext]) -> dict:
     image = state.image
     sources = []
     for i in range(k):
-        box = clip_box(scale_box(boxes["boxes"][i], image.frame, (image.width, image.height)), image.width, image.height)
+        box = clip_box(
+            scale_box(boxes["boxes"][i], image.frame, (image.width, image.height)), image.width, image.height
+        )
         sources.append(
             SourceRecord(
                 index=i,

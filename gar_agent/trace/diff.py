@@ -19,9 +19,7 @@ class TraceDiff:
 
     @property
     def same(self) -> bool:
-        return not (self.settings or self.answers or self.decisions) and all(
-            a == b for _, a, b, _ in self.boxes
-        )
+        return not (self.settings or self.answers or self.decisions) and all(a == b for _, a, b, _ in self.boxes)
 
 
 def _answers(trace: Trace) -> dict[str, list[str]]:
@@ -40,7 +38,9 @@ def diff_traces(a: Trace, b: Trace) -> TraceDiff:
     if a.inputs != b.inputs:
         for kind in a.inputs:
             if a.inputs[kind].sha256 != (b.inputs.get(kind).sha256 if kind in b.inputs else None):
-                d.settings.append((f"input {kind}", a.inputs[kind].path, b.inputs[kind].path if kind in b.inputs else None))
+                d.settings.append(
+                    (f"input {kind}", a.inputs[kind].path, b.inputs[kind].path if kind in b.inputs else None)
+                )
     if a.prompts != b.prompts:
         changed = sorted(k for k in set(a.prompts) | set(b.prompts) if a.prompts.get(k) != b.prompts.get(k))
         d.settings.append(("prompt templates", ", ".join(changed), "(edited)"))

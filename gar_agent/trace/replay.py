@@ -122,13 +122,21 @@ class ReplayChatModel(BaseChatModel):
         prompt = answer_text(messages[-1]) if messages else ""
         n = int(kwargs.get("n") or 1)
         key = call_key(
-            meta.get("gar_stage"), meta.get("gar_source"), meta.get("gar_template"), prompt,
-            kwargs.get("temperature", 0.0), kwargs.get("top_p", 1.0) if kwargs.get("temperature") else 1.0,
+            meta.get("gar_stage"),
+            meta.get("gar_source"),
+            meta.get("gar_template"),
+            prompt,
+            kwargs.get("temperature", 0.0),
+            kwargs.get("top_p", 1.0) if kwargs.get("temperature") else 1.0,
         )
         with self._lock:
             got = self._pools[key].take(n) if key in self._pools else None
         if got is None:
-            what = f"{key[0]} call for source {key[1]} ({key[2]}, n={n})" if key[1] is not None else f"{key[0]} call ({key[2]})"
+            what = (
+                f"{key[0]} call for source {key[1]} ({key[2]}, n={n})"
+                if key[1] is not None
+                else f"{key[0]} call ({key[2]})"
+            )
             if self.fallback is None:
                 self.missing.append(what)
                 raise MissingRecording(f"the recording has no answer for the {what}: give --backend to run it")
