@@ -8,8 +8,8 @@ Refine's prompt says "no analysis was run" in place of the aggregated votes.
 
 from langgraph.graph import END, START, StateGraph
 
-from gar_agent.nodes import GarContext, fan_out_sources, generate, refine
-from gar_agent.state import RunState, SourceOutput, SourceState
+from gar_agent.nodes import GarContext, refine, run_graph
+from gar_agent.state import SourceOutput, SourceState
 
 
 def build_source() -> StateGraph:
@@ -22,14 +22,8 @@ def build_source() -> StateGraph:
 
 
 def build() -> StateGraph:
-    """The whole run: Generate, then one `localize` branch per source."""
-    run = StateGraph(RunState, context_schema=GarContext)
-    run.add_node("generate", generate)
-    run.add_node("localize", build_source().compile())
-    run.add_edge(START, "generate")
-    run.add_conditional_edges("generate", fan_out_sources, ["localize", END])
-    run.add_edge("localize", END)
-    return run
+    """The whole run: Generate, then one `localize` branch per source (see `run_graph`)."""
+    return run_graph(build_source())
 
 
 graph = build().compile()

@@ -19,6 +19,8 @@ from gar_agent.cli.common import (
     USER_ERRORS,
     Backend,
     Checkpoints,
+    JsonOpt,
+    ModelOpt,
     TraceDir,
     console,
     err,
@@ -57,14 +59,14 @@ def run(
     tau_av: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")] = 0.5,
     tau_audio: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on audio confidence.")] = 0.75,
     backend: Backend = "qwen-omni",
-    model: Annotated[Optional[str], typer.Option(help="Checkpoint for qwen-omni: hub id or local dir.")] = None,
+    model: ModelOpt = None,
     graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
     prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
     max_audio_s: Annotated[
         float, typer.Option(min=0.0, help="Longer audio keeps a centred window (0: keep all).")
     ] = 30.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
     trace_dir: TraceDir = TRACES_DIR,
     embed_media: Annotated[bool, typer.Option(help="Copy the inputs beside the trace (portable).")] = False,
     checkpoints: Checkpoints = None,
@@ -110,7 +112,7 @@ def run(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the example and its results go.")] = Path("out/demo"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
     trace_dir: TraceDir = TRACES_DIR,
 ) -> None:
     """Run the graph on a generated duet with SCRIPTED answers (no model needed)."""

@@ -40,6 +40,9 @@ Checkpoints = Annotated[
     Optional[str],
     typer.Option(help="Checkpoint store: memory | sqlite:PATH | postgresql://... (default SQLite in the trace dir)."),
 ]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Checkpoint for qwen-omni: hub id or local dir.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")]
+FallbackOpt = Annotated[Optional[str], typer.Option("--backend", help="Model for calls the recording lacks.")]
 Backend = Annotated[str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")]
 
 

@@ -14,6 +14,9 @@ from rich.tree import Tree
 from gar_agent.cli.common import (
     USER_ERRORS,
     Checkpoints,
+    FallbackOpt,
+    JsonOpt,
+    ModelOpt,
     TraceDir,
     console,
     fail,
@@ -221,10 +224,10 @@ def replay(
     tau_audio: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
     graph: Annotated[Optional[str], typer.Option(help="Another topology (name or file).")] = None,
     prompts: Annotated[Optional[Path], typer.Option(help="Edited prompt templates.")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="Model for calls the recording lacks.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Checkpoint for --backend qwen-omni.")] = None,
+    backend: FallbackOpt = None,
+    model: ModelOpt = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/replay"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
     trace_dir: TraceDir = TRACES_DIR,
     checkpoints: Checkpoints = None,
 ) -> None:
@@ -282,10 +285,10 @@ def fork(
     vote: Annotated[
         Optional[list[str]], typer.Option(help="SOURCE:INDEX=ANSWER: replace a recorded vote's answer.")
     ] = None,
-    backend: Annotated[Optional[str], typer.Option(help="Model for calls the recording lacks.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="Checkpoint for --backend qwen-omni.")] = None,
+    backend: FallbackOpt = None,
+    model: ModelOpt = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/fork"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
     trace_dir: TraceDir = TRACES_DIR,
     checkpoints: Checkpoints = None,
 ) -> None:

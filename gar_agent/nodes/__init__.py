@@ -2,7 +2,7 @@
 
 Graph files in `graphs/` wire these together; a researcher's own node is a function of the same
 shape (`state, runtime -> dict of updates`) defined in the graph file itself, and `report` and
-`source_values` are what such a per-source node needs (docs/graphs.md walks through one).
+`source_values` are what such a per-source node needs (the README walks through one); `run_graph` wires the run level around a per-source graph.
 """
 
 from gar_agent.nodes.adaptive import analyze_incremental, votes_settled
@@ -13,6 +13,7 @@ from gar_agent.nodes.gate import gate
 from gar_agent.nodes.generate import generate
 from gar_agent.nodes.refine import refine
 from gar_agent.nodes.routes import SOURCE_BRANCH, fan_out_sources, gate_decision, votes_complete
+from gar_agent.nodes.run import run_graph
 
 __all__ = [
     "SOURCE_BRANCH",
@@ -25,6 +26,7 @@ __all__ = [
     "generate",
     "refine",
     "report",
+    "run_graph",
     "source_values",
     "votes_complete",
     "votes_settled",
