@@ -148,6 +148,7 @@ def demo(
 def _mount() -> None:
     """Sub-command groups that live in their own modules."""
     from gar_agent.cli.data_cmd import data_app
+    from gar_agent.cli.eval_cmd import eval_command
     from gar_agent.cli.graph_cmd import graph_app
     from gar_agent.cli.model_cmd import model_app
     from gar_agent.cli.trace_cmd import fork, replay, trace_app
@@ -156,6 +157,7 @@ def _mount() -> None:
     app.add_typer(data_app, name="data", help="Benchmark data preparation.")
     app.add_typer(trace_app, name="trace", help="Inspect saved runs: list, show, diff.")
     app.add_typer(graph_app, name="graph", help="Graph topologies: show how a graph file wires the nodes.")
+    app.command("eval")(eval_command)
     app.command()(replay)
     app.command()(fork)
 

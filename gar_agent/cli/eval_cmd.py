@@ -1,0 +1,461 @@
+"""`gar eval`: run a benchmark (resumable), rescore a finished folder, or sweep the gate without a model."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, console, err, fail
+from gar_agent.eval.datasets import DATASETS, DatasetError
+from gar_agent.eval.metrics import success_rate
+from gar_agent.eval.runner import (
+    EvalDir,
+    EvalJob,
+    SampleCrash,
+    SettingsMismatch,
+    check_folder,
+    clean_partial_writes,
+    eval_config,
+    load_scores,
+    metrics_document,
+    read_config,
+    rescore,
+    run_samples,
+    split_done,
+    store_config,
+    write_metrics,
+)
+from gar_agent.eval.sweep import grid, sweep, write_sweep
+from gar_agent.models.backends import resolve_backend
+from gar_agent.prompts import PromptSet
+from gar_agent.state import Settings
+from gar_agent.topology import load_topology
+
+DEFAULT_BACKEND = "qwen-omni"
+DEFAULT_N = 5
+METRIC_COLUMNS = [("ciou@0.3", "cIoU@0.3"), ("ciou@0.5", "cIoU@0.5"), ("auc", "AUC"), ("ap", "AP"), ("piap", "PIAP")]
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}"
+
+
+def _values(text: str | None, flag: str, kind: type, lo: float, hi: float) -> list | None:
+    """A comma-separated list of numbers in [lo, hi] (a single value is a list of one)."""
+    if text is None:
+        return None
+    try:
+        vals = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise fail(f"{flag} {text!r}: give a number or a comma-separated list, e.g. {flag} 0.3,0.5,0.7") from None
+    if not vals:
+        raise fail(f"{flag} is empty: give a value")
+    bad = [v for v in vals if not lo <= v <= hi]
+    if bad:
+        raise fail(f"{flag} {bad[0]}: must be between {lo:g} and {hi:g}")
+    return vals
+
+
+def _one(text: str | None, flag: str, kind: type, lo: float, hi: float):
+    vals = _values(text, flag, kind, lo, hi)
+    if vals is not None and len(vals) != 1:
+        raise fail(f"{flag} {text!r}: a run takes one value (lists are for --sweep)")
+    return None if vals is None else vals[0]
+
+
+def _read_ids(path: Path) -> list[str]:
+    """One id per line; blank lines and # comments ignored."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise fail(f"--ids {path} cannot be read ({type(e).__name__}): give a text file of sample ids") from None
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def metrics_table(metrics: dict, title: str) -> Table:
+    """The benchmark numbers (percentages) and counts."""
+    table = Table(title=title)
+    cols = METRIC_COLUMNS + ([("matched_mean_iou", "matched IoU")] if "matched_mean_iou" in metrics else [])
+    for _, label in cols:
+        table.add_column(label, justify="right")
+    for label in ("evaluated", "failed", "refined", "skipped"):
+        table.add_column(label, justify="right")
+    table.add_row(
+        *(_pct(metrics.get(k)) for k, _ in cols),
+        f"{metrics['n_evaluated']}/{metrics['n_total']}",
+        str(metrics["n_failed"]),
+        str(metrics["refined"]),
+        str(metrics["skipped"]),
+    )
+    return table
+
+
+def _report(d: EvalDir, metrics: dict, title: str) -> None:
+    console.print(metrics_table(metrics, title))
+    notes = []
+    if metrics.get("n_missing"):
+        shown = ", ".join(metrics["missing"][:5]) + (" ..." if metrics["n_missing"] > 5 else "")
+        notes.append(f"{metrics['n_missing']} id(s) without frame or audio, not run: {shown}")
+    if metrics["n_failed"]:
+        first = metrics["failed"][0]
+        how = "counted as misses (--strict)" if metrics["strict"] else "left out of the metrics (--strict counts them)"
+        notes.append(f"{metrics['n_failed']} failed sample(s) {how}; first: {first['id']}: {first['error']}")
+    for note in notes:
+        console.print(note, markup=False, soft_wrap=True)
+    console.print(f"wrote {d.metrics}", markup=False, soft_wrap=True)
+
+
+def _exit_for(metrics: dict) -> None:
+    if metrics["n_total"] and metrics["n_failed"] == metrics["n_total"]:
+        raise fail(f"every sample failed ({metrics['n_failed']}); see {metrics['failed'][0]['error']}", EXIT_RUN_FAILED)
+
+
+def _given(**options) -> list[str]:
+    return ["--" + k.replace("_", "-") for k, v in options.items() if v not in (None, False)]
+
+
+def eval_command(
+    dataset: Annotated[Optional[str], typer.Option(help=f"Benchmark: {', '.join(DATASETS)}.")] = None,
+    frames: Annotated[Optional[Path], typer.Option(help="Folder of frames <id>.jpg.")] = None,
+    audio: Annotated[Optional[Path], typer.Option(help="Folder of audio <id>.wav.")] = None,
+    gt: Annotated[
+        Optional[Path],
+        typer.Option(help="Ground-truth file of the benchmark (with --rescore: re-read GT boxes from it)."),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Evaluation folder to write (run again to resume).")] = None,
+    backend: Annotated[
+        Optional[str], typer.Option(help="qwen-omni | scripted:FILE | module:attr (default qwen-omni).")
+    ] = None,
+    model: Annotated[Optional[str], typer.Option(help="Checkpoint for qwen-omni: hub id or local dir.")] = None,
+    graph: Annotated[
+        Optional[str], typer.Option(help="Topology: a name in graphs/ or a .py file (default gar).")
+    ] = None,
+    prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
+    n_votes: Annotated[
+        Optional[str], typer.Option(help="N votes per source (default 5); --sweep: a list, e.g. 3,5.")
+    ] = None,
+    votes_per_call: Annotated[
+        Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")
+    ] = None,
+    tau_av: Annotated[
+        Optional[str], typer.Option(help="Gate threshold on av_consistency (default: the dataset's); --sweep: a list.")
+    ] = None,
+    tau_audio: Annotated[
+        Optional[str],
+        typer.Option(help="Gate threshold on audio confidence (default: the dataset's); --sweep: a list."),
+    ] = None,
+    limit: Annotated[
+        Optional[int], typer.Option(min=1, help="Only the first K runnable samples (annotation order).")
+    ] = None,
+    ids: Annotated[Optional[Path], typer.Option(help="Only the ids listed in this file (one per line).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=256, help="Samples run at once (for backends serving concurrent requests).")
+    ] = 1,
+    strict: Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")] = False,
+    gt_boxes: Annotated[
+        Optional[str], typer.Option(help="VGG-SS GT: first (GAR) | union (LVS); default first.")
+    ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option(help="On resume, run again the samples whose stored run failed.")
+    ] = False,
+    vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
+    rescore_dir: Annotated[
+        Optional[Path], typer.Option("--rescore", help="Recompute OUT/metrics.json from the stored samples (no model).")
+    ] = None,
+    sweep_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--sweep",
+            help="Re-decide the gate of OUT's recorded runs for a grid of --tau-av/--tau-audio/--n-votes (no model).",
+        ),
+    ] = None,
+) -> None:
+    """Evaluate a benchmark: per-sample results, traces and overlays, then cIoU / AUC / AP / PIAP."""
+    options = {k: v for k, v in locals().items() if k not in ("rescore_dir", "sweep_dir")}
+    modes = [m for m, v in (("--out", out), ("--rescore", rescore_dir), ("--sweep", sweep_dir)) if v is not None]
+    if len(modes) != 1:
+        raise fail(
+            "give one of --out DIR (run a benchmark), --rescore OUT (recompute metrics) or --sweep OUT (gate sweep)"
+            + (f", not {' and '.join(modes)}" if modes else "")
+        )
+    if gt_boxes is not None and gt_boxes not in ("first", "union"):
+        raise fail(f"--gt-boxes {gt_boxes!r}: use first or union")
+    if out is None:
+        extra = _given(
+            frames=frames,
+            audio=audio,
+            backend=backend,
+            model=model,
+            graph=graph,
+            prompts=prompts,
+            votes_per_call=votes_per_call,
+            limit=limit,
+            ids=ids,
+            dataset=dataset,
+            retry_failed=retry_failed,
+        )
+        if sweep_dir is not None and gt is not None:
+            extra.append("--gt")
+        if rescore_dir is not None:
+            extra += _given(tau_av=tau_av, tau_audio=tau_audio, n_votes=n_votes)
+        if extra:
+            raise fail(f"{extra[0]} is for a run (--out), not for {modes[0]}")
+        if rescore_dir is not None:
+            return _rescore(EvalDir(rescore_dir), strict, gt, gt_boxes)
+        if gt_boxes is not None:
+            raise fail("--gt-boxes is for a run or --rescore, not for --sweep")
+        return _sweep(EvalDir(sweep_dir), tau_av, tau_audio, n_votes, strict)
+    _run(**options)
+
+
+def _serial_only(chat) -> bool:
+    """The local model runs one generate at a time on its device: no point queuing samples at it."""
+    qwen = sys.modules.get("gar_agent.models.qwen_omni")
+    return qwen is not None and isinstance(chat, qwen.ChatQwenOmni)
+
+
+def _run(
+    *,
+    dataset,
+    frames,
+    audio,
+    gt,
+    out,
+    backend,
+    model,
+    graph,
+    prompts,
+    n_votes,
+    votes_per_call,
+    tau_av,
+    tau_audio,
+    limit,
+    ids,
+    workers,
+    strict,
+    gt_boxes,
+    retry_failed,
+    vis,
+) -> None:
+    missing_opts = [
+        f for f, v in (("--dataset", dataset), ("--frames", frames), ("--audio", audio), ("--gt", gt)) if v is None
+    ]
+    if missing_opts:
+        raise fail(f"a run needs {', '.join(missing_opts)} (see gar eval --help)")
+    if dataset not in DATASETS:
+        raise fail(f"--dataset {dataset!r}: use one of {', '.join(DATASETS)}")
+    spec = DATASETS[dataset]
+    if gt_boxes == "union" and dataset != "vggss-single":
+        raise fail(f"--gt-boxes union is for vggss-single (VGG-SS box lists); {dataset} has one box per source")
+    for flag, folder in (("--frames", frames), ("--audio", audio)):
+        if not folder.is_dir():
+            raise fail(f"{flag} folder {folder} not found: give the folder of the benchmark's {flag[2:]}")
+    n = _one(n_votes, "--n-votes", int, 1, 64) or DEFAULT_N
+    t_av = _one(tau_av, "--tau-av", float, 0.0, 1.0)
+    t_audio = _one(tau_audio, "--tau-audio", float, 0.0, 1.0)
+    wanted = _read_ids(ids) if ids is not None else None
+    options = {"gt_boxes": gt_boxes or "first"} if dataset == "vggss-single" else {}
+    try:
+        samples, missing = spec.loader(gt, frames, audio, ids=wanted, limit=limit, **options)
+    except DatasetError as e:
+        raise fail(str(e)) from None
+    if not samples:
+        why = f"{len(missing)} id(s) lack a frame in {frames} or audio in {audio}" if missing else "no id selected"
+        raise fail(f"nothing to evaluate: {why}")
+    backend = backend or DEFAULT_BACKEND
+    try:
+        topology = load_topology(graph or "gar")
+        prompt_set = PromptSet(prompts)
+        settings = Settings(
+            sources=spec.sources,
+            n_votes=n,
+            votes_per_call=votes_per_call,
+            tau_av=spec.tau_av if t_av is None else t_av,
+            tau_audio=spec.tau_audio if t_audio is None else t_audio,
+            graph=topology.name,
+            backend=backend if not model else f"{backend} --model {model}",
+        )
+        d = EvalDir(out)
+        data = {"frames": str(frames), "audio": str(audio), "gt": str(gt)}
+        config = eval_config(spec, settings, topology, prompt_set, options.get("gt_boxes", "first"), data, model)
+        resumed = check_folder(d, config)
+    except (*USER_ERRORS, SettingsMismatch) as e:
+        raise fail(str(e)) from None
+    clean_partial_writes(d)
+    todo, done = split_done(d, samples, retry_failed)
+    console.rule(
+        f"gar eval · {dataset} · {len(samples)} samples · K={spec.sources} N={n} "
+        f"tau_av={settings.tau_av:g} tau_audio={settings.tau_audio:g} · graph {topology.name} · {settings.backend}"
+    )
+    if resumed:
+        console.print(
+            f"resuming {out}: {len(done)} of {len(samples)} samples already done", markup=False, soft_wrap=True
+        )
+    if todo:
+        try:
+            chat = resolve_backend(backend, model)  # created once, shared by every sample and worker
+        except USER_ERRORS as e:
+            raise fail(str(e)) from None
+        if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
+            store_config(d, config)
+        if workers > 1 and _serial_only(chat):
+            err.print(
+                f"gar: note: the local qwen-omni model runs one sample at a time (--workers {workers} ignored)",
+                markup=False,
+                soft_wrap=True,
+            )
+            workers = 1
+        job = EvalJob(d, settings, chat, topology, prompt_set, vis=vis)
+        _run_with_progress(job, todo, done, workers)
+    scores, unreadable = load_scores(d, [s.id for s in samples])
+    if unreadable:  # a sample file vanished or was damaged while we ran: never count it half
+        raise fail(
+            f"{len(unreadable)} sample file(s) unreadable after the run (e.g. {unreadable[0]}): run the same command again"
+        )
+    metrics = metrics_document(scores, config, strict, missing)
+    write_metrics(d, metrics)
+    _report(d, metrics, f"{dataset} · {out}")
+    _exit_for(metrics)
+
+
+def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int) -> None:
+    cious = [doc["ciou"] for doc in done if doc["ciou"] is not None]
+    total = len(todo) + len(done)
+    new = 0
+    start = time.perf_counter()
+    progress = Progress(
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+    )
+
+    def info() -> str:
+        rate = new / max(time.perf_counter() - start, 1e-9) * 60
+        running = _pct(success_rate(cious, 0.5)) if cious else "-"
+        return f"{rate:.1f} samples/min · cIoU@0.5 {running}"
+
+    task = progress.add_task("eval", total=total, completed=len(done), info=info())
+
+    def on_done(doc: dict) -> None:
+        nonlocal new
+        new += 1
+        if doc["ciou"] is not None:
+            cious.append(doc["ciou"])
+        progress.update(task, advance=1, info=info())
+
+    def finished() -> int:  # counted on disk: other workers may have finished samples meanwhile
+        return len(done) + len(set(job.d.stored_ids()) & {s.id for s in todo})
+
+    try:
+        with progress:
+            run_samples(job, todo, workers, on_done)
+    except SampleCrash as e:
+        raise fail(
+            f"{e} ({finished()} finished samples are kept: fix it and run the same command to resume)",
+            EXIT_RUN_FAILED,
+        ) from None
+    except KeyboardInterrupt:
+        raise fail(
+            f"interrupted after {finished()} of {total} samples: run the same command again to resume", 130
+        ) from None
+
+
+def _rescore(d: EvalDir, strict: bool, gt: Path | None, gt_boxes: str | None) -> None:
+    try:
+        config = read_config(d)
+        boxes = None
+        if gt is not None:
+            spec = DATASETS[config["dataset"]]
+            options = {"gt_boxes": gt_boxes or "first"} if spec.name == "vggss-single" else {}
+            if gt_boxes == "union" and not options:
+                raise fail(f"--gt-boxes union is for vggss-single; this folder is {spec.name}")
+            samples, _ = spec.loader(gt, Path("."), Path("."), require_files=False, **options)
+            boxes = {s.id: s.gt_boxes for s in samples}
+        elif gt_boxes is not None:
+            raise fail(
+                "GT boxes are stored per sample as the run read them: give --gt FILE to re-read them with --gt-boxes"
+            )
+        done = rescore(d, strict, boxes, gt_boxes)
+    except (SettingsMismatch, DatasetError) as e:
+        raise fail(str(e)) from None
+    if done.unreadable:
+        err.print(
+            f"gar: note: {len(done.unreadable)} unreadable sample file(s) left out, e.g. {done.unreadable[0]}",
+            markup=False,
+            soft_wrap=True,
+        )
+    if done.no_gt:
+        err.print(
+            f"gar: note: {len(done.no_gt)} stored sample(s) not in {gt}, left out, e.g. {done.no_gt[0]}",
+            markup=False,
+            soft_wrap=True,
+        )
+    _report(d, done.metrics, f"rescore · {config['dataset']} · {d.root}")
+    _exit_for(done.metrics)
+
+
+def _sweep(d: EvalDir, tau_av, tau_audio, n_votes, strict: bool) -> None:
+    try:
+        rec = read_config(d)
+    except SettingsMismatch as e:
+        raise fail(str(e)) from None
+    s = rec["settings"]
+    settings = grid(
+        _values(tau_av, "--tau-av", float, 0.0, 1.0) or [s["tau_av"]],
+        _values(tau_audio, "--tau-audio", float, 0.0, 1.0) or [s["tau_audio"]],
+        _values(n_votes, "--n-votes", int, 1, 64) or [s["n_votes"]],
+    )
+    n_samples = len(EvalDir(d.root).stored_ids())
+    progress = Progress(
+        TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    )
+    task = progress.add_task("sweep", total=n_samples)
+    with progress:
+        report = sweep(d, settings, strict, on_sample=lambda sid: progress.advance(task))
+    path = write_sweep(d, report)
+    table = Table(title=f"gate sweep · {rec['dataset']} · {d.root} · {len(settings)} settings (* recorded)")
+    for col in ("tau_av", "tau_audio", "N", "decided", "needs model", "failed"):
+        table.add_column(col, justify="right")
+    for _, label in METRIC_COLUMNS:
+        table.add_column(label, justify="right")
+    for col in ("refined", "skipped"):
+        table.add_column(col, justify="right")
+    for r in report.results:
+        m, st = r.metrics, r.setting
+        mark = "*" if st == report.recorded else ""
+        table.add_row(
+            f"{mark}{st.tau_av:g}",
+            f"{st.tau_audio:g}",
+            str(st.n_votes),
+            str(r.decided),
+            str(len(r.needs_model)),
+            str(m["n_failed"]),
+            *(_pct(m.get(k)) for k, _ in METRIC_COLUMNS),
+            str(m["refined"]),
+            str(m["skipped"]),
+        )
+    console.print(table)
+    if report.unavailable:
+        u = report.unavailable[0]
+        console.print(
+            f"{len(report.unavailable)} sample(s) could not be replayed; first: {u['id']}: {u['error']}",
+            markup=False,
+            soft_wrap=True,
+        )
+    console.print(
+        "a sample that 'needs model' asked for a call its recording lacks (e.g. a refinement the recorded gate "
+        f"skipped); it is left out of that setting's metrics. wrote {path}",
+        markup=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,155 @@
+"""Gate sweep without a model: re-decide each recorded sample under other tau_av / tau_audio / N.
+
+Every sample's trace is replayed (gar_agent.trace.replay, no fallback model) with the new
+thresholds and vote count. A setting that needs an answer the recording lacks (a stricter gate
+sends a source to Refine that was skipped; a larger N asks for more votes) is not guessed: the
+sample is counted as needing the model for that setting and left out of its metrics.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gar_agent.eval.runner import EvalDir, load_scores, metrics_document, read_config, score_result
+from gar_agent.media import MediaError
+from gar_agent.prompts import PromptError, PromptSet
+from gar_agent.topology import GraphError, Topology, load_topology
+from gar_agent.trace.replay import replay, replay_model, trace_media
+from gar_agent.trace.store import TraceError, atomic_write, read_trace
+
+
+@dataclass(frozen=True)
+class GateSetting:
+    """One point of the grid."""
+
+    tau_av: float
+    tau_audio: float
+    n_votes: int
+
+
+def grid(tau_av: Sequence[float], tau_audio: Sequence[float], n_votes: Sequence[int]) -> list[GateSetting]:
+    """Every combination, in the order given (tau_av slowest)."""
+    return [GateSetting(a, b, n) for a, b, n in itertools.product(tau_av, tau_audio, n_votes)]
+
+
+@dataclass
+class SettingResult:
+    """What one setting decided: its metrics and the samples it could not decide."""
+
+    setting: GateSetting
+    metrics: dict  # over the re-decided samples plus the recorded failures
+    decided: int = 0  # samples replayed to the end under this setting
+    needs_model: list[dict] = field(default_factory=list)  # {"id", "call"}: the first missing call
+
+    def as_json(self) -> dict:
+        """The entry of sweep.json."""
+        return {
+            **self.setting.__dict__,
+            "n_decided": self.decided,
+            "n_needs_model": len(self.needs_model),
+            "needs_model": self.needs_model,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class SweepReport:
+    """The whole sweep."""
+
+    recorded: GateSetting
+    results: list[SettingResult]
+    unavailable: list[dict]  # {"id", "error"}: samples whose trace or inputs cannot be read
+    strict: bool
+
+    def as_json(self, dataset: str) -> dict:
+        """sweep.json."""
+        return {
+            "dataset": dataset,
+            "strict": self.strict,
+            "recorded": self.recorded.__dict__,
+            "settings": [r.as_json() for r in self.results],
+            "n_unavailable": len(self.unavailable),
+            "unavailable": self.unavailable,
+        }
+
+
+class _Graphs:
+    """Topologies and prompt sets loaded once per file, shared by every replay."""
+
+    def __init__(self) -> None:
+        self.topologies: dict[str, Topology] = {}
+        self.prompts: dict[str, PromptSet] = {}
+
+    def topology(self, path: str, name: str) -> Topology:
+        key = path if Path(path).is_file() else name  # the recorded file, else the shipped graph
+        if key not in self.topologies:
+            self.topologies[key] = load_topology(key)
+        return self.topologies[key]
+
+    def prompt_set(self, directory: str) -> PromptSet:
+        if directory not in self.prompts:
+            self.prompts[directory] = PromptSet(directory)
+        return self.prompts[directory]
+
+
+def sweep(
+    d: EvalDir,
+    settings: Sequence[GateSetting],
+    strict: bool = False,
+    on_sample: Callable[[str], None] | None = None,
+) -> SweepReport:
+    """Replay every stored sample under each setting; metrics per setting over what it decided.
+
+    A sample whose recorded run failed stays failed in every setting (its failure is not a gate
+    decision); with `strict` it is a miss, as in summarize().
+    """
+    config = read_config(d)
+    rec = config["settings"]
+    recorded = GateSetting(rec["tau_av"], rec["tau_audio"], rec["n_votes"])
+    scores, unreadable = load_scores(d)
+    graphs = _Graphs()
+    records: dict[GateSetting, list] = {s: [] for s in settings}
+    decided: dict[GateSetting, int] = {s: 0 for s in settings}
+    needs: dict[GateSetting, list[dict]] = {s: [] for s in settings}
+    unavailable = [{"id": sid, "error": "sample file unreadable"} for sid in unreadable]
+    for score in scores:
+        if on_sample:
+            on_sample(score.id)
+        if score.failed:
+            for s in settings:
+                records[s].append(score)
+            continue
+        try:
+            trace_path = d.trace(score.id)
+            trace = read_trace(trace_path)
+            media = trace_media(trace, trace_path)
+            topology = graphs.topology(trace.graph.path, trace.graph.name)
+            prompts = graphs.prompt_set(trace.prompts_dir)
+        except (TraceError, MediaError, GraphError, PromptError) as e:
+            unavailable.append({"id": score.id, "error": str(e)})
+            continue
+        for s in settings:
+            model = replay_model(trace)  # a fresh one per replay: it serves each recorded answer once
+            done = replay(
+                trace, media, topology, prompts, model, n_votes=s.n_votes, tau_av=s.tau_av, tau_audio=s.tau_audio
+            )
+            if model.missing:
+                needs[s].append({"id": score.id, "call": model.missing[0]})
+            else:
+                decided[s] += 1
+                records[s].append(score_result(score.id, score.gt_boxes, done.outcome.result))
+    results = [SettingResult(s, metrics_document(records[s], config, strict), decided[s], needs[s]) for s in settings]
+    for r in results:  # per-setting entries need no copy of the folder's settings and missing ids
+        for key in ("settings", "missing", "n_missing"):
+            r.metrics.pop(key, None)
+    return SweepReport(recorded, results, unavailable, strict)
+
+
+def write_sweep(d: EvalDir, report: SweepReport) -> Path:
+    """Write sweep.json atomically."""
+    atomic_write(d.sweep, json.dumps(report.as_json(read_config(d)["dataset"]), indent=1) + "\n")
+    return d.sweep

@@ -1,0 +1,486 @@
+"""`gar eval`: metrics on tiny generated benchmarks, resume after a kill, rescore, gate sweep, workers.
+
+The frames show white rectangles on black; `RectModel` (below, used as `--backend test_eval:RectModel`)
+answers with exactly the rectangles it sees, so every prediction is known from the frame alone and
+the ground truth can be placed to give hand-computed cIoU / AP values. A black frame has nothing to
+point at: the model raises, and that sample's run fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from gar_agent.cli.app import app, main
+from gar_agent.cli.eval_cmd import eval_command
+
+if not any(c.name == "eval" for c in app.registered_commands):  # until the lead mounts it in app.py
+    app.command("eval")(eval_command)
+
+TESTS = Path(__file__).resolve().parent
+BACKEND = "test_eval:RectModel"
+DIE_AFTER = "GAR_TEST_DIE_AFTER"  # subprocess kill test: os._exit on this generate call (1-based)
+_generate_calls = 0
+
+
+# --------------------------------------------------------------------------- the test model
+
+
+def _bright_boxes(image_b64: str) -> list[list[int]]:
+    """Pixel xyxy (inclusive) of the white rectangles, left to right."""
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(image_b64), np.uint8), cv2.IMREAD_GRAYSCALE)
+    n, _, stats, _ = cv2.connectedComponentsWithStats((img > 128).astype(np.uint8))
+    boxes = [[int(x), int(y), int(x + w - 1), int(y + h - 1)] for x, y, w, h, _ in stats[1:n]]
+    return sorted(boxes)
+
+
+class RectModel(BaseChatModel):
+    """Points at the white rectangles; confident audio; votes av 0.6 keep=true; refine keeps the box."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "rect-test"
+
+    @property
+    def supports_multiple_samples(self) -> bool:
+        return True
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        global _generate_calls
+        meta = (run_manager.metadata if run_manager else None) or {}
+        stage, multi = meta.get("gar_stage"), "multi" in str(meta.get("gar_template"))
+        n = int(kwargs.get("n") or 1)
+        if stage == "audio":
+            answer = (
+                {"audio_classes": ["a", "b"], "audio_confidence_scores": [0.9, 0.9]}
+                if multi
+                else {"audio_class": "a", "audio_confidence_score": 0.9}
+            )
+        elif stage == "generate":
+            _generate_calls += 1
+            if os.environ.get(DIE_AFTER) and _generate_calls >= int(os.environ[DIE_AFTER]):
+                os._exit(137)  # a kill in the middle of a sample
+            image = next(b for b in messages[-1].content if isinstance(b, dict) and b.get("type") == "image")
+            boxes = _bright_boxes(image["base64"])
+            if not boxes:
+                raise RuntimeError("nothing bright in the frame")
+            answer = (
+                {"bboxes": boxes[:2], "descriptions": ["x", "y"]} if multi else {"bbox": boxes[0], "description": "x"}
+            )
+        elif stage == "analyze":
+            answer = {
+                "av_consistency": 0.6,
+                "keep": True,
+                "role_tags": ["body"],
+                "anchor_votes": [{"anchor": "body", "score": 0.9}],
+            }
+        else:
+            answer = {"changed": False, "refined_description": "kept"}
+        text = json.dumps(answer)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text)) for _ in range(n)])
+
+
+# --------------------------------------------------------------------------- tiny benchmarks
+
+
+def _frame(path: Path, width: int, height: int, boxes: list[list[int]]) -> None:
+    img = np.zeros((height, width, 3), np.uint8)
+    for x1, y1, x2, y2 in boxes:
+        img[y1 : y2 + 1, x1 : x2 + 1] = 255
+    cv2.imwrite(str(path), img, [cv2.IMWRITE_JPEG_QUALITY, 100])
+
+
+def _audio(path: Path) -> None:
+    t = np.arange(8000) / 16000
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+
+
+def norm(box: list[int], width: int = 224, height: int = 224) -> list[float]:
+    """Inclusive pixel xyxy -> normalised xyxy (x2 / W lands on grid pixel x2 when W = 224)."""
+    x1, y1, x2, y2 = box
+    return [x1 / width, y1 / height, x2 / width, y2 / height]
+
+
+def xywh(box: list[float]) -> list[float]:
+    x1, y1, x2, y2 = box
+    return [x1, y1, x2 - x1, y2 - y1]
+
+
+def make_benchmark(root: Path, dataset: str, entries: list[dict]) -> tuple[Path, Path, Path]:
+    """Frames, audio and the GT file in the dataset's format. entry: id, drawn, gt (normalised xyxy
+    list), size (w, h), frame: "ok" | "absent" | "corrupt"."""
+    frames, audio = root / "frames", root / "audio"
+    frames.mkdir(parents=True, exist_ok=True)
+    audio.mkdir(exist_ok=True)
+    records = []
+    for e in entries:
+        w, h = e.get("size", (224, 224))
+        kind = e.get("frame", "ok")
+        if kind == "ok":
+            _frame(frames / f"{e['id']}.jpg", w, h, e["drawn"])
+        elif kind == "corrupt":
+            (frames / f"{e['id']}.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+        _audio(audio / f"{e['id']}.wav")
+        gt = e["gt"]
+        if dataset == "vggss-single":
+            records.append({"file": e["id"], "class": "a", "bbox": gt})
+        elif dataset == "music-solo":
+            records.append({"file": e["id"], "class": "a", "bbox": xywh(gt[0])})
+        else:
+            conv = xywh if dataset == "music-duet" else (lambda b: b)
+            records.append(
+                {
+                    "file": e["id"],
+                    "class_src1": "a",
+                    "bbox_src1": conv(gt[0]),
+                    "class_src2": "b",
+                    "bbox_src2": conv(gt[1]),
+                }
+            )
+    gt_file = root / "gt.json"
+    gt_file.write_text(json.dumps(records))
+    return frames, audio, gt_file
+
+
+# a: prediction = GT -> cIoU 1, AP 1. b: GT the left half, prediction shifted right by a quarter ->
+# cIoU 12544 / (25088 + 12544) = 1/3, AP = prec * rec + (1 - rec) * |G| / N = .25 + .25 = .5.
+# c: black frame -> the model raises (failed run). d: no frame (missing). e: corrupt jpg (failed, media).
+MINI = [
+    {"id": "a", "drawn": [[56, 56, 167, 167]], "gt": [norm([56, 56, 167, 167]), norm([0, 0, 20, 20])]},
+    {"id": "b", "drawn": [[56, 0, 167, 223]], "gt": [norm([0, 0, 111, 223])]},
+    {"id": "c", "drawn": [], "gt": [norm([0, 0, 111, 111])]},
+    {"id": "d", "drawn": [], "gt": [norm([0, 0, 111, 111])], "frame": "absent"},
+    {"id": "e", "drawn": [], "gt": [norm([0, 0, 111, 111])], "frame": "corrupt"},
+]
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """The vggss-single mini benchmark and one uninterrupted run of it: (data args, out, metrics)."""
+    root = tmp_path_factory.mktemp("mini")
+    frames, audio, gt = make_benchmark(root, "vggss-single", MINI)
+    args = ["--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt, "--backend", BACKEND]
+    out = root / "out"
+    code = main([str(a) for a in ["eval", *args, "--out", out]])
+    assert code == 0
+    return args, out, json.loads((out / "metrics.json").read_text())
+
+
+def data_args(dataset, frames, audio, gt, out) -> list:
+    """The arguments of a run with the test model."""
+    return ["--dataset", dataset, "--frames", frames, "--audio", audio, "--gt", gt, "--backend", BACKEND, "--out", out]
+
+
+def gar_eval(capsys, *args):
+    code = main(["eval", *(str(a) for a in args)])
+    stdout, stderr = capsys.readouterr()
+    return code, stdout, stderr
+
+
+# --------------------------------------------------------------------------- metrics and files
+
+
+def test_metrics_equal_hand_computed_values(mini):
+    _, out, m = mini
+    assert (m["n_total"], m["n_evaluated"], m["n_failed"]) == (4, 2, 2)
+    assert m["ciou@0.3"] == 1.0 and m["ciou@0.5"] == 0.5
+    # success rate 1 for t <= 0.3 (7 thresholds), 0.5 above: 6 * .05 + .75 * .05 + 13 * .5 * .05
+    assert m["auc"] == pytest.approx(0.6625)
+    assert m["ap"] == pytest.approx(0.75)
+    # pooled: score 1 -> 25088 pos / 12544 neg, score 0 -> 12544 pos: 2/3 * 2/3 + 1/3 * 37632/100352
+    assert m["piap"] == pytest.approx(41 / 72)
+    assert (m["refined"], m["skipped"]) == (0, 2)  # av 0.6 >= 0.5, conf 0.9 >= 0.5, keep: skipped
+    assert m["dataset"] == "vggss-single" and m["strict"] is False and m["gt_boxes"] == "first"
+    assert m["settings"]["tau_av"] == 0.5 and m["settings"]["tau_audio"] == 0.5  # the dataset's defaults
+    assert m["missing"] == ["d"] and m["n_missing"] == 1
+    failed = {f["id"]: f["error"] for f in m["failed"]}
+    assert failed["c"].startswith("generate: ") and "nothing bright in the frame" in failed["c"]
+    assert failed["e"].startswith("media: image file") and "could not be decoded" in failed["e"]
+    assert "matched_mean_iou" not in m
+
+
+def test_per_sample_files(mini):
+    _, out, _ = mini
+    a = json.loads((out / "samples" / "a.json").read_text())
+    b = json.loads((out / "samples" / "b.json").read_text())
+    assert a["ciou"] == 1.0 and a["ap"] == 1.0 and b["ciou"] == pytest.approx(1 / 3) and b["ap"] == pytest.approx(0.5)
+    assert a["result"]["sources"][0]["box"] == [56, 56, 167, 167] and a["result"]["error"] is None
+    assert a["score"]["pred_boxes"] == [norm([56, 56, 167, 167])] and a["score"]["gt_boxes"] == [
+        norm([56, 56, 167, 167])
+    ]
+    assert a["score"]["skipped"] == 1 and a["score"]["failed"] is False
+    trace = json.loads((out / "traces" / "a" / "trace.json").read_text())
+    assert trace["run_id"] == "a" and trace["result"] == a["result"]
+    assert cv2.imread(str(out / "vis" / "a.jpg")).shape == (224, 224, 3)
+    c = json.loads((out / "samples" / "c.json").read_text())
+    assert c["score"]["failed"] is True and c["ciou"] is None and (out / "traces" / "c" / "trace.json").is_file()
+    e = json.loads((out / "samples" / "e.json").read_text())
+    assert e["result"] is None and e["trace"] is None and not (out / "traces" / "e").exists()
+    assert not (out / "samples" / "d.json").exists()
+    assert json.loads((out / "eval.json").read_text())["settings"]["n_votes"] == 5
+
+
+def test_rescore_equals_the_run_and_strict_counts_failures_as_misses(mini, capsys, tmp_path):
+    args, out, m = mini
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    code, stdout, _ = gar_eval(capsys, "--rescore", folder)
+    assert code == 0 and json.loads((folder / "metrics.json").read_text()) == m
+    assert "cIoU@0.5" in stdout and "50.0" in stdout
+    code, _, _ = gar_eval(capsys, "--rescore", folder, "--strict")
+    strict = json.loads((folder / "metrics.json").read_text())
+    assert code == 0 and strict["strict"] is True and strict["n_evaluated"] == 4
+    assert strict["ciou@0.3"] == 0.5 and strict["ciou@0.5"] == 0.25  # cIoU 1, 1/3, 0, 0
+    # a run with --strict on the finished folder computes the same (nothing is re-run)
+    code, stdout, _ = gar_eval(capsys, *args, "--out", folder, "--strict")
+    assert code == 0 and "4 of 4 samples already done" in stdout
+    assert json.loads((folder / "metrics.json").read_text()) == strict
+
+
+def test_rescore_with_union_gt_boxes(mini, capsys, tmp_path):
+    args, out, m = mini
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    gt = args[args.index("--gt") + 1]
+    code, _, _ = gar_eval(capsys, "--rescore", folder, "--gt", gt, "--gt-boxes", "union")
+    union = json.loads((folder / "metrics.json").read_text())
+    # a's second GT box (21 x 21 px) is not predicted: cIoU 12544 / (12544 + 441) = 0.966 < 1, so the
+    # success rate at t = 1 drops from 0.5 to 0: AUC loses half of the last interval's .025
+    a = json.loads((folder / "samples" / "a.json").read_text())
+    assert code == 0 and union["gt_boxes"] == "union" and union["ciou@0.5"] == m["ciou@0.5"] == 0.5
+    assert union["auc"] == pytest.approx(0.6625 - 0.0125) and a["ciou"] == 1.0  # sample files untouched
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(mini, capsys, tmp_path):
+    args, _, m = mini
+    out = tmp_path / "killed"
+    argv = ["eval", *(str(a) for a in args), "--out", str(out)]
+    script = f"import sys; sys.path.insert(0, {str(TESTS)!r}); import test_eval; sys.exit(test_eval.main({argv!r}))"
+    # killed during the 3rd sample's Generate call: samples a, b are done, c is cut off mid-run
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env={**os.environ, DIE_AFTER: "3"}, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 137, proc.stderr
+    assert sorted(p.name for p in (out / "samples").glob("*.json")) == ["a.json", "b.json"]
+    assert not (out / "metrics.json").exists()
+    code, stdout, _ = gar_eval(capsys, *args, "--out", out)
+    assert code == 0 and "resuming" in stdout and "2 of 4 samples already done" in stdout
+    assert json.loads((out / "metrics.json").read_text()) == m
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["a.json", "b.json", "c.json", "e.json"]
+
+
+def test_resume_redoes_deleted_and_half_written_samples(mini, capsys, tmp_path):
+    args, out, m = mini
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    (folder / "metrics.json").unlink()
+    (folder / "samples" / "a.json").unlink()
+    b = folder / "samples" / "b.json"
+    b.write_text(b.read_text()[: len(b.read_text()) // 2])  # half-written
+    (folder / "samples" / ".tmp-xyz.json").write_text("{")  # a killed atomic write's leftover
+    code, stdout, _ = gar_eval(capsys, *args, "--out", folder)
+    assert code == 0 and "2 of 4 samples already done" in stdout
+    assert json.loads((folder / "metrics.json").read_text()) == m
+    assert json.loads(b.read_text())["ciou"] == pytest.approx(1 / 3)
+    assert not (folder / "samples" / ".tmp-xyz.json").exists()
+
+
+def test_resume_refuses_other_settings(mini, capsys, tmp_path):
+    args, out, _ = mini
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    for extra, what in [
+        (["--tau-av", "0.7"], "tau_av 0.5 -> 0.7"),
+        (["--n-votes", "3"], "n_votes 5 -> 3"),
+        (["--graph", "no_gate"], "graph 'gar' -> 'no_gate'"),
+    ]:
+        code, _, err = gar_eval(capsys, *args, "--out", folder, *extra)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("gar: error: ") and what in lines[0], err
+    # another dataset on the same folder (its GT file is not even read: the folder check comes first)
+    frames, audio, gt = make_benchmark(
+        tmp_path / "solo", "music-solo", [{"id": "a", "drawn": [[1, 1, 9, 9]], "gt": [norm([1, 1, 9, 9])]}]
+    )
+    code, _, err = gar_eval(capsys, *data_args("music-solo", frames, audio, gt, folder))
+    assert code == 2 and "dataset 'vggss-single' -> 'music-solo'" in err
+
+
+def test_two_workers_give_the_same_metrics(mini, capsys, tmp_path):
+    args, _, m = mini
+    code, _, _ = gar_eval(capsys, *args, "--out", tmp_path / "w2", "--workers", "2")
+    assert code == 0 and json.loads((tmp_path / "w2" / "metrics.json").read_text()) == m
+
+
+class InterruptedModel(RectModel):
+    """RectModel until the 2nd sample's Generate call, where Ctrl-C arrives."""
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        if run_manager.metadata.get("gar_stage") == "generate":
+            image = next(b for b in messages[-1].content if isinstance(b, dict) and b.get("type") == "image")
+            if _bright_boxes(image["base64"]) == [[56, 0, 167, 223]]:  # sample b
+                raise KeyboardInterrupt
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_ctrl_c_stops_with_a_resume_hint(mini, capsys, tmp_path):
+    args, _, m = mini
+    out = tmp_path / "o"
+    code, _, err = gar_eval(capsys, *args, "--out", out, "--backend", "test_eval:InterruptedModel")
+    assert code == 130 and err.strip() == (
+        "gar: error: interrupted after 1 of 4 samples: run the same command again to resume"
+    )
+    assert [p.name for p in (out / "samples").iterdir()] == ["a.json"]
+    code, _, _ = gar_eval(capsys, *args, "--out", out, "--backend", "test_eval:InterruptedModel", "--workers", "2")
+    assert code == 130  # b still interrupts; whatever the other worker finished is kept
+    assert gar_eval(capsys, *args, "--out", out)[0] == 2  # another backend is another setting
+    settings = json.loads((out / "eval.json").read_text())["settings"]
+    assert settings["backend"] == "test_eval:InterruptedModel"
+
+
+def test_a_backend_typo_does_not_claim_the_folder(mini, capsys, tmp_path):
+    args, _, m = mini
+    out = tmp_path / "o"
+    code, _, err = gar_eval(capsys, *args, "--out", out, "--backend", "test_eval:NoSuchModel")
+    assert code == 2 and "has no attribute 'NoSuchModel'" in err and not (out / "eval.json").exists()
+    code, _, _ = gar_eval(capsys, *args, "--out", out)
+    assert code == 0 and json.loads((out / "metrics.json").read_text()) == m
+
+
+def test_the_local_model_runs_one_sample_at_a_time(mini, capsys, tmp_path, monkeypatch):
+    import types
+
+    args, _, m = mini
+    # stands in for gar_agent.models.qwen_omni (torch-free): its ChatQwenOmni is our RectModel
+    monkeypatch.setitem(sys.modules, "gar_agent.models.qwen_omni", types.SimpleNamespace(ChatQwenOmni=RectModel))
+    code, _, err = gar_eval(capsys, *args, "--out", tmp_path / "o", "--workers", "4")
+    assert code == 0 and "runs one sample at a time (--workers 4 ignored)" in err
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text()) == m
+
+
+# --------------------------------------------------------------------------- gate sweep
+
+
+def test_gate_sweep_reports_what_needs_the_model(mini, capsys, tmp_path):
+    _, out, m = mini
+    folder = tmp_path / "copy"
+    shutil.copytree(out, folder)
+    code, stdout, _ = gar_eval(capsys, "--sweep", folder, "--tau-av", "0.3,0.5,0.7", "--n-votes", "3,5")
+    assert code == 0 and "needs model" in stdout
+    report = json.loads((folder / "sweep.json").read_text())
+    assert report["recorded"] == {"tau_av": 0.5, "tau_audio": 0.5, "n_votes": 5}
+    by = {(s["tau_av"], s["n_votes"]): s for s in report["settings"]}
+    assert len(by) == 6
+    for n in (3, 5):
+        for tau in (0.3, 0.5):  # av 0.6 passes: the recorded skip stands, no call needed
+            s = by[(tau, n)]
+            assert s["n_needs_model"] == 0 and s["n_decided"] == 2 and s["metrics"]["n_total"] == 4
+            assert {k: s["metrics"][k] for k in ("ciou@0.5", "auc", "ap", "n_failed", "skipped")} == {
+                k: m[k] for k in ("ciou@0.5", "auc", "ap", "n_failed", "skipped")
+            }
+        # 0.7: a and b would now be refined, a call their recordings lack; failed c and e stay failed
+        s = by[(0.7, n)]
+        assert s["n_needs_model"] == 2 and s["n_decided"] == 0 and [x["id"] for x in s["needs_model"]] == ["a", "b"]
+        assert s["needs_model"][0]["call"] == "refine call for source 0 (refine_single.txt, n=1)"
+        assert s["metrics"]["n_total"] == 2 and s["metrics"]["n_failed"] == 2 and s["metrics"]["ciou@0.5"] is None
+    # more votes than were recorded also needs the model
+    code, _, _ = gar_eval(capsys, "--sweep", folder, "--n-votes", "7")
+    [s] = json.loads((folder / "sweep.json").read_text())["settings"]
+    assert code == 0 and s["n_needs_model"] == 2 and "analyze call for source 0" in s["needs_model"][0]["call"]
+
+
+# --------------------------------------------------------------------------- the other formats
+
+
+@pytest.mark.parametrize("dataset", ["music-solo", "music-duet", "vggss-duet"])
+def test_other_formats(dataset, capsys, tmp_path):
+    duet = dataset != "music-solo"
+    size = (448, 224) if duet else (224, 224)
+    drawn = [[40, 50, 150, 200], [260, 30, 400, 180]] if duet else [[40, 50, 150, 200]]
+    gt = [norm(b, *size) for b in drawn]
+    half = [[40, 50, 150, 200], [330, 30, 400, 180]] if duet else [[95, 50, 150, 200]]  # second sample: GT cut
+    entries = [
+        {"id": "s1", "drawn": drawn, "gt": gt, "size": size},
+        {"id": "s2", "drawn": drawn, "gt": [norm(b, *size) for b in half], "size": size},
+    ]
+    frames, audio, gt_file = make_benchmark(tmp_path, dataset, entries)
+    code, stdout, err = gar_eval(capsys, *data_args(dataset, frames, audio, gt_file, tmp_path / "out"))
+    assert code == 0, err
+    m = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    s1 = json.loads((tmp_path / "out" / "samples" / "s1.json").read_text())
+    s2 = json.loads((tmp_path / "out" / "samples" / "s2.json").read_text())
+    assert s1["ciou"] == pytest.approx(1.0) and s2["ciou"] < 1.0
+    assert m["n_evaluated"] == 2 and m["settings"]["sources"] == (2 if duet else 1)
+    if duet:
+        assert s1["matched_mean_iou"] == pytest.approx(1.0) and s1["per_source_iou"] == pytest.approx([1.0, 1.0])
+        assert m["matched_mean_iou"] == pytest.approx((1.0 + s2["matched_mean_iou"]) / 2)
+        assert "matched IoU" in stdout
+    taus = {"music-solo": (0.75, 0.75), "music-duet": (0.75, 0.5), "vggss-duet": (0.75, 0.75)}[dataset]
+    assert (m["settings"]["tau_av"], m["settings"]["tau_audio"]) == taus
+    assert m["refined"] == len(drawn) * 2  # av 0.6 < 0.75: every source refined (the box kept)
+
+
+# --------------------------------------------------------------------------- bad input, all failed
+
+
+def test_bad_input_is_one_line_and_exit_2(mini, capsys, tmp_path):
+    args, out, _ = mini
+    data = dict(zip(args[::2], args[1::2]))
+    frames, audio, gt = data["--frames"], data["--audio"], data["--gt"]
+    solo = tmp_path / "solo.json"
+    solo.write_text(json.dumps([{"file": "a", "class": "x", "bbox": [0.1, 0.1, 0.2, 0.2]}]))
+    ids = tmp_path / "ids.txt"
+    ids.write_text("nope\n")
+    base = ["--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--backend", BACKEND]
+    o = ["--out", tmp_path / "o"]
+    cases = [
+        ([*base, "--gt", tmp_path / "none.json", *o], "ground-truth file not found"),
+        ([*base, "--gt", solo, *o], "is not a VGG-SS file"),
+        (
+            ["--dataset", "vggss-single", "--frames", tmp_path / "nof", "--audio", audio, "--gt", gt, *o],
+            "--frames folder",
+        ),
+        ([*base, "--gt", gt, "--tau-av", "1.5", *o], "--tau-av 1.5: must be between 0 and 1"),
+        ([*base, "--gt", gt, "--tau-av", "0.3,0.5", *o], "a run takes one value"),
+        ([*base, "--gt", gt, "--n-votes", "x", *o], "--n-votes 'x'"),
+        (["--dataset", "nope", "--frames", frames, "--audio", audio, "--gt", gt, *o], "--dataset 'nope': use one of"),
+        ([*base, "--gt", gt, "--gt-boxes", "all", *o], "--gt-boxes 'all'"),
+        ([*base, "--gt", gt, "--ids", ids, *o], "nothing to evaluate: no id selected"),
+        ([*base, "--gt", gt, "--backend", "nonsense", *o], "--backend 'nonsense'"),
+        ([*base, "--gt", gt], "give one of --out DIR"),
+        (["--rescore", out, "--sweep", out], "not --rescore and --sweep"),
+        (["--rescore", out, "--backend", BACKEND], "--backend is for a run (--out), not for --rescore"),
+        (["--rescore", out, "--gt-boxes", "union"], "give --gt FILE to re-read them"),
+        (["--rescore", tmp_path], "is not an evaluation folder"),
+        (["--sweep", out, "--tau-av", "a,b"], "--tau-av 'a,b'"),
+    ]
+    for argv, why in cases:
+        code, stdout, err = gar_eval(capsys, *argv)
+        lines = err.strip().splitlines()
+        assert code == 2, (argv, err)
+        assert len(lines) == 1 and lines[0].startswith("gar: error: ") and why in lines[0], (argv, err)
+        assert "Traceback" not in err
+
+
+def test_every_sample_failing_writes_metrics_and_exits_1(capsys, tmp_path):
+    entries = [{"id": i, "drawn": [], "gt": [norm([0, 0, 50, 50])]} for i in ("x", "y")]
+    frames, audio, gt = make_benchmark(tmp_path, "vggss-single", entries)
+    code, _, err = gar_eval(capsys, *data_args("vggss-single", frames, audio, gt, tmp_path / "o"))
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert code == 1 and "every sample failed (2)" in err
+    assert (m["n_total"], m["n_failed"], m["n_evaluated"], m["ciou@0.5"], m["ap"]) == (2, 2, 0, None, None)
