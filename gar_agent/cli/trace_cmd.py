@@ -315,9 +315,7 @@ def fork(
             checkpointer=open_checkpointer(checkpoints, trace_dir),
             on_step=step_printer(as_json),
         )
-    except MissingRecording as e:
-        raise fail(str(e)) from None
-    except (*USER_ERRORS, ValueError) as e:
+    except (MissingRecording, *USER_ERRORS, ValueError) as e:
         raise fail(str(e)) from None
     edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [
         f"source {s} vote {i} -> {a}" for s, i, a in votes
