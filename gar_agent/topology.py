@@ -51,6 +51,8 @@ def graph_path(name_or_path: str) -> Path:
             raise GraphError(f"no graph named {name_or_path!r}: use one of {', '.join(available())} or a .py path")
     if not path.is_file():
         raise GraphError(f"graph file {path} not found: check the path given to --graph")
+    if path.suffix != ".py":
+        raise GraphError(f"graph file {path} is not a Python file: give a .py file that defines build()")
     return path
 
 

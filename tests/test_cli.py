@@ -146,6 +146,9 @@ def _bad_inputs(tmp_path, example):
         ([i, a, "--backend", "json:JSONDecoder"], "--backend json:JSONDecoder", "not a LangChain BaseChatModel"),
         ([i, a, "--backend", "json:dumps"], "--backend json:dumps", "building the model failed"),
         ([i, a, "--graph", "nope"], "no graph named 'nope'", "gar"),
+        ([i, a, "--graph", str(tmp_path / "empty.png")], "graph file", "not a Python file"),
+        ([i, a, "--backend", "qwen-omni", "--model", str(tmp_path / "no-model")], "model path", "does not exist"),
+        ([i, a, "--backend", "qwen-omni", "--model", str(tmp_path / "adir")], "no config.json", "--model"),
         ([i, a, "--prompts", str(tmp_path / "adir")], "prompt template", "not found"),
     ]
 

@@ -27,10 +27,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field
 
 from gar_agent.media import decode_audio
+from gar_agent.models.backends import BackendError
 
 
-class ModelLoadError(RuntimeError):
-    """The checkpoint cannot be loaded (missing path, wrong architecture, missing package)."""
+class ModelLoadError(BackendError, RuntimeError):
+    """The checkpoint cannot be loaded (missing path, wrong architecture, missing package).
+
+    A BackendError, so the command line reports it as one line like any other bad --backend.
+    """
 
 
 class ContentBlockError(ValueError):
@@ -83,17 +87,18 @@ def _read_config(model: str) -> dict:
     if path.exists():
         cfg = path / "config.json"
         if not cfg.is_file():
-            raise ModelLoadError(f"no config.json in {path}: not a transformers checkpoint directory")
+            raise ModelLoadError(f"no config.json in {path}: give --model a transformers checkpoint directory")
         return json.loads(cfg.read_text())
     if _looks_like_path(model):
-        raise ModelLoadError(f"model path does not exist: {path}")
+        raise ModelLoadError(f"model path {path} does not exist: give --model an existing checkpoint dir or a hub id")
     from transformers import PretrainedConfig
 
     try:
         cfg, _ = PretrainedConfig.get_config_dict(model)
     except OSError as e:
         raise ModelLoadError(
-            f"cannot fetch config of {model!r} (not a local path; hub unreachable?): {str(e).splitlines()[0]}"
+            f"cannot fetch config of {model!r} (not a local path; hub unreachable?): {str(e).splitlines()[0]}; "
+            "download it and give --model its local dir"
         ) from None
     return cfg
 
@@ -104,7 +109,7 @@ def _resolve_family(model: str) -> tuple[str, bool]:
     if model_type not in _SUPPORTED:
         raise ModelLoadError(
             f"{model} is a {model_type!r} checkpoint (architectures {cfg.get('architectures')}); "
-            f"supported model_type: {', '.join(sorted(_SUPPORTED))}"
+            f"supported model_type: {', '.join(sorted(_SUPPORTED))}; give --model a Qwen-Omni checkpoint"
         )
     return _SUPPORTED[model_type]
 
