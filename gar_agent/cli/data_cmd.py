@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gar_agent.cli.common import fail
 from gar_agent.eval.datasets import DatasetError, make_duet
 
 data_app = typer.Typer(help="Prepare benchmark data.", no_args_is_help=True, add_completion=False)
@@ -30,8 +31,7 @@ def make_duet_cmd(
     try:
         report = make_duet(vggss, pairs, frames, audio, out, limit=limit)
     except (DatasetError, OSError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        raise fail(str(exc)) from None
     typer.echo(f"written: {report.written} duets -> {report.gt_file}")
     typer.echo(f"skipped: {len(report.skipped)}")
     for reason, count in sorted(report.skipped_by_reason().items()):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gar_agent.cli.common import fail
 from gar_agent.topology import GraphError, load_topology
 
 graph_app = typer.Typer(help="Graph topologies: show how a graph file wires the nodes.", no_args_is_help=True)
@@ -29,8 +30,7 @@ def show(
     try:
         topology = load_topology(graph)
     except GraphError as e:
-        typer.echo(f"gar: error: {e}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(str(e)) from None
     drawing = describe(topology)
     title = f"graph {topology.name} ({topology.path})"
     typer.echo(drawing.mermaid if mermaid else text(drawing, title))
@@ -40,6 +40,5 @@ def show(
         mmd.write_text(drawing.mermaid)
         image = png(drawing, f"graph {topology.name}", out / f"{topology.name}.png")
     except OSError as e:
-        typer.echo(f"gar: error: cannot write to {out}: {e.strerror or e}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"cannot write to {out}: {e.strerror or e}") from None
     typer.echo(f"wrote {mmd} and {image}", err=mermaid)  # keep stdout pure Mermaid with --mermaid

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from gar_agent.cli.common import fail
+
 model_app = typer.Typer(help="Model checkpoint utilities.", no_args_is_help=True)
 
 
@@ -23,16 +25,13 @@ def tiny(
 ) -> None:
     """Write a tiny random-weight Qwen2.5-Omni thinker checkpoint (for tests and offline runs)."""
     if dir.exists() and not dir.is_dir():
-        typer.echo(f"error: {dir} exists and is not a directory", err=True)
-        raise typer.Exit(2)
+        raise fail(f"{dir} exists and is not a directory: give a new or empty directory")
     if dir.is_dir() and any(dir.iterdir()) and not force:
-        typer.echo(f"error: {dir} is not empty (use --force to write into it)", err=True)
-        raise typer.Exit(2)
+        raise fail(f"{dir} is not empty (use --force to write into it)")
     from gar_agent.models.tiny import build_tiny_checkpoint
 
     try:
         out = build_tiny_checkpoint(dir, seed=seed)
     except OSError as e:
-        typer.echo(f"error: cannot write {dir}: {e.strerror or e}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(f"cannot write {dir}: {e.strerror or e}; choose a writable directory") from None
     typer.echo(f"tiny Qwen2.5-Omni thinker checkpoint (seed {seed}) written to {out}")

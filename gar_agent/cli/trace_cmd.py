@@ -57,6 +57,8 @@ def _load(run: str, trace_dir: Path) -> tuple[Trace, Path]:
 @trace_app.command("list")
 def list_cmd(directory: Annotated[Path, typer.Argument(help="Trace directory.")] = TRACES_DIR) -> None:
     """A table of saved runs."""
+    if not directory.is_dir():
+        raise fail(f"trace directory {directory} does not exist: give the --trace-dir your runs used")
     table = Table("run", "time", "image", "K", "N", "final boxes", "gate", "calls", "wall s", title=str(directory))
     for path, trace in list_traces(directory):
         if not isinstance(trace, Trace):
