@@ -81,9 +81,10 @@ def answer_text(message: BaseMessage) -> str:
 
 def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
     """Send one request (topping up samples as needed) and record everything that came back."""
-    messages = [*request.history, user_message(media, request)]
     if request.history:  # a repair: the original question came first, this turn is the repair text
         messages = [*request.history, HumanMessage(content=request.prompt)]
+    else:
+        messages = [user_message(media, request)]
     metadata = {"gar_stage": request.stage, "gar_source": request.source, "gar_template": request.template}
     record = ModelCall(
         stage=request.stage,

@@ -11,6 +11,7 @@ import hashlib
 import io
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import cv2
@@ -42,15 +43,23 @@ class Media:
     audio_info: AudioInfo
     notices: list[str] = field(default_factory=list)
 
+    @cached_property
+    def _image_b64(self) -> str:
+        return base64.b64encode(self.image_bytes).decode()
+
+    @cached_property
+    def _audio_b64(self) -> str:
+        return base64.b64encode(self.audio_bytes).decode()
+
     def image_block(self) -> dict:
-        """The image as a LangChain standard content block."""
-        return {"type": "image", "base64": base64.b64encode(self.image_bytes).decode(), "mime_type": self.image_mime}
+        """The image as a LangChain standard content block (encoded once, sent by every call)."""
+        return {"type": "image", "base64": self._image_b64, "mime_type": self.image_mime}
 
     def audio_block(self) -> dict:
-        """The audio as a LangChain standard content block."""
-        return {"type": "audio", "base64": base64.b64encode(self.audio_bytes).decode(), "mime_type": "audio/wav"}
+        """The audio as a LangChain standard content block (encoded once, sent by every call)."""
+        return {"type": "audio", "base64": self._audio_b64, "mime_type": "audio/wav"}
 
-    @property
+    @cached_property
     def hashes(self) -> dict[str, str]:
         """sha256 of what the model was shown, by kind: how a trace refers to media."""
         return {

@@ -163,10 +163,6 @@ class ReplayChatModel(BaseChatModel):
         return ChatResult(generations=gens)
 
 
-def _text_of(message) -> str:
-    return answer_text(message)
-
-
 def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:
     """The run's inputs: the recorded files if unchanged, else the copies embedded beside the trace."""
     files = {}
