@@ -28,7 +28,6 @@ from gar_agent.cli.common import (
     finish,
     step_printer,
 )
-from gar_agent.media import load_media
 from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptError, PromptSet
@@ -36,8 +35,9 @@ from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
 from gar_agent.trace.checkpoints import open_checkpointer
-from gar_agent.trace.record import build_trace
+from gar_agent.trace.record import build_trace, input_files
 from gar_agent.trace.store import write_trace
+from gar_agent.video.clip import run_media
 
 app = typer.Typer(
     help="GAR-SSL: find what makes the sound in a video frame, and see how the model reasoned.",
@@ -49,8 +49,16 @@ app = typer.Typer(
 
 @app.command()
 def run(
-    image: Annotated[Path, typer.Argument(help="The frame: jpg, png or webp.")],
-    audio: Annotated[Path, typer.Argument(help="The audio: wav, flac, mp3 or ogg, any rate/channels.")],
+    image: Annotated[Path, typer.Argument(help="The frame: jpg, png or webp; or a video (mp4, mkv, webm, mov, avi).")],
+    audio: Annotated[
+        Optional[Path], typer.Argument(help="The audio: wav, flac, mp3 or ogg, any rate/channels (none for a video).")
+    ] = None,
+    at: Annotated[
+        Optional[float], typer.Option(help="Video: time of the frame, seconds (default: the middle).")
+    ] = None,
+    window: Annotated[
+        Optional[float], typer.Option(min=0.1, help="Video: seconds of audio centred on --at (default 3).")
+    ] = None,
     sources: Annotated[int, typer.Option(min=1, max=8, help="K, sounding objects to find.")] = 1,
     n_votes: Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")] = 5,
     votes_per_call: Annotated[
@@ -75,7 +83,7 @@ def run(
     try:
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
-        media = load_media(image, audio, max_audio_s)
+        media, video = run_media(image, audio, at=at, window=window, max_audio_s=max_audio_s, out=out)
         chat = resolve_backend(backend, model)
     except USER_ERRORS as e:
         raise fail(str(e)) from None
@@ -91,7 +99,9 @@ def run(
     for notice in media.notices:
         err.print(f"gar: note: {notice}", markup=False)
     if not as_json:
-        console.rule(f"gar run · {image.name} + {audio.name} · K={sources} N={n_votes} · graph {topology.name}")
+        console.rule(
+            f"gar run · {image.name}{f' + {audio.name}' if audio else ''} · K={sources} N={n_votes} · graph {topology.name}"
+        )
     try:
         checkpointer = open_checkpointer(checkpoints, trace_dir)
         outcome = run_clip(
@@ -105,8 +115,10 @@ def run(
         )
     except (PromptError, ValueError) as e:
         raise fail(str(e)) from None
-    trace = build_trace(outcome, media, topology, prompt_set, backend=settings.backend)
-    finish(outcome.result, media, out, as_json, write_trace(trace, trace_dir, embed_media))
+    # a video's frame and window are files in --out, overwritten by the next run: keep copies beside the trace
+    inputs = {**input_files(media), "video": video.input_file()} if video else None
+    trace = build_trace(outcome, media, topology, prompt_set, backend=settings.backend, inputs=inputs)
+    finish(outcome.result, media, out, as_json, write_trace(trace, trace_dir, embed_media or video is not None))
 
 
 @app.command()

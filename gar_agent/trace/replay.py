@@ -166,7 +166,8 @@ class ReplayChatModel(BaseChatModel):
 def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:
     """The run's inputs: the recorded files if unchanged, else the copies embedded beside the trace."""
     files = {}
-    for kind, info in trace.inputs.items():
+    for kind in ("image", "audio"):  # a video's frame and window are these two; the video itself is not needed
+        info = trace.inputs[kind]
         candidates = [Path(info.path)]
         if trace_path and kind in trace.embedded_media:
             candidates.insert(0, Path(trace_path).parent / trace.embedded_media[kind])

@@ -24,6 +24,12 @@ class InputFile(BaseModel):
     width: int | None = None
     height: int | None = None
     duration_s: float | None = None
+    # a video input (`gar run VIDEO`, `gar track`): its rate and rotation, and which frame and audio were used
+    fps: float | None = None
+    rotation: int | None = None
+    at_s: float | None = Field(None, description="The time asked for (--at).")
+    frame_time_s: float | None = Field(None, description="Start time of the frame shown at at_s.")
+    window_s: tuple[float, float] | None = Field(None, description="The audio window cut from the video.")
 
 
 class MediaRef(BaseModel):

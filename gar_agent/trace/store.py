@@ -28,6 +28,8 @@ def write_trace(trace: Trace, directory: str | Path | None = None, embed_media: 
         media_dir = folder / "media"
         media_dir.mkdir(exist_ok=True)
         for kind, info in trace.inputs.items():
+            if kind == "video":  # can be large; what the model saw of it is the embedded image and audio
+                continue
             target = media_dir / f"{info.sha256}{Path(info.path).suffix.lower()}"
             if not target.exists():
                 shutil.copyfile(info.path, target)
