@@ -73,7 +73,10 @@ class CountingGenerate:
         self.inner, self.calls = net.generate, []
 
     def __call__(self, **kwargs):
-        self.calls.append({k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)})
+        call = {k: v for k, v in kwargs.items() if not isinstance(v, torch.Tensor)}
+        call["input_rows"] = kwargs["input_ids"].shape[0]
+        call["cache_len"] = kwargs["cache"].get_seq_length() if kwargs.get("cache") is not None else 0
+        self.calls.append(call)
         return self.inner(**kwargs)
 
 
@@ -312,7 +315,9 @@ def test_n_samples_in_one_generate_call(chat, media, monkeypatch):
     res = chat.generate([av_prompt(media)], n=3, temperature=0.8, top_p=0.9, seed=0)
     gens = res.generations[0]
     assert len(gens) == 3 and len(counter.calls) == 1
-    assert counter.calls[0]["num_return_sequences"] == 3 and counter.calls[0]["do_sample"] is True
+    # the prompt is prefilled once and its KV cache repeated: generate gets 3 rows and the cache
+    assert counter.calls[0]["input_rows"] == 3 and counter.calls[0]["do_sample"] is True
+    assert counter.calls[0]["cache_len"] == gens[0].message.usage_metadata["input_tokens"] - 1
     usage = [g.message.usage_metadata for g in gens]
     assert usage[0]["input_tokens"] > 0 and usage[1]["input_tokens"] == usage[2]["input_tokens"] == 0
     assert len({g.message.response_metadata["call_id"] for g in gens}) == 1
@@ -339,7 +344,15 @@ def test_generate_many_equals_unbatched_greedy(chat, media, monkeypatch):
     batched = chat.generate_many(prompts)
     assert len(counter.calls) == 1
     assert [r.generations[0].message.content for r in batched] == [s.content for s in single]
-    assert [r.generations[0].message.usage_metadata for r in batched] == [s.usage_metadata for s in single]
+    def counts(usage):
+        return {k: v for k, v in usage.items() if k != "input_token_details"}
+
+    assert [counts(r.generations[0].message.usage_metadata) for r in batched] == [
+        counts(s.usage_metadata) for s in single
+    ]
+    # the single calls left both media prefixes in the prefix cache; the text-only prompt has none
+    cache_read = [r.generations[0].message.usage_metadata["input_token_details"]["cache_read"] for r in batched]
+    assert cache_read[0] > 0 and cache_read[1] > 0 and cache_read[2] == 0
     assert len({r.generations[0].message.response_metadata["call_id"] for r in batched}) == 3
 
 

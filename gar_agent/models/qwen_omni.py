@@ -24,10 +24,14 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from gar_agent.media import decode_audio
 from gar_agent.models.backends import BackendError
+from gar_agent.models.qwen_omni_batch import DynamicBatcher
+from gar_agent.models.qwen_omni_media import MediaCache, MediaRef
+from gar_agent.models.qwen_omni_prefix import PrefixCache, batch_inputs, prepare_row
+from gar_agent.models.qwen_omni_prompt import Prompt, build_prompt, stock_inputs
 
 
 class ModelLoadError(BackendError, RuntimeError):
@@ -229,8 +233,20 @@ def _media_source(block: dict, kind: str) -> bytes | str:
     raise ContentBlockError(f"{kind} block has no base64, url or path: keys {sorted(block)}")
 
 
-def _convert_block(block: Any, role: str) -> dict | None:
-    """One LangChain content block -> one processor item ({"type": "text"|"image"|"audio", ...})."""
+def _media_ref(kind: Literal["image", "audio"], src: bytes | str) -> dict:
+    """A media item by content: the bytes (a path is read now) and their hash, decoded only on a cache miss."""
+    if isinstance(src, str):
+        if not Path(src).is_file():
+            raise ContentBlockError(f"{kind} file not found: {src}")
+        src = Path(src).read_bytes()
+    return {"type": kind, "ref": MediaRef.of(kind, src)}
+
+
+def _convert_block(block: Any, role: str, refs: bool = False) -> dict | None:
+    """One LangChain content block -> one processor item ({"type": "text"|"image"|"audio", ...}).
+
+    With `refs`, media items carry a `MediaRef` (bytes + hash) instead of the decoded image/waveform.
+    """
     if isinstance(block, str):
         return {"type": "text", "text": block}
     if not isinstance(block, dict):
@@ -238,21 +254,26 @@ def _convert_block(block: Any, role: str) -> dict | None:
     kind = block.get("type")
     if kind == "text":
         return {"type": "text", "text": block.get("text", "")}
-    if kind == "image":
-        return {"type": "image", "image": _load_image(_media_source(block, "image"))}
-    if kind == "image_url":
-        ref = block.get("image_url")
-        url = ref.get("url") if isinstance(ref, dict) else ref
-        if not isinstance(url, str):
-            raise ContentBlockError("image_url block without a url")
-        return {"type": "image", "image": _load_image(_bytes_from_url(url))}
-    if kind == "audio":
-        return {"type": "audio", "audio": _load_audio(_media_source(block, "audio"))}
-    if kind == "input_audio":
-        data = (block.get("input_audio") or {}).get("data")
-        if not isinstance(data, str):
-            raise ContentBlockError("input_audio block without base64 data")
-        return {"type": "audio", "audio": _load_audio(base64.b64decode(data))}
+    src: bytes | str
+    if kind in ("image", "image_url"):
+        if kind == "image":
+            src = _media_source(block, "image")
+        else:
+            ref = block.get("image_url")
+            url = ref.get("url") if isinstance(ref, dict) else ref
+            if not isinstance(url, str):
+                raise ContentBlockError("image_url block without a url")
+            src = _bytes_from_url(url)
+        return _media_ref("image", src) if refs else {"type": "image", "image": _load_image(src)}
+    if kind in ("audio", "input_audio"):
+        if kind == "audio":
+            src = _media_source(block, "audio")
+        else:
+            data = (block.get("input_audio") or {}).get("data")
+            if not isinstance(data, str):
+                raise ContentBlockError("input_audio block without base64 data")
+            src = base64.b64decode(data)
+        return _media_ref("audio", src) if refs else {"type": "audio", "audio": _load_audio(src)}
     if role == "assistant" and kind in ("reasoning", "tool_call", "tool_call_chunk"):
         return None  # not part of what the model reads back
     raise ContentBlockError(
@@ -263,15 +284,15 @@ def _convert_block(block: Any, role: str) -> dict | None:
 _ROLES = {"system": "system", "human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
 
 
-def to_conversation(messages: Sequence[BaseMessage]) -> list[dict]:
-    """LangChain messages -> the processor's chat-template conversation with decoded media."""
+def to_conversation(messages: Sequence[BaseMessage], refs: bool = False) -> list[dict]:
+    """LangChain messages -> the processor's chat-template conversation with decoded media (or `MediaRef`s)."""
     conversation = []
     for msg in messages:
         role = _ROLES.get(msg.role if isinstance(msg, ChatMessage) else msg.type)
         if role is None:
             raise ContentBlockError(f"unsupported message type {msg.type!r} (system, human and ai only)")
         blocks = [msg.content] if isinstance(msg.content, str) else msg.content
-        items = [item for b in blocks if (item := _convert_block(b, role)) is not None]
+        items = [item for b in blocks if (item := _convert_block(b, role, refs)) is not None]
         conversation.append({"role": role, "content": items})
     return conversation
 
@@ -302,6 +323,19 @@ class ChatQwenOmni(BaseChatModel):
     """Default nucleus sampling mass when sampling."""
     stop: list[str] | None = None
     """Default stop strings (the answer is cut at the first)."""
+    prefix_cache: bool = True
+    """Prefill each clip's shared prefix (turn header + media) once and continue every call from its KV cache."""
+    batch_size: int = Field(default=1, ge=1, le=256)
+    """Concurrent calls with equal generation settings run as one generate, up to this many prompts (1: off)."""
+    batch_wait_s: float = Field(default=0.02, ge=0.0)
+    """How long an idle device waits for further calls to join a batch."""
+    cache_clips: int = Field(default=4, ge=0)
+    """Clips whose encoded media and prefix KV caches are kept (LRU; 0 keeps none)."""
+
+    _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _media_cache: MediaCache | None = PrivateAttr(default=None)
+    _prefixes: PrefixCache | None = PrivateAttr(default=None)
+    _batcher: DynamicBatcher | None = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -388,25 +422,139 @@ class ChatQwenOmni(BaseChatModel):
         return self._run([list(p) for p in prompts], stop=stop, **kwargs)
 
     def _run(self, prompts: list[list[BaseMessage]], stop: list[str] | None = None, **kwargs: Any) -> list[ChatResult]:
-        import torch
-
         unknown = set(kwargs) - {"temperature", "top_p", "n", "max_new_tokens", "max_tokens", "seed", "model"}
         if unknown:
             raise TypeError(f"ChatQwenOmni got unsupported generation kwargs: {sorted(unknown)}")
         temperature = kwargs.get("temperature", self.temperature)
         top_p = kwargs.get("top_p", self.top_p)
         n = int(kwargs.get("n") or 1)
-        max_new = int(kwargs.get("max_new_tokens") or kwargs.get("max_tokens") or self.max_new_tokens)
-        seed = kwargs.get("seed")
-        stop = stop if stop is not None else self.stop
-        sample = bool(temperature) and temperature > 0
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        sample = bool(temperature) and temperature > 0
+        gen = _Sampling(
+            sample=sample,
+            temperature=float(temperature) if sample else None,
+            top_p=float(top_p) if sample and top_p is not None else None,
+            n=n,
+            max_new_tokens=int(kwargs.get("max_new_tokens") or kwargs.get("max_tokens") or self.max_new_tokens),
+            seed=kwargs.get("seed"),
+        )
+        stop = stop if stop is not None else self.stop
 
-        conversations = [to_conversation(p) for p in prompts]
         loaded = self._loaded()
+        if loaded.family != "qwen2_5_omni":  # the media cache and prefix KV know Qwen2.5-Omni's layout only
+            outs = self._execute_stock(loaded, gen, [to_conversation(p) for p in prompts])
+        else:
+            t0 = time.perf_counter()
+            media_cache, batcher = self._engine(loaded)
+            built = [build_prompt(loaded.processor, media_cache, to_conversation(p, refs=True)) for p in prompts]
+            processor_s = time.perf_counter() - t0
+            if batcher is not None and gen.seed is None:  # a seeded call keeps its own RNG stream: alone
+                outs = batcher.submit(gen, built)
+            else:
+                outs = self._execute(loaded, gen, built)
+            for o in outs:
+                o.processor_s = processor_s
+        return [self._chat_result(loaded, o, gen, stop) for o in outs]
+
+    # -- execution: one generate for a batch of prompts
+
+    def _engine(self, loaded: _Loaded) -> tuple[MediaCache, DynamicBatcher | None]:
+        """This instance's media cache, prefix cache and batcher (made on first use)."""
+        with self._engine_lock:
+            if self._media_cache is None:
+                self._media_cache = MediaCache(loaded.processor, max_items=2 * self.cache_clips)
+                # two prefixes a clip: image + audio (generate, analyze, refine) and audio alone (audio call)
+                self._prefixes = PrefixCache(max_items=2 * self.cache_clips)
+                if self.batch_size > 1:
+                    self._batcher = DynamicBatcher(
+                        lambda gen, prompts: self._execute(loaded, gen, prompts), self.batch_size, self.batch_wait_s
+                    )
+            return self._media_cache, self._batcher
+
+    @property
+    def media_cache(self) -> MediaCache | None:
+        """Encoded media of recent clips (None before the first call)."""
+        return self._media_cache
+
+    @property
+    def prefix_kv_cache(self) -> PrefixCache | None:
+        """Prefilled prefixes of recent clips (None before the first call)."""
+        return self._prefixes
+
+    @property
+    def batcher(self) -> DynamicBatcher | None:
+        """The dynamic batcher when batch_size > 1 (None before the first call)."""
+        return self._batcher
+
+    def _gen_kwargs(self, gen: _Sampling) -> dict[str, Any]:
+        kw: dict[str, Any] = {"max_new_tokens": gen.max_new_tokens, "do_sample": gen.sample}
+        if gen.sample:
+            kw["temperature"] = gen.temperature
+            if gen.top_p is not None:
+                kw["top_p"] = gen.top_p
+        else:
+            kw.update(temperature=None, top_p=None, top_k=None)
+        return kw
+
+    def _execute(self, loaded: _Loaded, gen: _Sampling, prompts: list[Prompt]) -> list[_RowOut]:
+        """Answer built prompts in one left-padded generate (from the prefix KV cache when enabled)."""
+        import torch
+
+        net = loaded.model
+        pad = loaded.processor.tokenizer.pad_token_id
+        # greedy answers of one prompt are identical: compute once, repeat when reading out
+        copies = gen.n if gen.sample else 1
+        kw = self._gen_kwargs(gen)
+        with loaded.lock, torch.inference_mode():
+            t0 = time.perf_counter()
+            if self.prefix_cache:
+                rows = [prepare_row(net, p, self._prefixes) for p in prompts]
+                inputs = batch_inputs(net, rows, copies, pad)
+                cached = [r.cached_tokens for r in rows]
+                # each copy runs the last prompt token itself in generate's first step
+                prefilled = [r.prefilled_tokens + copies for r in rows]
+            else:
+                inputs = stock_inputs(prompts, pad)
+                for key, value in inputs.items():
+                    floating = key in ("pixel_values", "input_features")
+                    inputs[key] = value.to(net.device, dtype=net.dtype) if floating else value.to(net.device)
+                if copies > 1:
+                    kw["num_return_sequences"] = copies
+                cached = [0] * len(prompts)
+                prefilled = [len(p.ids) * copies for p in prompts]
+            if gen.seed is not None:
+                torch.manual_seed(int(gen.seed))
+            out = net.generate(**inputs, **kw)
+            wall = time.perf_counter() - t0
+        sequences = getattr(out, "sequences", out)
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].cpu()
+        proc = loaded.processor
+        image_id, audio_id = getattr(proc, "image_token_id", None), getattr(proc, "audio_token_id", None)
+        return [
+            _RowOut(
+                tokens=[new_tokens[i * copies + j].tolist() for j in range(copies)],
+                input_tokens=len(p.ids),
+                image_tokens=p.ids.count(image_id) if image_id is not None else 0,
+                audio_tokens=p.ids.count(audio_id) if audio_id is not None else 0,
+                cached_tokens=cached[i],
+                prefill_tokens=prefilled[i],
+                media_cached=p.media_cached,
+                wall_s=wall,
+                batch_prompts=len(prompts),
+            )
+            for i, p in enumerate(prompts)
+        ]
+
+    def _execute_stock(self, loaded: _Loaded, gen: _Sampling, conversations: list[list[dict]]) -> list[_RowOut]:
+        """The processor's own path (no media or prefix cache): for families other than Qwen2.5-Omni."""
+        import torch
+
         proc, net = loaded.processor, loaded.model
-        tok = proc.tokenizer
+        copies = gen.n if gen.sample else 1
+        kw = self._gen_kwargs(gen)
+        if copies > 1:
+            kw["num_return_sequences"] = copies
         t0 = time.perf_counter()
         with loaded.lock:
             inputs = proc.apply_chat_template(
@@ -418,71 +566,112 @@ class ChatQwenOmni(BaseChatModel):
                 processor_kwargs={"padding": True},
             )
             inputs = inputs.to(net.device)
-            if "pixel_values" in inputs and net.dtype != torch.float32:
-                inputs["pixel_values"] = inputs["pixel_values"].to(net.dtype)
-            if "input_features" in inputs and net.dtype != torch.float32:
-                inputs["input_features"] = inputs["input_features"].to(net.dtype)
-            gen_kwargs: dict[str, Any] = {"max_new_tokens": max_new, "do_sample": sample}
-            if sample:
-                gen_kwargs.update(temperature=float(temperature), num_return_sequences=n)
-                if top_p is not None:
-                    gen_kwargs["top_p"] = float(top_p)
-            else:
-                # greedy answers of one prompt are identical: compute once, repeat below
-                gen_kwargs.update(temperature=None, top_p=None, top_k=None)
-            if seed is not None:
-                torch.manual_seed(int(seed))
+            for key in ("pixel_values", "input_features"):
+                if key in inputs and net.dtype != torch.float32:
+                    inputs[key] = inputs[key].to(net.dtype)
+            processor_s = time.perf_counter() - t0
+            if gen.seed is not None:
+                torch.manual_seed(int(gen.seed))
             with torch.inference_mode():
-                out = net.generate(**inputs, **gen_kwargs)
+                out = net.generate(**inputs, **kw)
         wall = time.perf_counter() - t0
         sequences = getattr(out, "sequences", out)
-        prompt_len = inputs["input_ids"].shape[1]
-        new_tokens = sequences[:, prompt_len:].cpu()
-        per_prompt = n if sample else 1
-
-        end_ids = set()
-        for src in (net.generation_config.eos_token_id, net.generation_config.pad_token_id, tok.pad_token_id):
-            end_ids.update(src if isinstance(src, (list, tuple)) else ([] if src is None else [src]))
-        mask = inputs["attention_mask"].cpu()
-        ids = inputs["input_ids"].cpu()
-        image_id = getattr(proc, "image_token_id", None)
-        audio_id = getattr(proc, "audio_token_id", None)
-
-        results = []
-        for i in range(len(prompts)):
+        new_tokens = sequences[:, inputs["input_ids"].shape[1] :].cpu()
+        mask, ids = inputs["attention_mask"].cpu(), inputs["input_ids"].cpu()
+        image_id, audio_id = getattr(proc, "image_token_id", None), getattr(proc, "audio_token_id", None)
+        outs = []
+        for i in range(len(conversations)):
             row_ids = ids[i][mask[i].bool()]
-            input_tokens = int(mask[i].sum())
-            call_id = str(uuid.uuid4())
-            meta_common = {
-                "model_name": self.model,
-                "wall_s": wall,
-                "image_tokens": int((row_ids == image_id).sum()) if image_id is not None else 0,
-                "audio_tokens": int((row_ids == audio_id).sum()) if audio_id is not None else 0,
-                "num_samples": n,
-                "call_id": call_id,
-            }
-            generations = []
-            for j in range(n):
-                row = new_tokens[i * per_prompt + (j if sample else 0)].tolist()
-                count = next((k for k, t in enumerate(row) if t in end_ids), None)
-                finish = "stop" if count is not None else "length"
-                count = len(row) if count is None else count
-                text = tok.decode(row[:count], skip_special_tokens=True)
-                if stop:
-                    cut = min((text.find(s) for s in stop if s and s in text), default=-1)
-                    if cut >= 0:
-                        text, finish = text[:cut], "stop"
-                in_tok = input_tokens if j == 0 else 0
-                msg = AIMessage(
-                    content=text,
-                    usage_metadata={
-                        "input_tokens": in_tok,
-                        "output_tokens": count,
-                        "total_tokens": in_tok + count,
-                    },
-                    response_metadata={**meta_common, "finish_reason": finish},
-                    id=f"{call_id}-{j}",
+            outs.append(
+                _RowOut(
+                    tokens=[new_tokens[i * copies + j].tolist() for j in range(copies)],
+                    input_tokens=int(mask[i].sum()),
+                    image_tokens=int((row_ids == image_id).sum()) if image_id is not None else 0,
+                    audio_tokens=int((row_ids == audio_id).sum()) if audio_id is not None else 0,
+                    cached_tokens=0,
+                    prefill_tokens=int(mask[i].sum()) * copies,
+                    media_cached=0,
+                    wall_s=wall,
+                    batch_prompts=len(conversations),
+                    processor_s=processor_s,
                 )
-                generations.append(ChatGeneration(message=msg, generation_info={"finish_reason": finish}))
-            results.append(ChatResult(generations=generations, llm_output={"model_name": self.model, "wall_s": wall}))
-        return results
+            )
+        return outs
+
+    def _chat_result(self, loaded: _Loaded, row: _RowOut, gen: _Sampling, stop: list[str] | None) -> ChatResult:
+        """One prompt's answers as LangChain generations, with usage and timing."""
+        tok = loaded.processor.tokenizer
+        cfg = loaded.model.generation_config
+        end_ids = set()
+        for src in (cfg.eos_token_id, cfg.pad_token_id, tok.pad_token_id):
+            end_ids.update(src if isinstance(src, (list, tuple)) else ([] if src is None else [src]))
+        call_id = str(uuid.uuid4())
+        wall = row.wall_s + row.processor_s
+        meta_common = {
+            "model_name": self.model,
+            "wall_s": wall,
+            "processor_s": row.processor_s,
+            "image_tokens": row.image_tokens,
+            "audio_tokens": row.audio_tokens,
+            "cached_input_tokens": row.cached_tokens,
+            "prefill_tokens": row.prefill_tokens,
+            "media_cached": row.media_cached,
+            "batch_prompts": row.batch_prompts,
+            "num_samples": gen.n,
+            "call_id": call_id,
+        }
+        generations = []
+        for j in range(gen.n):
+            tokens = row.tokens[j if gen.sample else 0]
+            count = next((k for k, t in enumerate(tokens) if t in end_ids), None)
+            finish = "stop" if count is not None else "length"
+            count = len(tokens) if count is None else count
+            text = tok.decode(tokens[:count], skip_special_tokens=True)
+            if stop:
+                cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+            # the prompt is counted once per call, on its first sample
+            in_tok = row.input_tokens if j == 0 else 0
+            cached = row.cached_tokens if j == 0 else 0
+            msg = AIMessage(
+                content=text,
+                usage_metadata={
+                    "input_tokens": in_tok,
+                    "output_tokens": count,
+                    "total_tokens": in_tok + count,
+                    "input_token_details": {"cache_read": cached},
+                },
+                response_metadata={**meta_common, "finish_reason": finish},
+                id=f"{call_id}-{j}",
+            )
+            generations.append(ChatGeneration(message=msg, generation_info={"finish_reason": finish}))
+        return ChatResult(generations=generations, llm_output={"model_name": self.model, "wall_s": wall})
+
+
+@dataclass(frozen=True)
+class _Sampling:
+    """Generation settings of a call; calls with equal settings can share one batched generate."""
+
+    sample: bool
+    temperature: float | None
+    top_p: float | None
+    n: int
+    max_new_tokens: int
+    seed: int | None
+
+
+@dataclass
+class _RowOut:
+    """One prompt's generated tokens and accounting."""
+
+    tokens: list[list[int]]
+    input_tokens: int
+    image_tokens: int
+    audio_tokens: int
+    cached_tokens: int
+    prefill_tokens: int
+    media_cached: int
+    wall_s: float
+    batch_prompts: int
+    processor_s: float = 0.0
