@@ -164,6 +164,7 @@ def _mount() -> None:
     from gar_agent.cli.graph_cmd import graph_app
     from gar_agent.cli.model_cmd import model_app
     from gar_agent.cli.trace_cmd import fork, replay, trace_app
+    from gar_agent.view.cli import view
 
     app.add_typer(model_app, name="model", help="Model utilities (tiny test checkpoint).")
     app.add_typer(data_app, name="data", help="Benchmark data preparation.")
@@ -172,6 +173,7 @@ def _mount() -> None:
     app.command("eval")(eval_command)
     app.command()(replay)
     app.command()(fork)
+    app.command()(view)
 
 
 _mount()

@@ -1,0 +1,10 @@
+"""`gar view`: a read-only local web viewer over traces, single runs and `gar eval` folders.
+
+- `safety`: what may be read (only files under the served folder, plus a run's recorded inputs
+  verified by hash);
+- `source`: the one place that reads traces (trace store) and results/sample files, and turns them
+  into the plain JSON documents the page shows;
+- `graph_svg`: the topology drawn as SVG with the path a run took;
+- `media`: frames, thumbnails, audio and waveform peaks of a run;
+- `server`: the Starlette app; `export`: one self-contained HTML file per run; `cli`: `gar view`.
+"""

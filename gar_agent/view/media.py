@@ -1,0 +1,133 @@
+"""A run's frame and audio: where they are, a thumbnail, and the waveform's peaks.
+
+A trace refers to media by hash and records the input paths (`inputs`); `--embed-media` also copies
+them beside the trace (`embedded_media`). The viewer serves a copy under the served folder, or the
+recorded input file only while its sha256 still equals the recording and it is an image or audio
+file: the page never names a path, so nothing else outside the folder can be reached this way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from gar_agent.media import decode_audio
+from gar_agent.trace.schema import Trace
+from gar_agent.view.safety import OutsideRoot, inside, relative_ref
+
+KINDS = {
+    "image": {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"},
+    "audio": {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg", ".ogg": "audio/ogg"},
+}
+PEAKS = 600  # waveform columns: enough for a page-wide plot, small to send
+
+
+class _Cache:
+    """A small thread-safe LRU (hashes, thumbnails and waveforms are recomputed only when a file changes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key):
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key, value):
+        with self.lock:
+            self.items[key] = value
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+        return value
+
+
+_hashes, _thumbs, _waves = _Cache(20000), _Cache(4000), _Cache(64)
+
+
+def _stat_key(path: Path) -> tuple:
+    st = path.stat()
+    return (str(path), st.st_mtime_ns, st.st_size)
+
+
+def _sha256(path: Path) -> str:
+    key = _stat_key(path)
+    found = _hashes.get(key)
+    if found is None:
+        h = hashlib.sha256()
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        found = _hashes.put(key, h.hexdigest())
+    return found
+
+
+def locate(trace: Trace, trace_file: Path, root: Path, kind: str) -> tuple[Path, str] | None:
+    """(file, mime type) of a run's image or audio, or None when neither copy is usable."""
+    info = trace.inputs.get(kind)
+    if kind not in KINDS or info is None:
+        return None
+    candidates: list[Path] = []
+    if kind in trace.embedded_media:
+        try:  # the embedded copy must itself stay inside the served folder
+            rel = relative_ref(root, trace_file.parent)
+            candidates.append(inside(root, f"{'' if rel == '.' else rel + '/'}{trace.embedded_media[kind]}"))
+        except (OutsideRoot, ValueError):
+            pass
+    candidates.append(Path(info.path))
+    for p in candidates:
+        mime = KINDS[kind].get(p.suffix.lower())
+        try:
+            if mime and p.is_file() and _sha256(p) == info.sha256:
+                return p, mime
+        except OSError:
+            continue
+    return None
+
+
+def thumbnail(path: Path, height: int = 64) -> bytes | None:
+    """A small JPEG of an image (None if it cannot be decoded)."""
+    try:
+        key = (*_stat_key(path), height)
+    except OSError:
+        return None
+    found = _thumbs.get(key)
+    if found is not None:
+        return found
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    small = cv2.resize(img, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
+    ok, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return _thumbs.put(key, jpg.tobytes()) if ok else None
+
+
+def waveform(path: Path, columns: int = PEAKS) -> dict | None:
+    """Min/max peaks per column of the 16 kHz mono audio, and its duration (None if undecodable)."""
+    try:
+        key = (*_stat_key(path), columns)
+    except OSError:
+        return None
+    found = _waves.get(key)
+    if found is not None:
+        return found
+    try:
+        wave = decode_audio(path)
+    except Exception:  # any decoder failure means no waveform, not a broken page
+        return None
+    n = len(wave)
+    if n == 0:
+        return None
+    cols = min(columns, n)
+    edges = np.linspace(0, n, cols + 1).astype(int)
+    mins = [round(float(wave[a:b].min()), 4) for a, b in zip(edges[:-1], edges[1:])]
+    maxs = [round(float(wave[a:b].max()), 4) for a, b in zip(edges[:-1], edges[1:])]
+    return _waves.put(key, {"duration_s": n / 16000, "min": mins, "max": maxs})

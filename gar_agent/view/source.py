@@ -1,0 +1,552 @@
+"""What the viewer serves, read through the project's own APIs and turned into plain JSON documents.
+
+This is the one module that knows the saved formats: traces are read only with the trace store
+(`gar_agent.trace.store`, typed by `gar_agent.trace.schema`), differences with `gar trace diff`'s
+`diff_traces`, evaluation samples with the eval store (`gar_agent.eval.runner`), and a run's result
+document through `result_view` below. When the trace format changes (e.g. each call stored once),
+this module is what follows it; the page and the server only see the documents built here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gar_agent.eval.runner import EvalDir, read_sample
+from gar_agent.trace.diff import diff_traces
+from gar_agent.trace.schema import Trace
+from gar_agent.trace.store import TRACE_FILE, TraceError, read_trace
+from gar_agent.view.graph_svg import graph_svg, taken_path
+from gar_agent.view.safety import OutsideRoot, inside, relative_ref
+
+DEFAULT_PROTOCOL = "gar"  # traces written before protocols were recorded ran GAR's own prompts
+
+
+class ViewError(ValueError):
+    """A run or folder the viewer cannot show; the message is one line for an error card."""
+
+
+# --------------------------------------------------------------------------- the served folder
+
+
+@dataclass
+class Folder:
+    """The folder `gar view` serves: a traces folder, one run, or a `gar eval` output folder."""
+
+    root: Path
+    mode: str  # "traces" | "run" | "eval"
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _runs: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # ref -> (stat key, row)
+    _samples: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # id -> (stat key, row)
+
+    @classmethod
+    def open(cls, path: str | Path) -> Folder:
+        """Decide what PATH is; ViewError (one line) when it is nothing the viewer can serve."""
+        p = Path(path)
+        if not p.exists():
+            raise ViewError(
+                f"{p} does not exist: give a traces folder, a run (folder or trace.json) or a gar eval folder"
+            )
+        if p.is_file():
+            if p.suffix != ".json":
+                raise ViewError(f"{p} is not a trace file (trace.json) nor a folder")
+            return cls(p.parent.resolve(), "run")
+        if (p / TRACE_FILE).is_file():
+            return cls(p.resolve(), "run")
+        if (p / "eval.json").is_file() or (p / "samples").is_dir():
+            return cls(p.resolve(), "eval")
+        return cls(p.resolve(), "traces")
+
+    # ----------------------------------------------------------------- runs
+
+    def trace_path(self, ref: str) -> Path:
+        """The trace file of a run named by its folder (or file) relative to the root; OutsideRoot if none."""
+        target = inside(self.root, ref)
+        if target.is_dir():
+            target = inside(self.root, f"{ref.rstrip('/')}/{TRACE_FILE}" if ref not in ("", ".") else TRACE_FILE)
+        if not target.is_file():
+            raise OutsideRoot(ref)
+        return target
+
+    def read(self, ref: str) -> Trace:
+        """The trace of a run; OutsideRoot (404) or ViewError (corrupt or foreign: an error card)."""
+        path = self.trace_path(ref)
+        try:
+            return read_trace(path)
+        except TraceError as e:
+            raise ViewError(str(e).replace(str(self.root) + os.sep, "")) from None
+
+    def run_folders(self) -> list[Path]:
+        """Every run folder, newest first (by modification time: no trace has to be opened)."""
+        if self.mode == "run":
+            return [self.root]
+        base = self.root / "traces" if self.mode == "eval" else self.root
+        if not base.is_dir():
+            return []
+        found = []
+        with os.scandir(base) as it:
+            for entry in it:
+                if entry.is_dir() and not entry.name.startswith("."):
+                    f = Path(entry.path) / TRACE_FILE
+                    try:
+                        found.append((f.stat().st_mtime, Path(entry.path)))
+                    except OSError:
+                        continue
+        found.sort(key=lambda x: (-x[0], x[1].name))
+        return [p for _, p in found]
+
+    def run_row(self, folder: Path) -> dict:
+        """One line of the runs list (cached until the trace file changes)."""
+        ref = relative_ref(self.root, folder)
+        f = folder / TRACE_FILE
+        try:
+            st = f.stat()
+            key = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            key = None
+        with self._lock:
+            cached = self._runs.get(ref)
+        if cached and cached[0] == key:
+            return cached[1]
+        try:
+            row = run_summary(self.read(ref), ref)
+        except (ViewError, OutsideRoot) as e:
+            row = {"ref": ref, "id": folder.name, "error": str(e) or "unreadable trace"}
+        with self._lock:
+            self._runs[ref] = (key, row)
+        return row
+
+    def runs(self, offset: int = 0, limit: int = 100, query: str = "") -> dict:
+        """A page of the runs list; a query filters every run (each trace read once, then cached)."""
+        folders = self.run_folders()
+        if query:
+            words = query.lower().split()
+            rows = [r for r in (self.run_row(f) for f in folders) if all(w in _haystack(r) for w in words)]
+            return {"total": len(rows), "offset": offset, "rows": rows[offset : offset + limit]}
+        return {
+            "total": len(folders),
+            "offset": offset,
+            "rows": [self.run_row(f) for f in folders[offset : offset + limit]],
+        }
+
+    def warm(self) -> None:
+        """Read every run and sample once (in a background thread at start), so filters answer at once."""
+        for f in self.run_folders():
+            self.run_row(f)
+        if self.mode == "eval":
+            self.samples()
+
+    # ----------------------------------------------------------------- evaluation
+
+    @property
+    def eval_dir(self) -> EvalDir:
+        return EvalDir(self.root)
+
+    def sample_rows(self) -> list[dict]:
+        """Every stored sample as a row (cached per file); unreadable files become error rows."""
+        d = self.eval_dir
+        rows = []
+        for sid in d.stored_ids():
+            try:
+                st = d.sample(sid).stat()
+                key = (st.st_mtime_ns, st.st_size)
+            except OSError:
+                continue
+            with self._lock:
+                cached = self._samples.get(sid)
+            if cached and cached[0] == key:
+                rows.append(cached[1])
+                continue
+            doc = read_sample(d, sid)
+            row = sample_row(sid, doc)
+            with self._lock:
+                self._samples[sid] = (key, row)
+            rows.append(row)
+        return rows
+
+    def samples(
+        self,
+        offset: int = 0,
+        limit: int = 100,
+        sort: str = "id",
+        descending: bool = False,
+        status: str = "",
+        iou_min: float | None = None,
+        iou_max: float | None = None,
+        cls: str = "",
+    ) -> dict:
+        """A sorted, filtered page of the evaluation's samples."""
+        rows = self.sample_rows()
+        if status == "failed":
+            rows = [r for r in rows if r["failed"]]
+        elif status == "refined":
+            rows = [r for r in rows if r["refined"]]
+        elif status == "skipped":
+            rows = [r for r in rows if r["skipped"]]
+        elif status == "ok":
+            rows = [r for r in rows if not r["failed"]]
+        if iou_min is not None:
+            rows = [r for r in rows if r["ciou"] is not None and r["ciou"] >= iou_min]
+        if iou_max is not None:
+            rows = [r for r in rows if r["ciou"] is not None and r["ciou"] <= iou_max]
+        if cls:
+            rows = [r for r in rows if any(cls.lower() in c.lower() for c in r["classes"])]
+        if sort not in SAMPLE_SORTS:
+            sort = "id"
+        # None sorts last whatever the direction: a failed sample has no cIoU
+        present = [r for r in rows if r.get(sort) is not None]
+        absent = [r for r in rows if r.get(sort) is None]
+        present.sort(key=lambda r: (r[sort], r["id"]), reverse=descending)
+        rows = present + absent
+        return {"total": len(rows), "offset": offset, "rows": rows[offset : offset + limit]}
+
+    def evaluation(self) -> dict:
+        """The evaluation page: settings, metrics, gate statistics, cIoU distribution."""
+        d = self.eval_dir
+        config, config_error = _json_file(d.config)
+        metrics, metrics_error = _json_file(d.metrics)
+        rows = self.sample_rows()
+        return {
+            "root": self.root.name,
+            "config": config,
+            "config_error": config_error,
+            "metrics": metrics,
+            "metrics_error": metrics_error,
+            "gate": gate_stats(rows, config),
+            "ciou": [r["ciou"] for r in rows if r["ciou"] is not None],
+            "n_samples": len(rows),
+            "n_unreadable": sum(1 for r in rows if r.get("unreadable")),
+        }
+
+    def sample_gt(self, ref: str, trace: Trace) -> list[list[int]] | None:
+        """Ground-truth boxes in pixels for a run of an evaluation folder (traces/<id>), else None."""
+        parts = ref.split("/")
+        if self.mode != "eval" or len(parts) != 2 or parts[0] != "traces":
+            return None
+        doc = read_sample(self.eval_dir, parts[1])
+        if doc is None:
+            return None
+        img = trace.final_state.image
+        return [to_pixels(b, img.width, img.height) for b in doc["score"].gt_boxes]
+
+    def vis_path(self, ref: str) -> Path | None:
+        """The overlay `gar eval` drew for a sample (vis/<id>.jpg), if any."""
+        parts = ref.split("/")
+        if self.mode != "eval" or len(parts) != 2 or parts[0] != "traces":
+            return None
+        try:
+            return inside(self.root, f"vis/{parts[1]}.jpg")
+        except OutsideRoot:
+            return None
+
+
+SAMPLE_SORTS = ("id", "ciou", "ap", "matched_mean_iou", "refined", "skipped", "wall_s", "calls")
+
+
+def _haystack(row: dict) -> str:
+    return " ".join(str(v) for v in row.values()).lower()
+
+
+def _json_file(path: Path) -> tuple[dict | None, str | None]:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"no {path.name}"
+    except (OSError, ValueError) as e:
+        return None, f"{path.name} cannot be read ({type(e).__name__})"
+    return (doc, None) if isinstance(doc, dict) else (None, f"{path.name} is not a JSON object")
+
+
+def to_pixels(box: list[float], width: int, height: int) -> list[int]:
+    """A normalised xyxy box in pixels of a width x height frame (inside the frame)."""
+    px = [round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height)]
+    return [min(max(v, 0), (width if i % 2 == 0 else height) - 1) for i, v in enumerate(px)]
+
+
+# --------------------------------------------------------------------------- result documents
+
+
+def result_view(result: dict | None) -> dict:
+    """The fields of a run's result document (gar_agent.result) the viewer shows, read in one place."""
+    if not isinstance(result, dict):
+        return {"sources": [], "calls": None, "wall_s": None, "error": None, "settings": {}}
+    usage = result.get("usage") or {}
+    settings = result.get("settings") or {}
+    return {
+        "sources": [
+            {
+                "box": s.get("box"),
+                "initial_box": s.get("initial_box"),
+                "audio_class": s.get("audio_class"),
+                "audio_confidence": s.get("audio_confidence"),
+                "refined": bool(s.get("refined")),
+                "gate": s.get("gate"),
+                "analysis": s.get("analysis"),
+            }
+            for s in result.get("sources") or []
+        ],
+        "calls": usage.get("model_calls"),
+        "wall_s": usage.get("wall_s"),
+        "error": result.get("error"),
+        "settings": settings,
+        "protocol": settings.get("protocol") or DEFAULT_PROTOCOL,
+    }
+
+
+def run_summary(trace: Trace, ref: str) -> dict:
+    """A runs-list row of a trace."""
+    res = result_view(trace.result)
+    srcs = res["sources"]
+    return {
+        "ref": ref,
+        "id": trace.run_id,
+        "time": trace.created,
+        "image": Path(trace.inputs["image"].path).name if "image" in trace.inputs else "",
+        "k": trace.settings.sources,
+        "n": trace.settings.n_votes,
+        "graph": trace.graph.name,
+        "protocol": protocol_of(trace),
+        "boxes": [s["box"] for s in srcs],
+        "refined": sum(s["refined"] for s in srcs),
+        "calls": res["calls"],
+        "wall_s": round(trace.wall_s, 3),
+        "failed": res["error"] is not None,
+        "run_error": res["error"],
+        "kind": "fork" if trace.fork else "replay" if trace.parent else "run",
+    }
+
+
+def protocol_of(trace: Trace) -> str:
+    """The prompt protocol a run used ("gar" for traces written before protocols were recorded)."""
+    value = getattr(trace.settings, "protocol", None) or (trace.result.get("settings") or {}).get("protocol")
+    return str(value) if value else DEFAULT_PROTOCOL
+
+
+def sample_row(sid: str, doc: dict | None) -> dict:
+    """A samples-table row of an evaluation (doc: from the eval store's read_sample)."""
+    if doc is None:
+        return {
+            "id": sid,
+            "unreadable": True,
+            "failed": True,
+            "error": "sample file is unreadable or half-written",
+            "ciou": None,
+            "ap": None,
+            "matched_mean_iou": None,
+            "refined": 0,
+            "skipped": 0,
+            "classes": [],
+            "wall_s": None,
+            "calls": None,
+            "trace": None,
+            "sources": [],
+        }
+    score = doc["score"]
+    res = result_view(doc.get("result"))
+    return {
+        "id": sid,
+        "failed": bool(score.failed),
+        "error": score.error,
+        "ciou": doc.get("ciou"),
+        "ap": doc.get("ap"),
+        "matched_mean_iou": doc.get("matched_mean_iou"),
+        "refined": score.refined,
+        "skipped": score.skipped,
+        "classes": [s["audio_class"] for s in res["sources"] if s["audio_class"]],
+        "wall_s": doc.get("wall_s"),
+        "calls": res["calls"],
+        "trace": f"traces/{sid}" if doc.get("trace") else None,
+        "sources": [
+            {
+                "av": (s["analysis"] or {}).get("av_consistency"),
+                "keep": (s["analysis"] or {}).get("keep"),
+                "audio_confidence": s["audio_confidence"],
+                "gate": s["gate"],
+            }
+            for s in res["sources"]
+        ],
+    }
+
+
+def gate_stats(rows: list[dict], config: dict | None) -> dict:
+    """How the gate decided over the evaluation: sources refined or skipped, and why."""
+    settings = (config or {}).get("settings") or {}
+    sources = [s for r in rows for s in r.get("sources", [])]
+    gated = [s for s in sources if s["gate"]]
+    reasons: dict[str, int] = {}
+    for s in gated:
+        for reason in s["gate"].get("reasons") or []:
+            name = reason.split(" ")[0] if not reason.startswith("keep") else "keep is false"
+            reasons[name] = reasons.get(name, 0) + 1
+    avs = [s["av"] for s in gated if s["av"] is not None]
+    confs = [s["audio_confidence"] for s in gated if s["audio_confidence"] is not None]
+    return {
+        "tau_av": settings.get("tau_av"),
+        "tau_audio": settings.get("tau_audio"),
+        "sources": len(sources),
+        "gated": len(gated),
+        "refine": sum(1 for s in gated if s["gate"].get("refine")),
+        "skip": sum(1 for s in gated if not s["gate"].get("refine")),
+        "reasons": reasons,
+        "keep_rate": (sum(1 for s in gated if s["keep"]) / len(gated)) if gated else None,
+        "mean_av": (sum(avs) / len(avs)) if avs else None,
+        "mean_audio_confidence": (sum(confs) / len(confs)) if confs else None,
+    }
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def _record_fields(record: dict) -> dict:
+    """The parts of a source record one step shows."""
+    return {k: record.get(k) for k in ("analysis", "gate", "refinement", "error")}
+
+
+def run_document(trace: Trace, ref: str, gt: list[list[int]] | None = None) -> dict:
+    """Everything the run page shows: settings, graph and path, steps with their boxes, final state."""
+    final = trace.final_state
+    current: dict[int, list[int]] = {}  # source -> box as of the step being walked
+    initial: dict[int, list[int]] = {}
+    classes: dict[int, str] = {s.index: s.audio_class for s in final.sources}
+    votes_seen: dict[int, int] = {}
+    steps = []
+    for step in trace.steps:
+        st = step.state or {}
+        detail: dict = {"kind": "other"}
+        if isinstance(st.get("generate"), dict):
+            gen = st["generate"]
+            detail = {
+                "kind": "generate",
+                "audio": gen.get("audio") or [],
+                "boxes": gen.get("boxes") or [],
+                "pairing": gen.get("pairing"),
+                "sources": [
+                    {k: s.get(k) for k in ("index", "initial_box", "description", "audio_class", "audio_confidence")}
+                    for s in st.get("sources") or []
+                ],
+                "error": st.get("error"),
+            }
+            for s in st.get("sources") or []:
+                initial[s["index"]] = current[s["index"]] = s["initial_box"]
+                classes.setdefault(s["index"], s.get("audio_class") or "")
+        elif st.get("sources") and step.source is not None:
+            record = next((s for s in st["sources"] if s.get("index") == step.source), st["sources"][0])
+            before = votes_seen.get(step.source, 0)
+            votes = record.get("votes") or []
+            votes_seen[step.source] = len(votes)
+            detail = {
+                "kind": step.node if step.node in ("analyze", "gate", "refine") else "source",
+                "votes": votes,
+                "new_votes": [v["index"] for v in votes[before:]],
+                **_record_fields(record),
+            }
+            if record.get("box"):
+                current[step.source] = record["box"]
+            initial.setdefault(step.source, record.get("initial_box"))
+        boxes = [
+            {"kind": "initial", "source": i, "box": initial[i], "label": classes.get(i, "")}
+            for i in sorted(initial)
+            if initial[i]
+        ]
+        ref_box = (detail.get("refinement") or {}) if detail.get("kind") == "refine" else {}
+        if ref_box.get("previous_box"):
+            boxes.append({"kind": "previous", "source": step.source, "box": ref_box["previous_box"], "label": ""})
+        boxes += [
+            {"kind": "current", "source": i, "box": current[i], "label": classes.get(i, "")} for i in sorted(current)
+        ]
+        steps.append(
+            {
+                "index": step.index,
+                "node": step.node,
+                "graph_node": graph_node(step.node, step.namespace),
+                "source": step.source,
+                "pass": step.pass_index,
+                "elapsed_s": step.elapsed_s,
+                "usage": step.usage.model_dump(),
+                "calls": [c.model_dump(mode="json") for c in step.calls],
+                "detail": detail,
+                "state": st if detail["kind"] == "other" else None,
+                "boxes": boxes,
+            }
+        )
+    res = result_view(trace.result)
+    final_boxes = []
+    for i, s in enumerate(res["sources"]):
+        if s.get("initial_box"):
+            final_boxes.append({"kind": "initial", "source": i, "box": s["initial_box"], "label": s["audio_class"]})
+        if s.get("box"):
+            final_boxes.append({"kind": "final", "source": i, "box": s["box"], "label": s["audio_class"]})
+    for box in gt or []:
+        final_boxes.append({"kind": "gt", "source": None, "box": box, "label": "GT"})
+    path_nodes, path_edges = taken_path(trace.graph.edges, [(s["graph_node"], s["source"]) for s in steps])
+    return {
+        "ref": ref,
+        "run_id": trace.run_id,
+        "created": trace.created,
+        "parent": trace.parent,
+        "fork": trace.fork.model_dump() if trace.fork else None,
+        "backend": trace.backend,
+        "protocol": protocol_of(trace),
+        "package_version": trace.package_version,
+        "graph": {"name": trace.graph.name, "path": trace.graph.path, "sha256": trace.graph.sha256},
+        "graph_svg": graph_svg(trace.graph.nodes, trace.graph.edges, path_nodes, path_edges),
+        "settings": trace.settings.model_dump(mode="json"),
+        "inputs": {k: {**v.model_dump(), "name": Path(v.path).name} for k, v in trace.inputs.items()},
+        "image": {"width": final.image.width, "height": final.image.height},
+        "audio": final.audio.model_dump(mode="json"),
+        "notices": trace.notices,
+        "steps": steps,
+        "final": {"boxes": final_boxes, "error": res["error"], "sources": res["sources"]},
+        "gt": gt,
+        "result": trace.result,
+        "usage": {"calls": res["calls"], "wall_s": trace.wall_s},
+    }
+
+
+def graph_node(node: str, namespace: list[str]) -> str:
+    """The topology's node id of a step: a subgraph's nodes are `subgraph:node`."""
+    if namespace:
+        return f"{namespace[0].split(':')[0]}:{node}"
+    return node
+
+
+# --------------------------------------------------------------------------- two runs
+
+
+def diff_document(a: Trace, b: Trace, ref_a: str, ref_b: str) -> dict:
+    """Two runs side by side, with what `gar trace diff` finds different."""
+    d = diff_traces(a, b)
+    sides = []
+    for trace, ref in ((a, ref_a), (b, ref_b)):
+        res = result_view(trace.result)
+        sides.append(
+            {
+                "ref": ref,
+                "run_id": trace.run_id,
+                "created": trace.created,
+                "graph": trace.graph.name,
+                "protocol": protocol_of(trace),
+                "settings": trace.settings.model_dump(mode="json"),
+                "image": {"width": trace.final_state.image.width, "height": trace.final_state.image.height},
+                "boxes": [
+                    {"kind": "final", "source": i, "box": s["box"], "label": s["audio_class"]}
+                    for i, s in enumerate(res["sources"])
+                    if s.get("box")
+                ],
+                "error": res["error"],
+                "calls": res["calls"],
+                "wall_s": trace.wall_s,
+            }
+        )
+    return {
+        "a": sides[0],
+        "b": sides[1],
+        "same": d.same,
+        "settings": [list(x) for x in d.settings],
+        "answers": [list(x) for x in d.answers],
+        "decisions": [list(x) for x in d.decisions],
+        "boxes": [{"source": i, "a": ba, "b": bb, "iou": iou} for i, ba, bb, iou in d.boxes],
+    }
