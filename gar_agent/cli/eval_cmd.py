@@ -12,6 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, console, err, fail
+from gar_agent.cli.local_model import BatchSizeOpt, PrefixCacheOpt, local_options
+from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
 from gar_agent.eval.datasets import DATASETS, DatasetError
 from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.runner import (
@@ -133,6 +135,10 @@ def eval_command(
         Optional[str], typer.Option(help="qwen-omni | scripted:FILE | module:attr (default qwen-omni).")
     ] = None,
     model: Annotated[Optional[str], typer.Option(help="Checkpoint for qwen-omni: hub id or local dir.")] = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    max_retries: MaxRetriesOpt = None,
+    request_timeout: RequestTimeoutOpt = None,
     graph: Annotated[
         Optional[str], typer.Option(help="Topology: a name in graphs/ or a .py file (default gar).")
     ] = None,
@@ -157,6 +163,8 @@ def eval_command(
     workers: Annotated[
         int, typer.Option(min=1, max=256, help="Samples run at once (for backends serving concurrent requests).")
     ] = 1,
+    batch_size: BatchSizeOpt = 1,
+    prefix_cache: PrefixCacheOpt = True,
     strict: Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")] = False,
     gt_boxes: Annotated[
         Optional[str], typer.Option(help="VGG-SS GT: first (GAR) | union (LVS); default first.")
@@ -192,6 +200,10 @@ def eval_command(
             audio=audio,
             backend=backend,
             model=model,
+            base_url=base_url or None,
+            api_key_env=api_key_env,
+            max_retries=max_retries,
+            request_timeout=request_timeout,
             graph=graph,
             prompts=prompts,
             votes_per_call=votes_per_call,
@@ -229,6 +241,10 @@ def _run(
     out,
     backend,
     model,
+    base_url,
+    api_key_env,
+    max_retries,
+    request_timeout,
     graph,
     prompts,
     n_votes,
@@ -238,6 +254,8 @@ def _run(
     limit,
     ids,
     workers,
+    batch_size,
+    prefix_cache,
     strict,
     gt_boxes,
     retry_failed,
@@ -299,14 +317,20 @@ def _run(
         )
     if todo:
         try:
-            chat = resolve_backend(backend, model)  # created once, shared by every sample and worker
+            serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout)
+            local = local_options(backend, prefix_cache, batch_size)
+            chat = resolve_backend(backend, model, **serving, **local)  # created once, shared by every sample and worker
         except USER_ERRORS as e:
             raise fail(str(e)) from None
         if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
             store_config(d, config)
-        if workers > 1 and _serial_only(chat):
+        if batch_size > 1 and _serial_only(chat):
+            # B clips in one generate need B samples in flight; their calls meet in the model's batcher
+            workers = max(workers, batch_size)
+        elif workers > 1 and _serial_only(chat):
             err.print(
-                f"gar: note: the local qwen-omni model runs one sample at a time (--workers {workers} ignored)",
+                f"gar: note: the local qwen-omni model runs one sample at a time (--workers {workers} ignored; "
+                "--batch-size B batches B samples)",
                 markup=False,
                 soft_wrap=True,
             )

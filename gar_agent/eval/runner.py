@@ -28,6 +28,7 @@ from gar_agent import __version__
 from gar_agent.eval.datasets import DATASETS, DatasetSpec, Sample
 from gar_agent.eval.metrics import SampleScore, normalize_box, summarize
 from gar_agent.media import Media, MediaError, load_media
+from gar_agent.models.faults import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import run_clip
@@ -289,11 +290,16 @@ def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
 
 
 def split_done(d: EvalDir, samples: Sequence[Sample], retry_failed: bool = False) -> tuple[list[Sample], list[dict]]:
-    """(samples still to run, documents of those already done) for a resumed folder."""
+    """(samples still to run, documents of those already done) for a resumed folder.
+
+    A sample that failed because the server did (unreachable, still 5xx after its retries, a
+    malformed body) is run again without asking; other failures only with `retry_failed`.
+    """
     todo, done = [], []
     for s in samples:
         doc = read_sample(d, s.id)
-        if doc is None or (retry_failed and doc["score"].failed):
+        failed = doc is not None and doc["score"].failed
+        if doc is None or (failed and (retry_failed or is_backend_fault(doc["score"].error))):
             todo.append(s)
         else:
             done.append(doc)

@@ -2,6 +2,8 @@
 
 - `scripted:FILE`: canned answers per stage (`ScriptedChatModel`).
 - `qwen-omni`: local Qwen2.5-Omni through our adapter (`--model` picks the checkpoint).
+- `openai`: a model served over the OpenAI-compatible API, e.g. vLLM (`ChatOpenAIServed`;
+  `--base-url`, `--model`, retries and timeouts come as options).
 - `module:attr`: any BaseChatModel: an instance, a subclass (built with no arguments) or a
   zero-argument factory, imported from PYTHONPATH or the current directory.
 """
@@ -32,9 +34,13 @@ def resolve_backend(spec: str, model: str | None = None, **options) -> BaseChatM
         from gar_agent.models.qwen_omni import ChatQwenOmni  # torch import only when asked for
 
         return ChatQwenOmni(model=model or DEFAULT_QWEN, **{k: v for k, v in options.items() if v is not None})
+    if spec == "openai":
+        from gar_agent.models.openai_backend import from_options  # langchain-openai only when asked for
+
+        return from_options(model, **options)
     if ":" not in spec:
         raise BackendError(
-            f"--backend {spec!r} is not 'qwen-omni', 'scripted:FILE' or 'module:attr': use one of those forms"
+            f"--backend {spec!r} is not 'qwen-omni', 'openai', 'scripted:FILE' or 'module:attr': use one of those forms"
         )
     return _import_chat_model(spec)
 

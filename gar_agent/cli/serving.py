@@ -1,0 +1,56 @@
+"""The options of a served model (`--backend openai`), shared by `gar run` and `gar eval`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from gar_agent.models.backends import BackendError
+
+BaseUrlOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--base-url",
+        help="--backend openai: server root, e.g. http://localhost:8000/v1; repeat it to spread requests over servers.",
+    ),
+]
+ApiKeyEnvOpt = Annotated[
+    Optional[str],
+    typer.Option(help="--backend openai: environment variable holding the API key (default OPENAI_API_KEY)."),
+]
+MaxRetriesOpt = Annotated[
+    Optional[int],
+    typer.Option(min=0, max=100, help="--backend openai: retries of a call after 429/5xx/timeouts (default 5)."),
+]
+RequestTimeoutOpt = Annotated[
+    Optional[float],
+    typer.Option(min=0.001, help="--backend openai: seconds one request may take before it is retried (default 300)."),
+]
+
+
+def served_options(
+    backend: str,
+    base_url: list[str] | None,
+    api_key_env: str | None,
+    max_retries: int | None,
+    request_timeout: float | None,
+) -> dict:
+    """The resolve_backend options of `--backend openai`; BackendError when given to another backend."""
+    given = {
+        "--base-url": base_url,
+        "--api-key-env": api_key_env,
+        "--max-retries": max_retries,
+        "--request-timeout": request_timeout,
+    }
+    if backend != "openai":
+        used = [flag for flag, value in given.items() if value not in (None, [])]
+        if used:
+            raise BackendError(f"{used[0]} is for --backend openai, not --backend {backend}: drop it or switch backend")
+        return {}
+    return {
+        "base_urls": base_url,
+        "api_key_env": api_key_env,
+        "max_retries": max_retries,
+        "request_timeout": request_timeout,
+    }

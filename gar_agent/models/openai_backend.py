@@ -1,0 +1,313 @@
+"""A served model over the OpenAI-compatible chat-completions API (vLLM, SGLang, OpenAI itself).
+
+`ChatOpenAIServed` is a LangChain chat model that sends each request through LangChain's own
+`ChatOpenAI` (one per server): it already turns standard image blocks into `image_url` data URIs
+and audio blocks into `input_audio`, passes `n` and returns one generation per choice, and maps
+`usage.prompt_tokens_details.cached_tokens` to `usage_metadata["input_token_details"]["cache_read"]`.
+What it lacks for a benchmark against a fleet of servers is added here:
+
+- several base URLs: each request goes to the server with the fewest requests in flight (ties in
+  turn), and a retry prefers another server than the one that just failed;
+- fault handling of our own (the SDK's retries are off): bounded retries with exponential backoff
+  and jitter on 429 (honouring `Retry-After`), 408/409, 5xx, connection errors and timeouts, all
+  configurable, so tests can use millisecond backoffs and a run can say how many attempts it took;
+- errors that say what happened in one line: `BackendUnavailable` after the last retry (a
+  transient fault: `gar eval` runs such a sample again on the next run of the same command),
+  `MalformedResponse` for a body that is not a chat completion (an error for that call, never a
+  crash), and the server's own answer for other refusals (400, 401, 404).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import openai
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langchain_core.outputs import ChatResult
+from langchain_openai import ChatOpenAI
+from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+
+from gar_agent.models.faults import BackendRefused, BackendUnavailable, MalformedResponse
+
+log = logging.getLogger(__name__)
+
+# Status codes worth another try: request timeout, conflict, too early, rate limit; 5xx below.
+RETRY_STATUS = {408, 409, 425, 429}
+# Refusals that every request of the run would get (key, permission, model name): a setup fault.
+SETUP_STATUS = {401, 403, 404}
+# Qwen2.5-Omni's image processor (preprocessor_config.json of the 7B/3B checkpoints): the model
+# answers in the frame of the image resized to multiples of patch_size * merge_size = 28.
+QWEN25_FRAME = {"factor": 28, "min_pixels": 3136, "max_pixels": 12845056}
+
+
+def qwen_resize(width: int, height: int, factor: int = 28, min_pixels: int = 3136, max_pixels: int = 12845056):
+    """(width, height) after Qwen2-VL-style resizing: sides rounded to `factor`, area within bounds."""
+    h = max(factor, round(height / factor) * factor)
+    w = max(factor, round(width / factor) * factor)
+    if h * w > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h = max(factor, math.floor(height / beta / factor) * factor)
+        w = max(factor, math.floor(width / beta / factor) * factor)
+    elif h * w < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h = math.ceil(height * beta / factor) * factor
+        w = math.ceil(width * beta / factor) * factor
+    return w, h
+
+
+def retry_after_s(response: httpx.Response | None) -> float | None:
+    """Seconds a server asked us to wait (`retry-after-ms`, `Retry-After` as seconds or a date)."""
+    if response is None:
+        return None
+    headers = response.headers
+    try:
+        if "retry-after-ms" in headers:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, OverflowError):
+        return None  # an unreadable header: fall back to our own backoff
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Transient faults: connection errors and timeouts, 408/409/425/429 and every 5xx."""
+    if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code in RETRY_STATUS or error.status_code >= 500
+    return False
+
+
+def describe(error: BaseException) -> str:
+    """One line for an API error: status and the start of the server's message."""
+    if isinstance(error, openai.APITimeoutError):
+        return "timed out"
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__ or error.__context__
+        return f"connection failed ({type(cause).__name__ if cause else 'no response'})"
+    if isinstance(error, openai.APIStatusError):
+        text = " ".join(str(getattr(error, "message", error)).split())
+        return f"HTTP {error.status_code}: {text[:200]}"
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+
+
+@dataclass
+class _Server:
+    url: str
+    chat: ChatOpenAI
+    in_flight: int = 0
+    sent: int = 0
+    failed: int = 0
+
+
+class ChatOpenAIServed(BaseChatModel):
+    """A model behind one or more OpenAI-compatible servers; images and audio in, text out."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    model: str
+    """The model name the servers serve (vLLM: the path or id given to `vllm serve`)."""
+    base_urls: list[str] = Field(min_length=1)
+    """Server roots, e.g. http://gpu-node-1:8000/v1; requests go to the least loaded."""
+    api_key: SecretStr = SecretStr("EMPTY")
+    """Bearer key (vLLM without --api-key accepts any)."""
+    max_retries: int = Field(default=5, ge=0)
+    """Further attempts after a transient fault; then the call fails with BackendUnavailable."""
+    request_timeout: float = Field(default=300.0, gt=0)
+    """Seconds one attempt may take (connect, send, wait for the answer)."""
+    backoff_base: float = Field(default=1.0, ge=0)
+    """First retry waits about this long (with jitter); each further one twice as long."""
+    backoff_max: float = Field(default=60.0, ge=0)
+    """Ceiling of one backoff wait, and of a server's Retry-After."""
+    max_tokens: int | None = 512
+    """Answer budget per sample (None: the server's default)."""
+    max_connections: int = Field(default=1024, ge=1)
+    """HTTP connections per server (keep-alive included): at least the requests kept in flight."""
+    image_frame: Literal["auto", "qwen2.5", "pixels"] = "auto"
+    """Coordinates the model answers in: auto picks qwen2.5 for a Qwen2.5 model name."""
+    send_stage_headers: bool = True
+    """Send X-Gar-Stage / X-Gar-Source headers (for server logs, proxies and test servers)."""
+
+    _servers: list[_Server] = PrivateAttr(default_factory=list)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _turn: int = PrivateAttr(default=0)
+
+    def model_post_init(self, __context: Any) -> None:
+        """One ChatOpenAI (and one pooled HTTP client) per server, the SDK's own retries off."""
+        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
+        for url in self.base_urls:
+            chat = ChatOpenAI(
+                model=self.model,
+                base_url=url,
+                api_key=self.api_key,
+                max_retries=0,
+                timeout=self.request_timeout,
+                max_tokens=self.max_tokens,
+                use_responses_api=False,
+                http_client=httpx.Client(limits=limits, timeout=self.request_timeout),
+            )
+            self._servers.append(_Server(url=url, chat=chat))
+
+    @property
+    def _llm_type(self) -> str:
+        return "openai-served"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model": self.model, "base_urls": self.base_urls, "max_tokens": self.max_tokens}
+
+    @property
+    def supports_multiple_samples(self) -> bool:
+        """The votes of a pass come from one request with `n`."""
+        return True
+
+    def model_frame(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of the image as the served model sees it (Qwen2.5 resizes to multiples of 28)."""
+        frame = self.image_frame
+        if frame == "auto":
+            frame = "qwen2.5" if "qwen2.5" in self.model.lower().replace("_", ".") else "pixels"
+        return qwen_resize(width, height, **QWEN25_FRAME) if frame == "qwen2.5" else (width, height)
+
+    def server_stats(self) -> list[dict]:
+        """Per server: requests sent, failed attempts and requests in flight now."""
+        with self._lock:
+            return [{"url": s.url, "sent": s.sent, "failed": s.failed, "in_flight": s.in_flight} for s in self._servers]
+
+    def close(self) -> None:
+        """Close the HTTP connection pools."""
+        for s in self._servers:
+            s.chat.http_client.close()
+
+    # -- choosing a server
+
+    def _acquire(self, avoid: _Server | None) -> _Server:
+        with self._lock:
+            pool = [s for s in self._servers if s is not avoid] or self._servers
+            start = self._turn
+            self._turn += 1
+            # fewest in flight; among equals, the next in turn (round-robin when all are idle)
+            order = sorted(range(len(pool)), key=lambda i: (pool[i].in_flight, (i - start) % len(pool)))
+            server = pool[order[0]]
+            server.in_flight += 1
+            server.sent += 1
+            return server
+
+    def _release(self, server: _Server, failed: bool) -> None:
+        with self._lock:
+            server.in_flight -= 1
+            server.failed += int(failed)
+
+    def _delay(self, attempt: int, error: BaseException) -> float:
+        """How long to wait before attempt `attempt + 1`: the server's Retry-After, else backoff."""
+        asked = retry_after_s(getattr(error, "response", None)) if isinstance(error, openai.APIStatusError) else None
+        if asked is not None:
+            return min(asked, self.backoff_max)
+        ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
+        return ceiling * random.uniform(0.5, 1.0)  # jitter: retries of many clients do not align
+
+    # -- generation
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        meta = (run_manager.metadata if run_manager else None) or {}
+        if self.send_stage_headers and meta.get("gar_stage") is not None:
+            headers = {"X-Gar-Stage": str(meta["gar_stage"]), "X-Gar-Source": str(meta.get("gar_source"))}
+            kwargs["extra_headers"] = {**headers, **kwargs.get("extra_headers", {})}
+        server: _Server | None = None
+        start = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            server = self._acquire(avoid=server if attempt else None)
+            try:
+                result = server.chat._generate(messages, stop=stop, **kwargs)
+            except openai.APIResponseValidationError as e:
+                self._release(server, failed=True)
+                raise MalformedResponse(f"{server.url} answered with a malformed body ({describe(e)})") from None
+            except openai.APIError as e:
+                self._release(server, failed=True)
+                if not is_retryable(e):
+                    status = getattr(e, "status_code", None)
+                    if status in SETUP_STATUS:
+                        raise BackendRefused(f"{server.url} refused the request: {describe(e)}") from None
+                    # e.g. 400: this request (its prompt, its media) is what the server rejects
+                    raise RuntimeError(f"{server.url} refused the request: {describe(e)}") from None
+                if attempt == self.max_retries:
+                    raise BackendUnavailable(
+                        f"{server.url}: {describe(e)} (attempt {attempt + 1} of {self.max_retries + 1})"
+                    ) from None
+                wait = self._delay(attempt, e)
+                log.info("%s: %s; retrying in %.2f s", server.url, describe(e), wait)
+                time.sleep(wait)
+                continue
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                # the server answered 200 with something that is not a chat completion
+                self._release(server, failed=True)
+                text = " ".join(str(e).split())[:200]
+                raise MalformedResponse(
+                    f"{server.url} answered with a malformed body ({type(e).__name__}: {text})"
+                ) from None
+            self._release(server, failed=False)
+            if not result.generations:
+                raise MalformedResponse(f"{server.url} answered with no choices")
+            for gen in result.generations:
+                gen.message.response_metadata.update(server=server.url, attempts=attempt + 1)
+            result.llm_output = {**(result.llm_output or {}), "server": server.url, "attempts": attempt + 1}
+            log.debug("%s answered in %.3f s", server.url, time.perf_counter() - start)
+            return result
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def from_options(
+    model: str | None,
+    base_urls: list[str] | None = None,
+    api_key_env: str | None = None,
+    max_retries: int | None = None,
+    request_timeout: float | None = None,
+    **extra: Any,
+) -> ChatOpenAIServed:
+    """Build the served model from command-line options; BackendError (one line) for bad ones."""
+    from gar_agent.models.backends import BackendError
+
+    urls = list(base_urls or [])
+    if not urls and os.environ.get("OPENAI_BASE_URL"):
+        urls = [os.environ["OPENAI_BASE_URL"]]
+    if not urls:
+        raise BackendError(
+            "--backend openai needs --base-url URL (e.g. http://localhost:8000/v1; repeat it for several servers)"
+        )
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise BackendError(f"--base-url {url!r} is not an http(s) URL: give e.g. http://localhost:8000/v1")
+    if not model:
+        raise BackendError("--backend openai needs --model NAME: the name the server serves, e.g. Qwen/Qwen2.5-Omni-7B")
+    env = api_key_env or "OPENAI_API_KEY"
+    key = os.environ.get(env)
+    if key is None and api_key_env:
+        raise BackendError(f"--api-key-env {env}: that environment variable is not set; export it or drop the flag")
+    options: dict[str, Any] = {"model": model, "base_urls": urls, "api_key": SecretStr(key or "EMPTY"), **extra}
+    if max_retries is not None:
+        options["max_retries"] = max_retries
+    if request_timeout is not None:
+        options["request_timeout"] = request_timeout
+    return ChatOpenAIServed(**options)
