@@ -248,11 +248,17 @@ def parse_refine(text: str) -> Parsed:
             bbox = to_box(obj["bbox"], "bbox") if obj.get("bbox") is not None else None
         except AnswerError:
             bbox = None
+        # Malformed or unknown ops are ignored and the bbox still applies (the code's resolution order).
+        try:
+            ops, ops_error = _ops(obj.get("ops")), None
+        except AnswerError as e:
+            ops, ops_error = None, f"ops ignored: {e}"
         return RefineAnswer(
             bbox=bbox,
             changed=to_bool(obj.get("changed", True), "changed"),
-            ops=_ops(obj.get("ops")),
+            ops=ops,
             refined_description=to_text(obj.get("refined_description", "")),
+            ops_error=ops_error,
         )
 
     return _safe(run)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from gar_agent.media import Media
 from gar_agent.state import ModelCall, Stage, Usage
@@ -33,6 +33,8 @@ class Request:
     top_p: float = 1.0
     n: int = 1
     history: list[BaseMessage] = field(default_factory=list)  # earlier turns (a repair's question)
+    system: str | None = None  # the system message, sent first
+    max_tokens: int | None = None  # most new tokens per answer (None: the model's own default)
 
 
 def supports_samples(model: BaseChatModel) -> bool:
@@ -58,17 +60,22 @@ def _sampling(request: Request, n: int) -> dict:
         kwargs = {"temperature": request.temperature, "top_p": request.top_p}
     if n > 1:
         kwargs["n"] = n
+    if request.max_tokens:
+        kwargs["max_tokens"] = request.max_tokens
     return kwargs
 
 
-def _usage(messages: list[AIMessage], n_asked: int) -> tuple[int, int]:
+def _usage(messages: list[AIMessage], n_asked: int) -> tuple[int, int, int]:
+    """(input, output, cached input) tokens of one call's answers."""
     metas = [m.usage_metadata for m in messages if getattr(m, "usage_metadata", None)]
     if not metas:
-        return 0, 0
+        return 0, 0, 0
     # OpenAI-style servers copy the whole call's usage onto every sample: count it once.
     if n_asked > 1 and len(metas) == len(messages) and all(m == metas[0] for m in metas):
         metas = metas[:1]
-    return sum(m.get("input_tokens", 0) for m in metas), sum(m.get("output_tokens", 0) for m in metas)
+    # LangChain's standard place for prompt-cache hits: input_token_details.cache_read
+    cached = sum((m.get("input_token_details") or {}).get("cache_read", 0) or 0 for m in metas)
+    return sum(m.get("input_tokens", 0) for m in metas), sum(m.get("output_tokens", 0) for m in metas), cached
 
 
 def answer_text(message: BaseMessage) -> str:
@@ -85,12 +92,15 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
         messages = [*request.history, HumanMessage(content=request.prompt)]
     else:
         messages = [user_message(media, request)]
+    if request.system and not isinstance(messages[0], SystemMessage):
+        messages.insert(0, SystemMessage(content=request.system))
     metadata = {"gar_stage": request.stage, "gar_source": request.source, "gar_template": request.template}
     record = ModelCall(
         stage=request.stage,
         source=request.source,
         template=request.template,
         prompt=request.prompt,
+        system=request.system,
         media=list(request.media),  # a repair re-sends the question with its media
         temperature=request.temperature,
         top_p=request.top_p,
@@ -110,8 +120,10 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
             record.answers.extend(answer_text(m) for m in gens[:want])
             if isinstance(gens[0].response_metadata.get("wall_s"), (int, float)):
                 reported.append(float(gens[0].response_metadata["wall_s"]))
-            tokens_in, tokens_out = _usage(gens, want)
-            usage = usage + Usage(model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out)
+            tokens_in, tokens_out, cached = _usage(gens, want)
+            usage = usage + Usage(
+                model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cached_input_tokens=cached
+            )
     except Exception as e:  # any model failure ends the run with its message, not a traceback
         record.error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
     calls_made = usage.model_calls
@@ -122,5 +134,6 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
 
 
 def question_history(media: Media, request: Request, answer: str) -> list[BaseMessage]:
-    """The turns a repair request continues from: the question and the unusable answer."""
-    return [user_message(media, request), AIMessage(content=answer)]
+    """The turns a repair request continues from: (the system message,) the question, the unusable answer."""
+    system = [SystemMessage(content=request.system)] if request.system else []
+    return [*system, user_message(media, request), AIMessage(content=answer)]

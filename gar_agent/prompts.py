@@ -1,40 +1,118 @@
-"""Load and render the prompt templates in `prompts/` (one file per stage and source count).
+"""Load and render prompt sets: one template file per stage (and system message), `${name}` placeholders.
 
-Templates are plain text with `${name}` placeholders (`string.Template`), so researchers edit them
-without touching code and JSON examples need no brace escaping.
+Two kinds of set:
+- the project's own (`prompts/`, protocol `gar`): `<stage>_single.txt` / `<stage>_multi.txt`;
+- a set imported from the authors' released code (`gar prompts import`, protocol `reference`): one
+  folder per benchmark with `manifest.json`, `<stage>.txt` and `system_<stage>.txt`.
+
+Placeholders follow Python's f-string rules so an imported set renders exactly what the authors'
+function returns: `${name}` is `format(value, "")` (Python's own text of a list, dict, float or
+bool), `${name:.3f}` applies a format spec, `${name!r}` a conversion; `$$` is a literal `$`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from pathlib import Path
-from string import Template
+from typing import Any
 
+from gar_agent.errors import UserError
 from gar_agent.paths import PROMPTS_DIR
 
 STAGES = ("audio", "generate", "analyze", "refine")
 EXTRA = ("repair",)
+MANIFEST = "manifest.json"
+PROTOCOLS = ("gar", "reference")
+
+# $$ | ${name[!conv][:spec]} | $name (string.Template's short form, kept for hand-written sets)
+_PLACEHOLDER = re.compile(
+    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)(?:!(?P<conv>[rsa]))?(?::(?P<spec>[^{}]*))?\}"
+    r"|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*)|(?P<invalid>))"
+)
+_CONVERT = {"r": repr, "s": str, "a": ascii}
 
 
-class PromptError(ValueError):
+class PromptError(UserError):
     """A template that is missing or asks for a value the stage does not provide."""
 
 
+def render_text(text: str, values: dict[str, Any], where: str = "template") -> str:
+    """Fill `${name[!conv][:spec]}` placeholders as an f-string would; a missing value is an error."""
+
+    def fill(m: re.Match) -> str:
+        if m.group("escaped"):
+            return "$"
+        name = m.group("braced") or m.group("named")
+        if name is None:
+            line = text.count("\n", 0, m.start()) + 1
+            raise PromptError(f"prompt {where} line {line}: a '$' not followed by a name: write $$ for a literal $")
+        if name not in values:
+            raise PromptError(
+                f"prompt {where} uses ${{{name}}}, which this stage does not provide; "
+                f"available: {', '.join(sorted(values))}"
+            )
+        value = values[name]
+        if m.group("conv"):
+            value = _CONVERT[m.group("conv")](value)
+        try:
+            return format(value, m.group("spec") or "")
+        except (TypeError, ValueError) as e:
+            raise PromptError(f"prompt {where}: ${{{name}}} cannot be formatted ({e})") from None
+
+    return _PLACEHOLDER.sub(fill, text)
+
+
 def template_name(stage: str, sources: int) -> str:
-    """File name of a stage's template: `<stage>_single.txt` or `<stage>_multi.txt`."""
+    """File name of a stage's template in the project's own set: `<stage>_single.txt` / `<stage>_multi.txt`."""
     if stage in EXTRA:
         return f"{stage}.txt"
     return f"{stage}_{'single' if sources == 1 else 'multi'}.txt"
 
 
-class PromptSet:
-    """The templates of one prompts directory, read once."""
+def benchmark_sets(directory: Path) -> list[str]:
+    """The benchmark folders of an import root (each holds a manifest)."""
+    return sorted(p.parent.name for p in directory.glob(f"*/{MANIFEST}"))
 
-    def __init__(self, directory: str | Path | None = None):
-        self.directory = Path(directory) if directory else PROMPTS_DIR
-        if not self.directory.is_dir():
-            raise PromptError(f"prompts directory {self.directory} not found: pass an existing --prompts DIR")
+
+class PromptSet:
+    """The templates of one prompt set, read once; `manifest` is set for an imported (reference) set."""
+
+    def __init__(self, directory: str | Path | None = None, benchmark: str | None = None):
+        directory = Path(directory) if directory else PROMPTS_DIR
+        if not directory.is_dir():
+            raise PromptError(f"prompts directory {directory} not found: pass an existing --prompts DIR")
+        if not (directory / MANIFEST).is_file() and not any(directory.glob("*.txt")):
+            sets = benchmark_sets(directory)
+            if sets and benchmark in sets:
+                directory = directory / benchmark
+            elif sets:
+                raise PromptError(
+                    f"prompts directory {directory} holds the sets {', '.join(sets)}"
+                    + (f" but none for {benchmark!r}" if benchmark else "")
+                    + f": pass --prompts {directory}/<set>"
+                )
+        self.directory = directory
+        self.manifest: dict | None = None
+        if (directory / MANIFEST).is_file():
+            try:
+                self.manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise PromptError(f"{directory / MANIFEST} is not readable JSON ({e}): run `gar prompts import` again")
+            if not isinstance(self.manifest, dict) or self.manifest.get("protocol") not in PROTOCOLS:
+                raise PromptError(f"{directory / MANIFEST} names no known protocol: run `gar prompts import` again")
         self._cache: dict[str, str] = {}
+
+    @property
+    def protocol(self) -> str:
+        """The protocol the set was written for: `reference` (imported) or `gar` (the project's own)."""
+        return self.manifest["protocol"] if self.manifest else "gar"
+
+    @property
+    def cleanup(self) -> str:
+        """The aggregate clean-up a reference set's script applies after voting ("vggss-duet" or "none")."""
+        return (self.manifest or {}).get("cleanup", "none")
 
     def text(self, name: str) -> str:
         """The raw template text of a file in this set."""
@@ -45,18 +123,44 @@ class PromptSet:
             self._cache[name] = path.read_text(encoding="utf-8")
         return self._cache[name]
 
-    def render(self, name: str, **values: object) -> str:
+    def render(self, name: str, **values: Any) -> str:
         """Fill a template; a placeholder with no value is an error naming the file and field."""
-        try:
-            return Template(self.text(name)).substitute({k: str(v) for k, v in values.items()})
-        except KeyError as e:
-            raise PromptError(
-                f"prompt {self.directory / name} uses ${{{e.args[0]}}}, which this stage does not provide; "
-                f"available: {', '.join(sorted(values))}"
-            ) from None
-        except ValueError as e:
-            raise PromptError(f"prompt {self.directory / name}: {e}") from None
+        return render_text(self.text(name), values, str(self.directory / name))
 
     def hashes(self) -> dict[str, str]:
-        """sha256 of every template file, for the trace."""
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(self.directory.glob("*.txt"))}
+        """sha256 of every template file (and the manifest), for the trace."""
+        files = [*self.directory.glob("*.txt"), *self.directory.glob(MANIFEST)]
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
+
+
+def protocol_settings(prompts: PromptSet, protocol: str, sources: int) -> dict:
+    """The Settings fields a protocol fixes for this prompt set; one line saying what to do if they clash."""
+    if protocol not in PROTOCOLS:
+        raise PromptError(f"--protocol {protocol!r}: use gar or reference")
+    if protocol == prompts.protocol == "gar":
+        return {"protocol": "gar"}
+    if protocol == prompts.protocol:
+        manifest = prompts.manifest
+        if manifest.get("sources") != sources:
+            raise PromptError(
+                f"prompt set {prompts.directory} is for {manifest.get('benchmark')} with "
+                f"{manifest.get('sources')} source(s), not {sources}: pass --sources {manifest.get('sources')} "
+                "or the set of another benchmark"
+            )
+        # The released code's decoding: 256 new tokens for every call, votes at temperature 0.4, top-p 0.9.
+        return {
+            "protocol": "reference",
+            "max_new_tokens": manifest["max_new_tokens"],
+            "vote_temperature": manifest["vote_temperature"],
+            "vote_top_p": manifest["vote_top_p"],
+        }
+    if protocol == "reference":
+        raise PromptError(
+            "--protocol reference needs the authors' prompts, which the project does not ship: clone "
+            "github.com/VisualAIKHU/GAR-SSL, run `gar prompts import GAR-SSL/code --out authors-prompts` "
+            "and pass --prompts authors-prompts (README: Reproducing the paper)"
+        )
+    raise PromptError(
+        f"prompt set {prompts.directory} was imported for --protocol {prompts.protocol}: pass "
+        f"--protocol {prompts.protocol}, or drop --prompts to use the project's own set"
+    )

@@ -35,6 +35,10 @@ class Settings(BaseModel):
     max_repairs: int = Field(1, ge=0, le=3, description="Repair attempts for a Generate answer.")
     graph: str = Field("gar", description="Name of the graph topology that ran.")
     backend: str = Field("", description="The chat model that answered, as given on the CLI.")
+    protocol: Literal["gar", "reference"] = Field(
+        "gar", description="gar: the project's prompts and rules; reference: the released scripts exactly."
+    )
+    max_new_tokens: int = Field(512, ge=1, description="Most tokens one answer may have (reference: 256).")
 
     @property
     def batch(self) -> int:
@@ -76,6 +80,9 @@ class Usage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     wall_s: float = 0.0
+    cached_input_tokens: int = Field(
+        0, description="Of input_tokens, those read from a cache (local prefix KV cache, a server's prompt cache)."
+    )
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -83,6 +90,7 @@ class Usage(BaseModel):
             input_tokens=self.input_tokens + other.input_tokens,
             output_tokens=self.output_tokens + other.output_tokens,
             wall_s=round(self.wall_s + other.wall_s, 6),
+            cached_input_tokens=self.cached_input_tokens + other.cached_input_tokens,
         )
 
 
@@ -93,6 +101,7 @@ class ModelCall(BaseModel):
     source: int | None = Field(None, description="Source index; None for run-level calls.")
     template: str = Field(description="Prompt template file the text was rendered from.")
     prompt: str = Field(description="The rendered text sent with the media.")
+    system: str | None = Field(None, description="The system message sent before it, if any.")
     media: list[str] = Field(default_factory=list, description="'image', 'audio': what was attached.")
     temperature: float = 0.0
     top_p: float = 1.0
@@ -171,6 +180,7 @@ class RefineAnswer(BaseModel):
     changed: bool = True
     ops: RefineOps | None = None
     refined_description: str = ""
+    ops_error: str | None = Field(None, description="Why a malformed 'ops' was ignored (the bbox still applies).")
 
 
 class Refinement(BaseModel):
@@ -184,6 +194,7 @@ class Refinement(BaseModel):
     max_delta: int
     applied: Literal["ops", "bbox", "ops+bbox", "unchanged", "not_changed", "parse_error"]
     clamped: bool = Field(False, description="Whether the clamp to +-max_delta cut the move.")
+    refined_description: str = Field("", description="The model's description of the refined source.")
 
 
 class SourceRecord(BaseModel):
@@ -219,7 +230,7 @@ class GenerateRecord(BaseModel):
     boxes: list[ParsedAnswer] = Field(default_factory=list, description="Box answer (+ repair).")
     pairing: str = Field(
         "prompted",
-        description="Box i is asked for sound i by name, so pairing is fixed by the prompt.",
+        description="How box i goes with sound i: 'prompted' (asked by name) or list order (reference).",
     )
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 from gar_agent.answers import parse_audio, parse_boxes, parse_refine, parse_vote
+from gar_agent.rules import resolve_refinement
 
 
 @pytest.mark.parametrize(
@@ -124,10 +125,26 @@ def test_refine_answers():
 
 
 @pytest.mark.parametrize(
+    "ops, reason",
+    [
+        ('{"type": "rotate"}', "'ops.type' is 'rotate'"),
+        ('{"type": "recenter"}', "'ops.target'"),
+        ('{"type": "expand", "amount": "a lot"}', "'ops.amount'"),
+        ('"delta"', "'ops' is not an object"),
+    ],
+)
+def test_malformed_ops_are_ignored_and_the_bbox_still_applies(ops, reason):
+    # The released code applies ops, then the bbox: a broken ops must not lose the bbox beside it.
+    r, error = parse_refine('{"bbox": [10, 20, 30, 40], "changed": true, "ops": ' + ops + "}")
+    assert error is None and r.ops is None and reason in r.ops_error
+    assert r.bbox == [10, 20, 30, 40]
+    box, applied, _ = resolve_refinement(r, [12, 22, 32, 42], 200, 100)
+    assert box == [10, 20, 30, 40] and applied == "bbox"
+
+
+@pytest.mark.parametrize(
     "text, reason",
     [
-        ('{"ops": {"type": "rotate"}}', "'ops.type' is 'rotate'"),
-        ('{"ops": {"type": "recenter"}}', "'ops.target'"),
         ('{"description": "nothing useful"}', "none of"),
         ("no json", "no JSON object"),
     ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gar_agent.rules import scale_box
-from gar_agent.state import Box, ImageInfo, SourceRecord
+from gar_agent.state import Box, ImageInfo, SourceRecord, SourceState
 
 
 def model_box(box: Box, image: ImageInfo) -> list[int]:
@@ -27,3 +27,20 @@ def classes_text(classes: list[str]) -> str:
 def report(record: SourceRecord) -> dict:
     """A source node's update: the branch's record, and the same record for the run's join."""
     return {"source": record, "sources": [record]}
+
+
+def source_values(state: SourceState) -> dict:
+    """Prompt values about the source and its peers, shared by Analyze and Refine (protocol gar)."""
+    src, k = state.source, state.settings.sources
+    everyone = sorted([src, *state.peers], key=lambda s: s.index)
+    others = [f'"{p.audio_class}" at {model_box(p.box, state.image)}' for p in state.peers]
+    return {
+        **frame_values(state.image),
+        "k": k,
+        "source_number": src.index + 1,
+        "audio_class": src.audio_class,
+        "audio_confidence": f"{src.audio_confidence:.2f}",
+        "audio_classes_text": classes_text([s.audio_class for s in everyone]),
+        "box": model_box(src.box, state.image),
+        "other_boxes": "; ".join(others) or "none",
+    }
