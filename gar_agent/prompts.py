@@ -99,7 +99,9 @@ class PromptSet:
             try:
                 self.manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
             except (OSError, ValueError) as e:
-                raise PromptError(f"{directory / MANIFEST} is not readable JSON ({e}): run `gar prompts import` again")
+                raise PromptError(
+                    f"{directory / MANIFEST} is not readable JSON ({e}): run `gar prompts import` again"
+                ) from None
             if not isinstance(self.manifest, dict) or self.manifest.get("protocol") not in PROTOCOLS:
                 raise PromptError(f"{directory / MANIFEST} names no known protocol: run `gar prompts import` again")
         self._cache: dict[str, str] = {}

@@ -362,7 +362,7 @@ def read_script(path: Path) -> ScriptFacts:
             if not (isinstance(body, ast.Call) and isinstance(body.func, ast.Name) and body.func.id in BUILDERS):
                 raise _fail(path, node, "run_anchor_voting_multi without a `lambda: build_prompt_...(...)`")
             facts.builders["analyze"] = (body.func.id, {})
-    for var, (builder, constants) in calls.items():
+    for builder, constants in calls.values():
         stage = BUILDERS[builder][0]
         facts.builders.setdefault(stage, (builder, constants))
     missing = [s for s in ("generate", "audio", "analyze", "refine") if s not in facts.builders]
