@@ -170,6 +170,7 @@ def _mount() -> None:
     from gar_agent.cli.graph_cmd import graph_app
     from gar_agent.cli.model_cmd import model_app
     from gar_agent.cli.trace_cmd import fork, replay, trace_app
+    from gar_agent.cli.track_cmd import track_command
     from gar_agent.view.cli import view
 
     app.add_typer(model_app, name="model", help="Model utilities (tiny test checkpoint).")
@@ -177,6 +178,7 @@ def _mount() -> None:
     app.add_typer(trace_app, name="trace", help="Inspect saved runs: list, show, diff.")
     app.add_typer(graph_app, name="graph", help="Graph topologies: show how a graph file wires the nodes.")
     app.command("eval")(eval_command)
+    app.command("track")(track_command)
     app.command()(replay)
     app.command()(fork)
     app.command()(view)
