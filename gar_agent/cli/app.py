@@ -28,7 +28,14 @@ from gar_agent.cli.common import (
     finish,
     step_printer,
 )
-from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
+from gar_agent.cli.serving import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    MaxRetriesOpt,
+    RequestTimeoutOpt,
+    RetryBackoffOpt,
+    served_options,
+)
 from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptError, PromptSet
@@ -73,6 +80,7 @@ def run(
     api_key_env: ApiKeyEnvOpt = None,
     max_retries: MaxRetriesOpt = None,
     request_timeout: RequestTimeoutOpt = None,
+    retry_backoff: RetryBackoffOpt = None,
     graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
     prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
@@ -89,7 +97,7 @@ def run(
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
         media, video = run_media(image, audio, at=at, window=window, max_audio_s=max_audio_s, out=out)
-        serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout)
+        serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
         chat = resolve_backend(backend, model, **serving)
     except USER_ERRORS as e:
         raise fail(str(e)) from None

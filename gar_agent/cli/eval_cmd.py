@@ -12,7 +12,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, console, err, fail
-from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
+from gar_agent.cli.serving import (
+    ApiKeyEnvOpt,
+    BaseUrlOpt,
+    MaxRetriesOpt,
+    RequestTimeoutOpt,
+    RetryBackoffOpt,
+    served_options,
+)
 from gar_agent.eval.datasets import DATASETS, DatasetError
 from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.runner import (
@@ -138,6 +145,7 @@ def eval_command(
     api_key_env: ApiKeyEnvOpt = None,
     max_retries: MaxRetriesOpt = None,
     request_timeout: RequestTimeoutOpt = None,
+    retry_backoff: RetryBackoffOpt = None,
     graph: Annotated[
         Optional[str], typer.Option(help="Topology: a name in graphs/ or a .py file (default gar).")
     ] = None,
@@ -201,6 +209,7 @@ def eval_command(
             api_key_env=api_key_env,
             max_retries=max_retries,
             request_timeout=request_timeout,
+            retry_backoff=retry_backoff,
             graph=graph,
             prompts=prompts,
             votes_per_call=votes_per_call,
@@ -242,6 +251,7 @@ def _run(
     api_key_env,
     max_retries,
     request_timeout,
+    retry_backoff,
     graph,
     prompts,
     n_votes,
@@ -312,7 +322,7 @@ def _run(
         )
     if todo:
         try:
-            serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout)
+            serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
             chat = resolve_backend(backend, model, **serving)  # created once, shared by every sample and worker
         except USER_ERRORS as e:
             raise fail(str(e)) from None

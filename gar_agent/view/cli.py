@@ -52,6 +52,7 @@ def view(
         sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(128)  # connections made as soon as the URL is printed wait for the server
     except (OSError, OverflowError) as e:
         raise fail(f"cannot listen on {host}:{port} ({e.strerror or e}): give another --port or --host") from None
     bound = sock.getsockname()[1]

@@ -21,6 +21,8 @@ def inside(root: Path, relative: str) -> Path:
     rel = PurePosixPath(relative)
     if rel.is_absolute() or (rel.parts and rel.parts[0].endswith(":")):  # /etc/passwd, C:...
         raise OutsideRoot(relative)
+    if ".." in rel.parts:  # no run is named with `..`: refuse it even where it would climb back in
+        raise OutsideRoot(relative)
     base = root.resolve()
     target = (base / rel).resolve()  # follows symlinks: a link pointing out lands outside `base`
     if target != base and base not in target.parents:

@@ -1,0 +1,398 @@
+"""`gar view`'s HTTP API without a browser: what a run shows, path safety, bad input, export, CLI.
+
+The folders are made by the suite (and reused by tests/test_view_browser.py): scripted runs saved
+with the project's runner and trace store (single skipped, single refined, duet, failed), a corrupt
+and a foreign trace.json, and a small `gar eval` folder run with a scripted model.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from conftest import scripted, vote
+from test_eval import MINI, RectModel, make_benchmark
+from test_graph import audio_answer, boxes_answer
+
+from gar_agent.cli.app import main
+from gar_agent.media import load_media
+from gar_agent.prompts import PromptSet
+from gar_agent.runner import run_clip
+from gar_agent.state import Settings
+from gar_agent.topology import load_topology
+from gar_agent.trace.record import build_trace
+from gar_agent.trace.store import read_trace, write_trace
+
+pytest.importorskip("starlette", reason="the viewer's extra is not installed: pip install -e '.[view]'")
+from starlette.testclient import TestClient  # noqa: E402
+
+from gar_agent.view.graph_svg import taken_path  # noqa: E402
+from gar_agent.view.server import create_app  # noqa: E402
+from gar_agent.view.source import Folder  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+REFINE = json.dumps({"bbox": [30, 60, 120, 210], "changed": True, "ops": {"type": "delta", "dx": -8}})
+
+
+# --------------------------------------------------------------------------- folders made by the suite
+
+
+def make_runs(root: Path, example) -> Path:
+    """A traces folder: single-skip, single-refined, duet, failed (+ a corrupt and a foreign trace)."""
+    image, audio, _ = example
+    media = load_media(image, audio)
+    traces = root / "traces"
+    topology, prompts = load_topology("gar"), PromptSet()
+    runs = {
+        "single-skip": (
+            Settings(n_votes=3, tau_av=0.5, tau_audio=0.75),
+            scripted(
+                audio=[audio_answer(["violin"], [0.9])],
+                generate=[boxes_answer([[38, 70, 128, 215]])],
+                analyze=[vote(0.8, True), vote(0.7, True), "not json"],
+            ),
+        ),
+        "single-refined": (
+            Settings(n_votes=3, tau_av=0.7, tau_audio=0.75),
+            scripted(
+                audio=[audio_answer(["violin"], [0.8])],
+                generate=[boxes_answer([[38, 70, 128, 215]])],
+                analyze=[vote(0.6, True), vote(0.5, False), vote(0.4, True)],
+                refine=[REFINE],
+            ),
+        ),
+        "duet": (
+            Settings(sources=2, n_votes=2, tau_av=0.5, tau_audio=0.75),
+            scripted(
+                audio=[audio_answer(["violin", "drum"], [0.92, 0.6])],
+                generate=[boxes_answer([[38, 70, 128, 215], [205, 96, 300, 190]])],
+                analyze=[vote(0.9, True)],
+                refine={"1": [json.dumps({"bbox": [190, 80, 318, 205], "changed": True})]},
+            ),
+        ),
+        "failed": (Settings(), scripted(audio=[audio_answer(["violin"], [0.9])], generate=["no idea", "still no"])),
+    }
+    for run_id, (settings, model) in runs.items():
+        outcome = run_clip(media, settings, model, topology=topology, prompts=prompts, thread_id=run_id)
+        write_trace(build_trace(outcome, media, topology, prompts, backend="scripted"), traces)
+    (traces / "corrupt").mkdir()
+    (traces / "corrupt" / "trace.json").write_text('{"schema_version": 1, "run_id": "corr')
+    (traces / "foreign").mkdir()
+    (traces / "foreign" / "trace.json").write_text(json.dumps({"hello": "not a gar trace"}))
+    return traces
+
+
+class MixedModel(RectModel):
+    """RectModel, but a box touching the top edge gets poor votes (refined), and 880 Hz is a "violin"."""
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        from langchain_core.messages import AIMessage
+        from langchain_core.outputs import ChatGeneration, ChatResult
+
+        stage = ((run_manager.metadata if run_manager else None) or {}).get("gar_stage")
+        blocks = [b for b in messages[-1].content if isinstance(b, dict)]
+        text = " ".join(b.get("text", "") for b in blocks)
+        answer = None
+        if stage == "analyze" and "[56, 0, 167, 223]" in text:
+            answer = vote(0.2, False)
+        elif stage == "audio":
+            sound = next(b for b in blocks if b.get("type") == "audio")
+            wave, rate = sf.read(io.BytesIO(base64.b64decode(sound["base64"])))
+            peak = np.argmax(np.abs(np.fft.rfft(wave))) * rate / len(wave)
+            cls = "violin" if peak > 600 else "dog"
+            answer = json.dumps({"audio_class": cls, "audio_confidence_score": 0.9})
+        if answer is None:
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        n = int(kwargs.get("n") or 1)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=answer)) for _ in range(n)])
+
+
+def make_eval(root: Path) -> Path:
+    """A `gar eval` folder: a (skipped, cIoU 1), b (refined, cIoU 1/3, violin), c and e failed, d missing."""
+    frames, audio, gt = make_benchmark(root, "vggss-single", MINI)
+    t = np.arange(8000) / 16000
+    sf.write(audio / "b.wav", (0.3 * np.sin(2 * np.pi * 880 * t)).astype(np.float32), 16000)
+    out = root / "eval"
+    args = ["eval", "--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt]
+    code = main([str(a) for a in [*args, "--backend", "test_view_api:MixedModel", "--out", out]])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, example) -> Path:
+    return make_runs(tmp_path_factory.mktemp("view"), example)
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory) -> Path:
+    return make_eval(tmp_path_factory.mktemp("view-eval"))
+
+
+@pytest.fixture(scope="module")
+def client(runs) -> TestClient:
+    return TestClient(create_app(Folder.open(runs), warm=False))
+
+
+def snapshot(root: Path) -> dict:
+    """Every file under root with its size and modification time (to show nothing is written)."""
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")}
+
+
+# --------------------------------------------------------------------------- runs and one run
+
+
+def test_runs_list_has_every_run_and_one_error_row_per_unreadable_trace(client):
+    page = client.get("/api/runs").json()
+    assert page["total"] == 6
+    rows = {r["ref"]: r for r in page["rows"]}
+    assert {"corrupt", "foreign"} <= set(rows) and "not JSON" in rows["corrupt"]["error"]
+    assert "not a gar trace" in rows["foreign"]["error"]
+    duet = rows["duet"]
+    assert (duet["k"], duet["n"], duet["graph"], duet["protocol"], duet["refined"]) == (2, 2, "gar", "gar", 1)
+    assert duet["boxes"] == [[38, 70, 128, 215], [190, 80, 318, 205]] and duet["calls"] == 5
+    assert rows["failed"]["failed"] and "generate" in rows["failed"]["run_error"].lower()
+    assert [r["ref"] for r in client.get("/api/runs?q=duet").json()["rows"]] == ["duet"]
+    assert client.get("/api/runs?limit=2&offset=1").json()["rows"] == page["rows"][1:3]
+
+
+def test_a_run_document_follows_the_trace_step_by_step(client, runs):
+    doc = client.get("/api/run", params={"ref": "single-refined"}).json()
+    trace = read_trace(runs / "single-refined")
+    assert (
+        [s["node"] for s in doc["steps"]] == [s.node for s in trace.steps] == ["generate", "analyze", "gate", "refine"]
+    )
+    gate = doc["steps"][2]["detail"]["gate"]
+    assert gate == trace.steps[2].state["sources"][0]["gate"]
+    assert gate["refine"] is True and gate["tau_av"] == 0.7
+    refine = doc["steps"][3]
+    assert refine["detail"]["refinement"]["applied"] in ("ops+bbox", "bbox", "ops")
+    boxes = {b["kind"]: b["box"] for b in refine["boxes"]}
+    assert boxes["previous"] == boxes["initial"] == [38, 70, 128, 215]
+    assert boxes["current"] == trace.final_state.sources[0].box != [38, 70, 128, 215]
+    assert {b["kind"] for b in doc["final"]["boxes"]} == {"initial", "final"}
+    assert doc["steps"][1]["calls"][0]["answers"] == trace.steps[1].calls[0].answers
+    assert doc["protocol"] == "gar" and doc["image"] == {"width": 330, "height": 250}
+
+
+def test_the_graph_highlights_the_path_the_run_took(client):
+    skip = client.get("/api/run", params={"ref": "single-skip"}).json()["graph_svg"]
+    refined = client.get("/api/run", params={"ref": "single-refined"}).json()["graph_svg"]
+    assert 'class="edge conditional taken" data-edge="localize:gate->localize:__end__"' in skip
+    assert 'class="node taken" data-node="localize:refine"' not in skip
+    assert 'class="node taken" data-node="localize:refine"' in refined
+    assert 'class="edge conditional" data-edge="localize:gate->localize:__end__"' in refined  # not taken
+
+
+def test_taken_path_of_a_duet_and_of_a_failed_generate():
+    edges = [
+        ("__start__", "generate", False),
+        ("generate", "__end__", True),
+        ("generate", "s:__start__", True),
+        ("s:__start__", "s:analyze", False),
+        ("s:analyze", "s:analyze", True),
+        ("s:analyze", "s:gate", True),
+        ("s:gate", "s:refine", True),
+        ("s:gate", "s:__end__", True),
+        ("s:refine", "s:__end__", False),
+        ("s:__end__", "__end__", False),
+    ]
+    steps = [("generate", None), ("s:analyze", 0), ("s:analyze", 1), ("s:analyze", 0), ("s:gate", 0), ("s:gate", 1)]
+    nodes, taken = taken_path(edges, [*steps, ("s:refine", 1)])
+    assert ("s:analyze", "s:analyze") in taken and ("s:gate", "s:refine") in taken and ("s:gate", "s:__end__") in taken
+    assert ("generate", "__end__") not in taken and "s:refine" in nodes
+    _, failed = taken_path(edges, [("generate", None)])
+    assert failed == {("__start__", "generate"), ("generate", "__end__")}
+
+
+def test_a_corrupt_or_foreign_trace_is_one_error_and_the_rest_keeps_working(client):
+    r = client.get("/api/run", params={"ref": "corrupt"})
+    assert r.status_code == 422 and "corrupt" in r.json()["error"] and "\n" not in r.json()["error"]
+    assert client.get("/api/run", params={"ref": "foreign"}).status_code == 422
+    assert client.get("/api/run", params={"ref": "duet"}).status_code == 200
+
+
+def test_media_of_a_run_by_hash_thumbnail_and_waveform(client, example):
+    image = client.get("/api/media", params={"ref": "duet", "kind": "image"})
+    assert image.status_code == 200 and image.content == example[0].read_bytes()
+    assert image.headers["content-type"] == "image/png"
+    assert client.get("/api/media", params={"ref": "duet", "kind": "audio"}).content == example[1].read_bytes()
+    assert client.get("/api/thumb", params={"ref": "duet"}).content[:3] == b"\xff\xd8\xff"
+    wave = client.get("/api/waveform", params={"ref": "duet"}).json()
+    assert wave["duration_s"] == pytest.approx(3.0) and len(wave["min"]) == len(wave["max"]) == 600
+    assert all(lo <= hi for lo, hi in zip(wave["min"], wave["max"]))
+
+
+def test_an_input_changed_since_the_run_is_not_served(tmp_path, example):
+    image, audio = tmp_path / "frame.png", tmp_path / "clip.wav"
+    shutil.copy(example[0], image)
+    shutil.copy(example[1], audio)
+    folder = make_runs_one(tmp_path, image, audio)
+    c = TestClient(create_app(Folder.open(folder), warm=False))
+    assert c.get("/api/media", params={"ref": "one", "kind": "image"}).status_code == 200
+    image.write_bytes(image.read_bytes() + b"x")  # same path, other content: not what the run saw
+    assert c.get("/api/media", params={"ref": "one", "kind": "image"}).status_code == 404
+    assert c.get("/api/run", params={"ref": "one"}).status_code == 200  # the run itself still shows
+
+
+def make_runs_one(root: Path, image: Path, audio: Path, embed: bool = False) -> Path:
+    media = load_media(image, audio)
+    model = scripted(
+        audio=[audio_answer(["violin"], [0.9])], generate=[boxes_answer([[38, 70, 128, 215]])], analyze=[vote()]
+    )
+    outcome = run_clip(media, Settings(n_votes=1), model, thread_id="one")
+    topology, prompts = load_topology("gar"), PromptSet()
+    write_trace(build_trace(outcome, media, topology, prompts), root / "traces", embed_media=embed)
+    return root / "traces"
+
+
+# --------------------------------------------------------------------------- safety and bad input
+
+
+def test_paths_leaving_the_folder_are_404(runs, client, tmp_path, example):
+    outside = make_runs_one(tmp_path / "elsewhere", *example[:2])  # a valid trace outside the root
+    link = runs / "link-out"
+    os.symlink(outside / "one", link)
+    try:
+        probes = ["..", "../..", "duet/../..", "duet/../../..", str(outside / "one"), "/etc/passwd", "link-out"]
+        probes += [str(outside / "one" / "trace.json"), "duet/../../" + runs.name + "/duet", "C:/x", "duet\\..\\.."]
+        for ref in probes:
+            for path in ("/api/run", "/api/thumb", "/api/waveform"):
+                r = client.get(path, params={"ref": ref})
+                assert r.status_code == 404, (path, ref, r.status_code)
+            assert client.get("/api/media", params={"ref": ref, "kind": "image"}).status_code == 404, ref
+            assert client.get("/api/diff", params={"a": "duet", "b": ref}).status_code == 404, ref
+        assert client.get("/api/run?ref=%2E%2E%2F%2E%2E").status_code == 404
+        assert client.get("/api/../../etc/passwd").status_code == 404
+    finally:
+        link.unlink()
+
+
+def test_an_embedded_copy_is_served_from_inside_the_folder(tmp_path, example):
+    image, audio = tmp_path / "frame.png", tmp_path / "clip.wav"
+    shutil.copy(example[0], image)
+    shutil.copy(example[1], audio)
+    folder = make_runs_one(tmp_path, image, audio, embed=True)
+    image.unlink()  # only the copy beside the trace is left
+    c = TestClient(create_app(Folder.open(folder), warm=False))
+    assert c.get("/api/media", params={"ref": "one", "kind": "image"}).content == example[0].read_bytes()
+
+
+def test_bad_queries_are_400_and_nothing_is_writable(client):
+    for url in ("/api/runs?limit=abc", "/api/runs?limit=0", "/api/runs?offset=-1", "/api/run", "/api/diff?a=duet"):
+        r = client.get(url)
+        assert r.status_code == 400 and r.json()["error"], url
+    assert client.get("/api/media", params={"ref": "duet", "kind": "passwd"}).status_code == 404
+    assert client.get("/api/eval").status_code == 404  # not an evaluation folder
+    for method in (client.post, client.put, client.delete):
+        assert method("/api/run", params={"ref": "duet"}).status_code == 405
+
+
+def test_serving_writes_nothing(runs, evaluation):
+    before = snapshot(runs.parent), snapshot(evaluation)
+    for folder in (runs, evaluation):
+        c = TestClient(create_app(Folder.open(folder), warm=False))
+        page = c.get("/api/runs").json()
+        for row in page["rows"]:
+            c.get("/api/run", params={"ref": row["ref"]})
+            c.get("/api/thumb", params={"ref": row["ref"]})
+            c.get("/api/waveform", params={"ref": row["ref"]})
+        c.get("/")
+        c.get("/api/eval")
+        c.get("/api/samples?sort=ciou&desc=1")
+    assert (snapshot(runs.parent), snapshot(evaluation)) == before
+
+
+# --------------------------------------------------------------------------- evaluation and diff
+
+
+def test_evaluation_metrics_gate_stats_and_sample_filters(evaluation):
+    c = TestClient(create_app(Folder.open(evaluation), warm=False))
+    ev = c.get("/api/eval").json()
+    assert ev["metrics"] == json.loads((evaluation / "metrics.json").read_text())
+    assert sorted(ev["ciou"]) == pytest.approx([1 / 3, 1.0])
+    assert (ev["gate"]["refine"], ev["gate"]["skip"], ev["gate"]["tau_av"]) == (1, 1, 0.5)
+    assert ev["gate"]["reasons"] == {"keep is false": 1, "av_consistency": 1}
+
+    def ids(**q):
+        return [r["id"] for r in c.get("/api/samples", params=q).json()["rows"]]
+
+    assert ids() == ["a", "b", "c", "e"]
+    assert ids(status="failed") == ["c", "e"] and ids(status="refined") == ["b"] and ids(status="skipped") == ["a"]
+    assert ids(iou_min="0.5") == ["a"] and ids(iou_max="0.5") == ["b"] and ids(cls="violin") == ["b"]
+    assert ids(sort="ciou", desc="1") == ["a", "b", "c", "e"] and ids(sort="ciou") == ["b", "a", "c", "e"]
+    rows = {r["id"]: r for r in c.get("/api/samples").json()["rows"]}
+    assert rows["c"]["trace"] == "traces/c" and rows["e"]["trace"] is None
+    assert c.get("/api/samples?status=bogus").status_code == 400
+    assert c.get("/api/samples?iou_min=high").status_code == 400
+    doc = c.get("/api/run", params={"ref": "traces/a"}).json()
+    assert doc["gt"] == [[56, 56, 167, 167]]  # the sample's GT, normalised xyxy back to pixels
+    assert c.get("/api/thumb", params={"ref": "traces/a"}).status_code == 200  # the eval's overlay
+
+
+def test_diff_is_what_gar_trace_diff_computes(client, runs):
+    from gar_agent.trace.diff import diff_traces
+
+    d = client.get("/api/diff", params={"a": "single-skip", "b": "single-refined"}).json()
+    expected = diff_traces(read_trace(runs / "single-skip"), read_trace(runs / "single-refined"))
+    assert [tuple(x) for x in d["settings"]] == expected.settings and d["same"] is False
+    assert [tuple(x) for x in d["decisions"]] == expected.decisions
+    [box] = d["boxes"]
+    assert box["iou"] == pytest.approx(expected.boxes[0][3]) and 0 < box["iou"] < 1
+    assert client.get("/api/diff", params={"a": "duet", "b": "duet"}).json()["same"] is True
+
+
+# --------------------------------------------------------------------------- export and the command
+
+
+def test_export_writes_one_self_contained_file(runs, tmp_path, example, capsys):
+    out = tmp_path / "duet.html"
+    assert main(["view", "--export", str(out), str(runs / "duet")]) == 0
+    html = out.read_text()
+    assert "<script src" not in html and "http://" not in html.replace("http://www.w3.org", "")
+    data = json.loads(html.split('<script type="application/json" id="gar-data">')[1].split("</script>")[0])
+    assert data["run"]["run_id"] == "duet"
+    assert data["media"]["image"] == "data:image/png;base64," + base64.b64encode(example[0].read_bytes()).decode()
+    assert data["media"]["audio"].startswith("data:audio/wav;base64,") and len(data["waveform"]["min"]) == 600
+
+
+def test_view_command_errors_are_one_line(runs, tmp_path, capsys):
+    assert main(["view", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gar: error: ") and "does not exist" in err and err.count("\n") == 1
+    assert main(["view", "--export", str(tmp_path / "x.html"), str(runs)]) == 2
+    assert "is not one run" in capsys.readouterr().err
+    assert main(["view", "--export", str(tmp_path / "x.html"), str(runs / "corrupt")]) == 2
+    assert "corrupt" in capsys.readouterr().err
+    assert main(["view", "--export", str(tmp_path / "no" / "x.html"), str(runs / "duet")]) == 2
+    assert main(["view", str(runs), "--port", "99999"]) == 2
+
+
+def test_view_binds_to_localhost_and_prints_the_url(runs):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gar_agent", "view", str(runs), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=TESTS,
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        url = lines[1].split("serving at ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:") and int(url.rsplit(":", 1)[1].strip("/")) > 0
+        import urllib.request
+
+        with urllib.request.urlopen(url + "api/info", timeout=10) as r:
+            assert json.loads(r.read())["mode"] == "traces"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
