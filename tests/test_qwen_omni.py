@@ -344,6 +344,7 @@ def test_generate_many_equals_unbatched_greedy(chat, media, monkeypatch):
     batched = chat.generate_many(prompts)
     assert len(counter.calls) == 1
     assert [r.generations[0].message.content for r in batched] == [s.content for s in single]
+
     def counts(usage):
         return {k: v for k, v in usage.items() if k != "input_token_details"}
 

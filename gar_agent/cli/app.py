@@ -28,6 +28,7 @@ from gar_agent.cli.common import (
     finish,
     step_printer,
 )
+from gar_agent.cli.local_model import PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
     BaseUrlOpt,
@@ -91,6 +92,7 @@ def run(
     trace_dir: TraceDir = TRACES_DIR,
     embed_media: Annotated[bool, typer.Option(help="Copy the inputs beside the trace (portable).")] = False,
     checkpoints: Checkpoints = None,
+    prefix_cache: PrefixCacheOpt = True,
 ) -> None:
     """Localize the sound sources of IMAGE given AUDIO, showing every step."""
     try:
@@ -98,7 +100,7 @@ def run(
         prompt_set = PromptSet(prompts)
         media, video = run_media(image, audio, at=at, window=window, max_audio_s=max_audio_s, out=out)
         serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
-        chat = resolve_backend(backend, model, **serving)
+        chat = resolve_backend(backend, model, **serving, **local_options(backend, prefix_cache))
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     settings = Settings(

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, console, err, fail
+from gar_agent.cli.local_model import BatchSizeOpt, PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
     BaseUrlOpt,
@@ -170,6 +171,8 @@ def eval_command(
     workers: Annotated[
         int, typer.Option(min=1, max=256, help="Samples run at once (for backends serving concurrent requests).")
     ] = 1,
+    batch_size: BatchSizeOpt = 1,
+    prefix_cache: PrefixCacheOpt = True,
     strict: Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")] = False,
     gt_boxes: Annotated[
         Optional[str], typer.Option(help="VGG-SS GT: first (GAR) | union (LVS); default first.")
@@ -261,6 +264,8 @@ def _run(
     limit,
     ids,
     workers,
+    batch_size,
+    prefix_cache,
     strict,
     gt_boxes,
     retry_failed,
@@ -323,14 +328,19 @@ def _run(
     if todo:
         try:
             serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
-            chat = resolve_backend(backend, model, **serving)  # created once, shared by every sample and worker
+            local = local_options(backend, prefix_cache, batch_size)
+            chat = resolve_backend(backend, model, **serving, **local)  # created once, shared by every sample and worker
         except USER_ERRORS as e:
             raise fail(str(e)) from None
         if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
             store_config(d, config)
-        if workers > 1 and _serial_only(chat):
+        if batch_size > 1 and _serial_only(chat):
+            # B clips in one generate need B samples in flight; their calls meet in the model's batcher
+            workers = max(workers, batch_size)
+        elif workers > 1 and _serial_only(chat):
             err.print(
-                f"gar: note: the local qwen-omni model runs one sample at a time (--workers {workers} ignored)",
+                f"gar: note: the local qwen-omni model runs one sample at a time (--workers {workers} ignored); "
+                "--batch-size B runs B samples as one batch",
                 markup=False,
                 soft_wrap=True,
             )

@@ -47,6 +47,7 @@ class _Recorded:
     input_tokens: int
     output_tokens: int
     wall_s: float
+    cached_input_tokens: int = 0
 
 
 @dataclass
@@ -55,24 +56,25 @@ class _Pool:
     call: int = 0  # next recorded call
     offset: int = 0  # answers already served from it
 
-    def take(self, n: int) -> tuple[list[str], int, int, float] | None:
+    def take(self, n: int) -> tuple[list[str], int, int, float, int] | None:
         """n answers in recorded order with their usage (prorated when calls are split)."""
         left = sum(len(c.answers) for c in self.calls[self.call :]) - self.offset
         if left < n:
             return None
-        answers, tin, tout, wall = [], 0, 0, 0.0
+        answers, tin, tout, wall, cached = [], 0, 0, 0.0, 0
         while len(answers) < n:
             c = self.calls[self.call]
             k = min(n - len(answers), len(c.answers) - self.offset)
             share = k / len(c.answers)
             answers += c.answers[self.offset : self.offset + k]
             tin += c.input_tokens if self.offset == 0 else 0
+            cached += c.cached_input_tokens if self.offset == 0 else 0
             tout += round(c.output_tokens * share)
             wall += c.wall_s * share
             self.offset += k
             if self.offset == len(c.answers):
                 self.call, self.offset = self.call + 1, 0
-        return answers, tin, tout, wall
+        return answers, tin, tout, wall, cached
 
 
 class ReplayChatModel(BaseChatModel):
@@ -93,7 +95,13 @@ class ReplayChatModel(BaseChatModel):
                 continue
             key = call_key(c.stage, c.source, c.template, c.prompt, c.temperature, c.top_p)
             self._pools[key].calls.append(
-                _Recorded(list(c.answers), c.usage.input_tokens, c.usage.output_tokens, c.usage.wall_s)
+                _Recorded(
+                    list(c.answers),
+                    c.usage.input_tokens,
+                    c.usage.output_tokens,
+                    c.usage.wall_s,
+                    c.usage.cached_input_tokens,
+                )
             )
 
     @property
@@ -143,7 +151,7 @@ class ReplayChatModel(BaseChatModel):
             self.forwarded += 1
             result = self.fallback.generate([messages], metadata=meta, **kwargs)
             return ChatResult(generations=result.generations[0])
-        answers, tin, tout, wall = got
+        answers, tin, tout, wall, cached = got
         self.served += 1
         gens = [
             ChatGeneration(
@@ -154,6 +162,7 @@ class ReplayChatModel(BaseChatModel):
                         "input_tokens": tin if i == 0 else 0,
                         "output_tokens": tout if i == 0 else 0,
                         "total_tokens": tin + tout if i == 0 else 0,
+                        "input_token_details": {"cache_read": cached if i == 0 else 0},
                     },
                     response_metadata={"model_name": "replay", "wall_s": wall},
                 )
