@@ -82,6 +82,17 @@ def _readable(path: Path, kind: str) -> bytes:
     return data
 
 
+def _orientation(data: bytes) -> int | None:
+    """The EXIF orientation tag (1 = upright), or None when the file has none or is not readable by PIL."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return img.getexif().get(0x0112)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
 def load_image(path: str | Path) -> tuple[np.ndarray, bytes, str, ImageInfo]:
     """Decode an image to RGB (alpha dropped); JPEGs are passed to the model byte for byte."""
     path = Path(path)
@@ -93,7 +104,12 @@ def load_image(path: str | Path) -> tuple[np.ndarray, bytes, str, ImageInfo]:
     h, w = rgb.shape[:2]
     if w < 2 or h < 2:
         raise MediaError(f"image file {path} is {w}x{h} pixels: give an image at least 2x2")
-    if data[:3] == b"\xff\xd8\xff":
+    if _orientation(data) not in (None, 1):
+        # cv2 applied the EXIF rotation to the pixels; the model must see that frame too, not the raw
+        # bytes (which decoders without EXIF support show unrotated): send the rotated pixels.
+        ok, png = cv2.imencode(".png", array)
+        shown, mime = png.tobytes(), "image/png"
+    elif data[:3] == b"\xff\xd8\xff":
         shown, mime = data, "image/jpeg"
     else:  # re-encode losslessly without alpha so every backend gets plain RGB
         ok, png = cv2.imencode(".png", array)

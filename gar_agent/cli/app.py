@@ -21,6 +21,7 @@ from gar_agent.cli.common import (
     Checkpoints,
     JsonOpt,
     ModelOpt,
+    ProtocolOpt,
     TraceDir,
     console,
     err,
@@ -39,7 +40,7 @@ from gar_agent.cli.serving import (
 )
 from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
-from gar_agent.prompts import PromptError, PromptSet
+from gar_agent.prompts import PromptError, PromptSet, protocol_settings
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
@@ -83,7 +84,10 @@ def run(
     request_timeout: RequestTimeoutOpt = None,
     retry_backoff: RetryBackoffOpt = None,
     graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
-    prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
+    prompts: Annotated[
+        Optional[Path], typer.Option(help="Prompt set: a folder of templates (an imported set for --protocol reference).")
+    ] = None,
+    protocol: ProtocolOpt = "gar",
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
     max_audio_s: Annotated[
         float, typer.Option(min=0.0, help="Longer audio keeps a centred window (0: keep all).")
@@ -98,6 +102,7 @@ def run(
     try:
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
+        fixed = protocol_settings(prompt_set, protocol, sources)
         media, video = run_media(image, audio, at=at, window=window, max_audio_s=max_audio_s, out=out)
         serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
         chat = resolve_backend(backend, model, **serving, **local_options(backend, prefix_cache))
@@ -111,6 +116,7 @@ def run(
         tau_audio=tau_audio,
         graph=topology.name,
         backend=backend if not model else f"{backend} --model {model}",
+        **fixed,
     )
     for notice in media.notices:
         err.print(f"gar: note: {notice}", markup=False)
@@ -179,6 +185,7 @@ def _mount() -> None:
     from gar_agent.cli.eval_cmd import eval_command
     from gar_agent.cli.graph_cmd import graph_app
     from gar_agent.cli.model_cmd import model_app
+    from gar_agent.cli.prompts_cmd import prompts_app
     from gar_agent.cli.trace_cmd import fork, replay, trace_app
     from gar_agent.cli.track_cmd import track_command
     from gar_agent.view.cli import view
@@ -187,6 +194,7 @@ def _mount() -> None:
     app.add_typer(data_app, name="data", help="Benchmark data preparation.")
     app.add_typer(trace_app, name="trace", help="Inspect saved runs: list, show, diff.")
     app.add_typer(graph_app, name="graph", help="Graph topologies: show how a graph file wires the nodes.")
+    app.add_typer(prompts_app, name="prompts", help="Prompt sets: import the authors' prompts for --protocol reference.")
     app.command("eval")(eval_command)
     app.command("track")(track_command)
     app.command()(replay)

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from gar_agent.cli.views import print_step, result_table
+from gar_agent.errors import UserError
 from gar_agent.media import MediaError
 from gar_agent.models.backends import BackendError
 from gar_agent.models.scripted import ScriptError
@@ -24,7 +25,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False)
 
 # Errors a user can fix: one line on stderr, exit 2, no traceback.
-USER_ERRORS = (MediaError, BackendError, ScriptError, PromptError, GraphError, TraceError, FileNotFoundError)
+USER_ERRORS = (UserError, MediaError, BackendError, ScriptError, PromptError, GraphError, TraceError, FileNotFoundError)
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 
@@ -41,6 +42,12 @@ Checkpoints = Annotated[
     typer.Option(help="Checkpoint store: memory | sqlite:PATH | postgresql://... (default SQLite in the trace dir)."),
 ]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Checkpoint for qwen-omni: hub id or local dir.")]
+ProtocolOpt = Annotated[
+    str,
+    typer.Option(
+        help="gar (the project's method) | reference (the released GAR-SSL scripts exactly; needs imported prompts)."
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")]
 FallbackOpt = Annotated[Optional[str], typer.Option("--backend", help="Model for calls the recording lacks.")]
 Backend = Annotated[str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")]

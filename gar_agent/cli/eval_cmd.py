@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, console, err, fail
+from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, ProtocolOpt, console, err, fail
 from gar_agent.cli.local_model import BatchSizeOpt, PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
@@ -42,7 +42,7 @@ from gar_agent.eval.runner import (
 )
 from gar_agent.eval.sweep import grid, sweep, write_sweep
 from gar_agent.models.backends import resolve_backend
-from gar_agent.prompts import PromptSet
+from gar_agent.prompts import PromptSet, protocol_settings
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
 
@@ -150,7 +150,11 @@ def eval_command(
     graph: Annotated[
         Optional[str], typer.Option(help="Topology: a name in graphs/ or a .py file (default gar).")
     ] = None,
-    prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
+    prompts: Annotated[
+        Optional[Path],
+        typer.Option(help="Prompt set, or the root of `gar prompts import` (the dataset's set is picked)."),
+    ] = None,
+    protocol: ProtocolOpt = "gar",
     n_votes: Annotated[
         Optional[str], typer.Option(help="N votes per source (default 5); --sweep: a list, e.g. 3,5.")
     ] = None,
@@ -215,6 +219,7 @@ def eval_command(
             retry_backoff=retry_backoff,
             graph=graph,
             prompts=prompts,
+            protocol=protocol if protocol != "gar" else None,
             votes_per_call=votes_per_call,
             limit=limit,
             ids=ids,
@@ -257,6 +262,7 @@ def _run(
     retry_backoff,
     graph,
     prompts,
+    protocol,
     n_votes,
     votes_per_call,
     tau_av,
@@ -299,7 +305,8 @@ def _run(
     backend = backend or DEFAULT_BACKEND
     try:
         topology = load_topology(graph or "gar")
-        prompt_set = PromptSet(prompts)
+        prompt_set = PromptSet(prompts, benchmark=dataset)
+        fixed = protocol_settings(prompt_set, protocol, spec.sources)
         settings = Settings(
             sources=spec.sources,
             n_votes=n,
@@ -308,6 +315,7 @@ def _run(
             tau_audio=spec.tau_audio if t_audio is None else t_audio,
             graph=topology.name,
             backend=backend if not model else f"{backend} --model {model}",
+            **fixed,
         )
         d = EvalDir(out)
         data = {"frames": str(frames), "audio": str(audio), "gt": str(gt)}

@@ -237,7 +237,7 @@ def replay(
     trace, path = _load(run, trace_dir)
     try:
         topology = _topology(trace, graph)
-        prompt_set = PromptSet(prompts)
+        prompt_set = _prompts(trace, prompts)
         media = trace_media(trace, path)
         chat = replay_model(trace, _fallback(backend, model))
         done = replay_run(
@@ -255,6 +255,12 @@ def replay(
     except (*USER_ERRORS, ValueError) as e:
         raise fail(str(e)) from None
     _save(done, trace, media, topology, prompt_set, out, as_json, trace_dir)
+
+
+def _prompts(trace, override: Path | None = None) -> PromptSet:
+    """The prompt set a re-run uses: the one given, else the recorded one (its protocol's), else the shipped set."""
+    recorded = Path(trace.prompts_dir) if trace.prompts_dir else None
+    return PromptSet(override or (recorded if recorded and recorded.is_dir() else None))
 
 
 def _parse_box(spec: str) -> tuple[int, list[int]]:
@@ -302,7 +308,7 @@ def fork(
         raise fail("gar fork needs at least one edit: --box SOURCE=x1,y1,x2,y2 or --vote SOURCE:INDEX=ANSWER")
     try:
         topology = _topology(trace)
-        prompt_set = PromptSet()
+        prompt_set = _prompts(trace)
         media = trace_media(trace, path)
         chat = replay_model(trace, _fallback(backend, model))
         for src, idx, answer in votes:

@@ -30,8 +30,25 @@ def normalize_box(box_px: Box, width: int, height: int) -> list[float]:
     return [x1 / width, y1 / height, x2 / width, y2 / height]
 
 
-def box_to_grid(box_norm: Box, size: int = MASK_SIZE) -> tuple[int, int, int, int]:
+def _code_clip(box: Sequence[int], width: int, height: int) -> tuple[int, int, int, int]:
+    # GAR's clip_box: each corner into [0, side-1], corners re-ordered, a zero-size side gets +1 (capped).
+    x1, y1, x2, y2 = (min(max(v, 0), side - 1) for v, side in zip(box, (width, height, width, height)))
+    x1, x2 = min(x1, x2), max(x1, x2)
+    y1, y2 = min(y1, y2), max(y1, y2)
+    return x1, y1, x2 if x2 != x1 else min(x1 + 1, width - 1), y2 if y2 != y1 else min(y1 + 1, height - 1)
+
+
+def box_to_grid(
+    box_norm: Box, size: int = MASK_SIZE, image_size: Sequence[int] | None = None
+) -> tuple[int, int, int, int]:
     """Normalised xyxy -> integer corners on the size x size grid, the way GAR scales boxes to 224.
+
+    With `image_size` (W, H), exactly as GAR's scripts do it: the box is first made image pixels
+    (`round(v * W)`, which for a prediction gives back its integer pixels), clipped into the image
+    by their `clip_box`, then scaled with `round(px * (224 / W))` and clipped into the grid. A GT box
+    is therefore rounded twice, to pixels and then to the grid.
+
+    Without it (sample files written before the image size was stored), one rounding:
 
     GAR: `int(round(v * 224 / W))` then `clip_box(.., 224, 224)`: clip into [0, size-1], re-order the
     corners, and a zero-width/height box grows by one pixel (x2 = min(x1 + 1, size - 1)).
@@ -43,6 +60,10 @@ def box_to_grid(box_norm: Box, size: int = MASK_SIZE) -> tuple[int, int, int, in
     vals = [float(v) for v in box_norm]
     if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
         raise ValueError(f"a box needs 4 finite numbers, got {list(box_norm)!r}")
+    if image_size is not None:
+        w, h = image_size
+        px = _code_clip([round(v * side) for v, side in zip(vals, (w, h, w, h))], w, h)
+        return _code_clip([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size)
     x1, y1, x2, y2 = (min(max(round(round(v * size, 9)), 0), size - 1) for v in vals)
     x1, x2 = min(x1, x2), max(x1, x2)
     y1, y2 = min(y1, y2), max(y1, y2)
@@ -53,7 +74,9 @@ def box_to_grid(box_norm: Box, size: int = MASK_SIZE) -> tuple[int, int, int, in
     return x1, y1, x2, y2
 
 
-def boxes_to_mask(boxes_norm_xyxy: Iterable[Box], size: int = MASK_SIZE) -> np.ndarray:
+def boxes_to_mask(
+    boxes_norm_xyxy: Iterable[Box], size: int = MASK_SIZE, image_size: Sequence[int] | None = None
+) -> np.ndarray:
     """All boxes of one sample drawn as one filled binary float32 mask of size x size.
 
     GAR draws with `cv2.rectangle(mask, (x1, y1), (x2, y2), 1, -1)`: filled, right/bottom edges
@@ -62,7 +85,7 @@ def boxes_to_mask(boxes_norm_xyxy: Iterable[Box], size: int = MASK_SIZE) -> np.n
     """
     mask = np.zeros((size, size), dtype=np.float32)
     for box in boxes_norm_xyxy:
-        x1, y1, x2, y2 = box_to_grid(box, size)
+        x1, y1, x2, y2 = box_to_grid(box, size, image_size)
         mask[y1 : y2 + 1, x1 : x2 + 1] = 1.0
     return mask
 
@@ -180,7 +203,7 @@ def piap(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     return pool.ap()
 
 
-def box_iou(a: Box, b: Box, size: int | None = MASK_SIZE) -> float:
+def box_iou(a: Box, b: Box, size: int | None = MASK_SIZE, image_size: Sequence[int] | None = None) -> float:
     """IoU of two normalised xyxy boxes.
 
     With `size` (default 224) the boxes are first put on the size x size grid like the masks and
@@ -188,7 +211,7 @@ def box_iou(a: Box, b: Box, size: int | None = MASK_SIZE) -> float:
     224-pixel boxes). With size=None: plain continuous IoU of the coordinates as given.
     """
     if size is not None:
-        a, b = box_to_grid(a, size), box_to_grid(b, size)
+        a, b = box_to_grid(a, size, image_size), box_to_grid(b, size, image_size)
         extra = 1.0
     else:
         extra = 0.0
@@ -204,7 +227,10 @@ def box_iou(a: Box, b: Box, size: int | None = MASK_SIZE) -> float:
 
 
 def matched_ious(
-    pred_boxes: Sequence[Box], gt_boxes: Sequence[Box], size: int | None = MASK_SIZE
+    pred_boxes: Sequence[Box],
+    gt_boxes: Sequence[Box],
+    size: int | None = MASK_SIZE,
+    image_size: Sequence[int] | None = None,
 ) -> tuple[list[float], float]:
     """Best one-to-one matching of predictions to GT boxes by IoU (any K, `linear_sum_assignment`).
 
@@ -216,7 +242,7 @@ def matched_ious(
         return [], float("nan")
     per_gt = [0.0] * len(gt_boxes)
     if pred_boxes:
-        iou = np.array([[box_iou(p, g, size) for g in gt_boxes] for p in pred_boxes])
+        iou = np.array([[box_iou(p, g, size, image_size) for g in gt_boxes] for p in pred_boxes])
         rows, cols = linear_sum_assignment(iou, maximize=True)
         for r, c in zip(rows, cols):
             per_gt[c] = float(iou[r, c])
@@ -236,17 +262,18 @@ class SampleScore(BaseModel):
     gt_boxes: list[list[float]] = Field(default_factory=list)
     refined: int = 0  # sources that went through the refine stage
     skipped: int = 0  # sources whose refinement the gate skipped
+    image_size: list[int] | None = None  # (W, H) of the frame: boxes go to the grid as GAR's code does
 
     def masks(self, size: int = MASK_SIZE) -> tuple[np.ndarray, np.ndarray]:
         """(gt_mask, pred_mask); a failed sample has an empty prediction mask."""
         pred = [] if self.failed else self.pred_boxes
-        return boxes_to_mask(self.gt_boxes, size), boxes_to_mask(pred, size)
+        return boxes_to_mask(self.gt_boxes, size, self.image_size), boxes_to_mask(pred, size, self.image_size)
 
     def metrics(self, size: int = MASK_SIZE) -> dict:
         """This sample's cIoU, AP and (with several GT boxes and predictions) matched IoUs."""
         gt, pred = self.masks(size)
         out = {"ciou": ciou(pred, gt), "ap": average_precision(gt, pred)}
-        per, mean = matched_ious([] if self.failed else self.pred_boxes, self.gt_boxes, size)
+        per, mean = matched_ious([] if self.failed else self.pred_boxes, self.gt_boxes, size, self.image_size)
         out.update(per_source_iou=per, matched_mean_iou=mean)
         return out
 
@@ -269,7 +296,7 @@ def summarize(records: Sequence[SampleScore], duet: bool, strict: bool = False, 
         aps.append(average_precision(gt, pred))
         pool.add(gt, pred)
         if duet:
-            matched.append(matched_ious([] if r.failed else r.pred_boxes, r.gt_boxes, size)[1])
+            matched.append(matched_ious([] if r.failed else r.pred_boxes, r.gt_boxes, size, r.image_size)[1])
 
     def value(x: float) -> float | None:
         return None if not used or math.isnan(x) else float(x)

@@ -199,6 +199,7 @@ def score_result(sid: str, gt_boxes: list[list[float]], result: dict | None, err
         error=result["error"],
         pred_boxes=[normalize_box(s["box"], w, h) for s in sources],
         gt_boxes=gt_boxes,
+        image_size=[w, h],
         refined=sum(bool(s["refined"]) for s in sources),
         # a source the gate let through; graphs without a gate count as neither
         skipped=sum(1 for s in sources if s.get("gate") and not s["gate"]["refine"] and not s["refined"]),

@@ -1,0 +1,417 @@
+"""Protocol `reference`: the importer, the released scripts' parsing and aggregation, runs, and the fixes.
+
+The importer runs on stand-in modules in tests/data/fake_code that have the released code's function
+names and signatures but our own words; the rendered templates are compared with what those
+functions return when called.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gar_agent.cli.app import main
+from gar_agent.eval.metrics import SampleScore, box_to_grid
+from gar_agent.media import load_image
+from gar_agent.models.scripted import ScriptedChatModel
+from gar_agent.prompts import PromptError, PromptSet, protocol_settings, render_text
+from gar_agent.protocols import reference as ref
+from gar_agent.protocols.importer import PromptImportError, import_prompts
+from gar_agent.runner import run_clip
+from gar_agent.state import Analysis, AnchorVote, Settings, Vote
+
+FAKE = Path(__file__).parent / "data" / "fake_code"
+
+
+def _module(name: str):
+    spec = importlib.util.spec_from_file_location(f"fake_{name}", FAKE / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # our own stand-in builders: plain functions returning strings
+    return module
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("authors") / "sets"
+
+
+@pytest.fixture(scope="module")
+def sets(imported) -> Path:
+    import_prompts(FAKE, imported)
+    return imported
+
+
+# --- the importer ----------------------------------------------------------------------------------
+
+
+ANALYSIS = {
+    "av_consistency": 0.7200000000000001,
+    "role_tags": ["bow_hand", "it's"],
+    "anchor_votes": [{"anchor": "bow", "score": 0.85}, {"anchor": 'say "hi"', "score": 1.0}],
+    "keep": True,
+}
+
+
+@pytest.mark.parametrize(
+    "box, audio_class, conf, w, h",
+    [
+        ([10, 20, 110, 220], "violin", 0.7200000000000001, 640, 360),
+        ([0, 0, 1, 1], 'a "quoted" {brace} $5', 1, 224, 224),
+        ([5, 6, 7, 8], "ünïcode", 0.12345, 1280, 720),
+    ],
+)
+def test_import_renders_exactly_what_the_builders_return(sets, box, audio_class, conf, w, h):
+    single, duet = _module("prompts_single"), _module("prompts_duet")
+    solo = PromptSet(sets / "music-solo")
+    frame = {"width": w, "height": h, "max_x": w - 1, "max_y": h - 1}
+    assert solo.render("generate.txt") == single.build_prompt_locate()
+    assert solo.render("audio.txt") == single.build_prompt_audio_only()
+    assert solo.render(
+        "analyze.txt", box=box, audio_class=audio_class, audio_confidence=conf, **frame
+    ) == single.build_prompt_analysis_anchor_voting(box, audio_class, conf, w, h)
+    refine_values = {f"analysis_{k}": v for k, v in ANALYSIS.items()}
+    assert solo.render(
+        "refine.txt", box=box, audio_class=audio_class, max_delta=29, **frame, **refine_values
+    ) == single.build_prompt_refine(box, audio_class, w, h, analysis=dict(ANALYSIS), max_delta_px=29)
+
+    pair = PromptSet(sets / "music-duet")
+    assert pair.render("generate.txt") == duet.build_prompt_locate_duet(dataset_name="MUSIC PAIR")
+    assert pair.render("audio.txt") == duet.build_prompt_audio_duet(dataset_name="MUSIC PAIR")
+    assert pair.render(
+        "analyze.txt", box=box, audio_class=audio_class, audio_confidence=conf, **frame
+    ) == duet.build_prompt_analysis_anchor_voting(box, audio_class, conf, w, h)
+    vgg = PromptSet(sets / "vggss-duet")
+    assert vgg.render("analyze.txt", box=box, audio_class=audio_class, **frame) == (
+        duet.build_prompt_analysis_anchor_voting_no_conf(box, audio_class, w, h)
+    )
+    assert vgg.render("refine.txt", box=box, audio_class=audio_class, max_delta=4, **frame, **refine_values) == (
+        duet.build_prompt_refine(box, audio_class, w, h, analysis=dict(ANALYSIS), max_delta_px=4)
+    )
+
+
+def test_import_takes_system_messages_defaults_and_cleanup_from_the_scripts(sets):
+    solo, vgg = PromptSet(sets / "music-solo"), PromptSet(sets / "vggss-duet")
+    assert solo.render("system_generate.txt") == "System A (solo)."
+    assert solo.render("system_analyze.txt") == "Vote system text (B.5)."
+    assert vgg.render("system_refine.txt", source_number=2) == "Duet C for source 2."
+    assert vgg.render("system_audio.txt") == "Duet B (VGG PAIR)."
+    assert solo.manifest["defaults"] == {"n_votes": 7, "tau_av": 0.75, "tau_audio": 0.75}
+    assert (solo.manifest["max_new_tokens"], solo.manifest["vote_temperature"]) == (256, 0.4)
+    assert (solo.cleanup, PromptSet(sets / "music-duet").cleanup, vgg.cleanup) == ("none", "none", "vggss-duet")
+    assert vgg.manifest["analysis_builder"] == "build_prompt_analysis_anchor_voting_no_conf"
+    # the import root picks the benchmark's set; a set per benchmark, no ambiguity
+    assert PromptSet(sets, benchmark="vggss-duet").directory == sets / "vggss-duet"
+    with pytest.raises(PromptError, match="holds the sets"):
+        PromptSet(sets)
+
+
+def _copy_fake(tmp_path: Path) -> Path:
+    code = tmp_path / "code"
+    code.mkdir()
+    for f in FAKE.glob("*.py"):
+        (code / f.name).write_text(f.read_text())
+    return code
+
+
+def test_import_refuses_unknown_structure_without_running_anything(tmp_path):
+    code = _copy_fake(tmp_path)
+    marker = tmp_path / "pwned"
+    # a module whose top level would write a file and raise if it were executed
+    (code / "prompts_single.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\nraise SystemExit(3)\n" + (FAKE / "prompts_single.py").read_text()
+    )
+    with pytest.raises(PromptImportError, match=r"prompts_single.py:1: unrecognised top-level"):
+        import_prompts(code, tmp_path / "out")
+    assert not marker.exists()
+
+    (code / "prompts_single.py").write_text((FAKE / "prompts_single.py").read_text())
+    (code / "prompts_duet.py").write_text(
+        (FAKE / "prompts_duet.py").read_text().replace("{W - 1}", "{W * 2}")  # an expression it does not know
+    )
+    with pytest.raises(PromptImportError, match=r"prompts_duet.py:\d+: .*unrecognised expression \{W \* 2\}"):
+        import_prompts(code, tmp_path / "out")
+    assert not (tmp_path / "out" / "music-duet").exists()
+
+
+def test_prompts_import_cli_is_one_line_on_bad_input(tmp_path, capsys):
+    code = _copy_fake(tmp_path)
+    (code / "GAR_music_solo.py").unlink()
+    assert main(["prompts", "import", str(code), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gar: error:") and "GAR_music_solo.py not found" in err and "\n" not in err
+
+
+def test_render_follows_f_string_rules():
+    values = {"x": 0.1 + 0.2, "b": [1, 2], "d": {"k": "v"}, "t": True}
+    assert render_text("${x} ${x:.3f} ${b} ${d} ${t} ${d!r} $$x", values) == (
+        "0.30000000000000004 0.300 [1, 2] {'k': 'v'} True {'k': 'v'} $x"
+    )
+    with pytest.raises(PromptError, match="uses \\$\\{y\\}"):
+        render_text("${y}", values)
+
+
+# --- the scripts' parsing and aggregation -----------------------------------------------------------
+
+FENCED = '```json\n{"av_consistency": 0.9, "keep": true, "role_tags": ["Bow Hand"], "anchor_votes": [{"anchor": "Bow-Hand", "score": 0.7}]}\n```'
+LOOSE = '```\n{"av_consistency": "0.7", "keep": "false", "role_tags": "bow", "anchor_votes": ["x", {"anchor": "bow hand", "score": 1.5}]}\n```'
+NESTED = '{"av_consistency": 0.2, "anchor_votes": [{"anchor": "drum", "score": 0.5}], "keep": false}'
+FLAT = 'Sure: {"av_consistency": 1.7, "keep": false} done'
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        (FENCED, {"av_consistency": 0.9, "keep": True, "role_tags": ["Bow Hand"], "anchors": [("Bow-Hand", 0.7)]}),
+        # "0.7" is a number to float(); the string "false" is true; a string of tags and a non-dict anchor are skipped
+        (LOOSE, {"av_consistency": 0.7, "keep": True, "role_tags": [], "anchors": [("bow hand", 1.5)]}),
+        (FLAT, {"av_consistency": 1.7, "keep": False, "role_tags": [], "anchors": []}),
+        ('{"keep": 0, "av_consistency": null}', {"av_consistency": 0.0, "keep": False, "role_tags": [], "anchors": []}),
+        (
+            'assistant\nnope {bad} then {"keep": 1}',
+            {"av_consistency": 0.0, "keep": True, "role_tags": [], "anchors": []},
+        ),
+    ],
+)
+def test_reference_vote_fields(answer, expected):
+    vote, error = ref.parse_vote(answer)
+    assert error is None
+    got = {
+        "av_consistency": vote.av_consistency,
+        "keep": vote.keep,
+        "role_tags": vote.role_tags,
+        "anchors": [(a.anchor, a.score) for a in vote.anchor_votes],
+    }
+    assert got == expected
+
+
+@pytest.mark.parametrize("answer", [NESTED, "no json at all", "```\n{broken\n```"])
+def test_reference_skips_answers_without_a_findable_object(answer):
+    vote, error = ref.parse_vote(answer)
+    assert vote is None and "skips this vote" in error
+
+
+def test_reference_fails_where_the_script_raises_on_a_non_object_vote():
+    votes, fatal = ref.parse_votes([FENCED, "```\n[1, 2]\n```"], first=0)
+    assert [v.parsed is not None for v in votes] == [True, False]
+    assert "a list, not an object" in fatal and "drops this sample" in fatal
+
+
+def test_reference_aggregate_by_hand():
+    answers = [FENCED, LOOSE, NESTED, FLAT, "no json"]
+    votes, fatal = ref.parse_votes(answers, 0)
+    a = ref.aggregate(votes)
+    # parsed: FENCED, LOOSE, FLAT. av = clip(mean(0.9, 0.7, 1.7)) = clip(1.1) = 1.0 (not the mean of clipped values, 0.867)
+    assert fatal is None and (a.n_votes, a.n_parsed) == (5, 3)
+    assert a.av_consistency == 1.0
+    assert a.keep is True  # True, "false" (truthy), False: 2 >= 3 // 2 + 1
+    assert a.role_tags == ["bow_hand"]
+    # bow_hand: 0.7 and 1.5 clipped to 1.0 -> mean 0.85
+    assert [(x.anchor, x.score) for x in a.anchor_votes] == [("bow_hand", 0.85)]
+    none = ref.aggregate([Vote(index=0, raw="x", error="no JSON")])
+    assert (none.av_consistency, none.keep, none.role_tags, none.anchor_votes) == (0.0, False, [], [])
+
+
+def test_vggss_duet_cleanup():
+    long = "x" * 40
+    a = Analysis(
+        av_consistency=0.5,
+        keep=True,
+        role_tags=[long, long + "y", "b", "c", "d"],
+        anchor_votes=[AnchorVote(anchor=f"a{i}", score=s) for i, s in enumerate([0.1, 0.9, 0.3, 0.8, 0.5, 0.7])],
+        n_votes=3,
+        n_parsed=3,
+    )
+    c = ref.clean_duet(a)
+    assert c.role_tags == ["x" * 32, "b", "c", "d"]  # both long tags cut to the same 32 chars: one kept
+    assert [v.anchor for v in c.anchor_votes] == ["a1", "a3", "a5", "a4", "a2"]  # top 5 by score
+
+
+def test_scripts_clip_and_ops():
+    assert ref.clip_box([329, 10, 400, 60], 330, 250) == [329, 10, 329, 60]  # no inward growth at the border
+    assert ref.clip_box([50, 60, 50, 20], 330, 250) == [50, 20, 51, 60]
+    assert ref.apply_ops([100, 100, 200, 200], {"type": "shrink", "amount": -3}, 330, 250, 20) == [103, 103, 197, 197]
+    assert ref.apply_ops([100, 100, 200, 200], {"type": "recenter", "target": [10, 10]}, 330, 250, 20) == [
+        80, 80, 180, 180
+    ]  # fmt: skip
+    assert ref.apply_ops([100, 100, 200, 200], {"type": "rotate"}, 330, 250, 20) == [100, 100, 200, 200]
+    with pytest.raises(ValueError):
+        ref.apply_ops([100, 100, 200, 200], {"type": "expand", "amount": "big"}, 330, 250, 20)
+
+
+# --- runs --------------------------------------------------------------------------------------------
+
+
+def _run(media, sets: Path, benchmark: str, sources: int, **script):
+    prompts = PromptSet(sets / benchmark)
+    manifest = prompts.manifest["defaults"]
+    settings = Settings(
+        sources=sources,
+        n_votes=5,
+        tau_av=manifest["tau_av"],
+        tau_audio=manifest["tau_audio"],
+        **protocol_settings(prompts, "reference", sources),
+    )
+    model = ScriptedChatModel(script=script)
+    return run_clip(media, settings, model, prompts=prompts).state
+
+
+def test_reference_run_single(media, sets):
+    single = _module("prompts_single")
+    w, h = media.image_info.width, media.image_info.height
+    state = _run(
+        media,
+        sets,
+        "music-solo",
+        1,
+        generate=['{"bbox": [10.9, 20, 4000, 220], "description": " a violin "}'],
+        audio=['{"audio_class": " Violin ", "audio_confidence_score": "0.9"}'],
+        analyze=[FENCED, LOOSE, NESTED, FLAT, "no json"],
+        refine=['{"changed": false}'],
+    )
+    assert state.error is None and state.settings.max_new_tokens == 256
+    box = [10, 20, w - 1, 220]  # int() truncates, then the scripts' clip
+    # Stage A first (image + audio, no audio class in its prompt), then Stage B (audio only)
+    a, b = state.generate.calls
+    assert (a.stage, a.media, a.system, a.prompt) == (
+        "generate",
+        ["image", "audio"],
+        "System A (solo).",
+        single.build_prompt_locate(),
+    )
+    assert (b.stage, b.media, b.system) == ("audio", ["audio"], "System B (solo).")
+    src = state.sources[0]
+    assert (src.initial_box, src.audio_class, src.audio_confidence) == (box, "violin", 0.9)
+    (votes,) = src.calls  # all five votes in one call (n=5), sampled as the scripts sample them
+    assert (votes.n, votes.temperature, votes.top_p, votes.system) == (5, 0.4, 0.9, "Vote system text (B.5).")
+    assert votes.prompt == single.build_prompt_analysis_anchor_voting(box, "violin", 0.9, w, h)
+    assert src.analysis.av_consistency == 1.0 and src.analysis.keep
+    assert not src.gate.refine and src.refinement is None and src.box == box
+
+
+def test_reference_run_duet(media, sets):
+    duet = _module("prompts_duet")
+    w, h = media.image_info.width, media.image_info.height
+    state = _run(
+        media,
+        sets,
+        "music-duet",
+        2,
+        generate=['{"bboxes": [[0, 0, 100, 100], [329, 10, 400, 60]], "descriptions": ["left", 7]}'],
+        audio=['{"audio_classes": ["Cello", ""], "audio_confidence_scores": [0.8, "high"]}'],
+        analyze={
+            "0": ['{"av_consistency": 0.9, "keep": true}'],
+            "1": ['{"av_consistency": 0.3, "keep": false, "role_tags": ["a"]}'],
+        },
+        refine={"1": ['```json\n{"bbox": [300, 5, 320, 70], "changed": true, "ops": {"type": "rotate"}}\n```']},
+    )
+    assert state.error is None and state.generate.pairing.startswith("list order")
+    s0, s1 = state.sources
+    # pairing by list order: box 1 with class 1; an empty class is "unknown", a non-numeric confidence 0
+    assert (s0.audio_class, s0.audio_confidence, s1.audio_class, s1.audio_confidence) == ("cello", 0.8, "unknown", 0.0)
+    assert s1.initial_box == [329, 10, 329, 60]  # the scripts' clip keeps a zero-width box at the border
+    assert s0.calls[0].prompt == duet.build_prompt_analysis_anchor_voting([0, 0, 100, 100], "cello", 0.8, w, h)
+    assert not s0.gate.refine and s0.box == [0, 0, 100, 100]
+    refine_call = s1.calls[-1]
+    limit = max(4, round(min(w, h) * 0.08))
+    analysis = {"av_consistency": 0.3, "role_tags": ["a"], "anchor_votes": [], "keep": False}
+    assert refine_call.prompt == duet.build_prompt_refine([329, 10, 329, 60], "unknown", w, h, analysis, limit)
+    assert refine_call.system == "Duet C for source 2." and refine_call.temperature == 0.0
+    # unknown ops are ignored, the bbox applies: clip, then every side within +-limit of the previous box
+    assert s1.box == [329 - limit, 10 - 5, 320, 70] and s1.refinement.applied == "ops+bbox"
+
+
+def test_reference_run_fails_where_the_script_would(media, sets):
+    state = _run(
+        media,
+        sets,
+        "music-solo",
+        1,
+        generate=['{"bbox": [1, 2, "3.5", 4]}'],  # int("3.5") raises in the script
+        audio=['{"audio_class": "x", "audio_confidence_score": 1}'],
+    )
+    assert "not an integer" in state.error and "drops this sample" in state.error
+    assert [c.stage for c in state.generate.calls] == ["generate"]  # Stage B never ran
+    state = _run(media, sets, "music-duet", 2, generate=['{"bboxes": [[0, 0, 9, 9]]}'], audio=["{}"])
+    assert "not exactly 2 boxes" in state.error
+
+
+def test_reference_needs_imported_prompts(example, tmp_path, capsys):
+    image, audio, script = example
+    code = main(["run", str(image), str(audio), "--backend", f"scripted:{script}", "--protocol", "reference",
+                 "--out", str(tmp_path / "o"), "--trace-dir", str(tmp_path / "t")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "gar prompts import" in err and "\n" not in err
+
+
+# --- fixes in both protocols -------------------------------------------------------------------------
+
+
+def test_exif_rotation_gives_one_frame_to_model_and_boxes(tmp_path):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees on display: 40x20 stored -> 20x40 shown
+    Image.fromarray(np.zeros((20, 40, 3), np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
+    rgb, shown, mime, info = load_image(tmp_path / "phone.jpg")
+    assert rgb.shape[:2] == (40, 20) and (info.width, info.height) == (20, 40)
+    # the bytes the model gets are in the same frame, whatever the decoder does with EXIF
+    with Image.open(io.BytesIO(shown)) as sent:
+        assert sent.size == (20, 40) and not sent.getexif().get(0x0112)
+
+
+def test_gt_goes_to_the_grid_through_image_pixels():
+    # x1 = 0.100781 on a 640-wide frame: the script rounds to pixels first (64.49984 -> 64), then to the
+    # grid (64 * 224/640 = 22.4 -> 22); rounding once would give round(22.575) = 23.
+    gt = [0.100781, 0.2, 0.5, 0.6]
+    assert box_to_grid(gt, 224, (640, 360))[0] == 22
+    assert box_to_grid(gt)[0] == 23
+    # a prediction at pixel 180 of a 1280-wide frame: round(180 * (224 / 1280)) = round(31.499999999999996) = 31
+    assert box_to_grid([180 / 1280, 0.1, 0.5, 0.5], 224, (1280, 720))[0] == 31
+    score = SampleScore(id="s", pred_boxes=[gt], gt_boxes=[gt], image_size=[640, 360])
+    gt_mask, pred_mask = score.masks()
+    assert np.flatnonzero(gt_mask.any(axis=0))[0] == 22
+
+
+def test_protocol_settings_checks_sources(sets):
+    with pytest.raises(PromptError, match="with 2 source"):
+        protocol_settings(PromptSet(sets / "music-duet"), "reference", 1)
+    with pytest.raises(PromptError, match="pass --protocol reference"):
+        protocol_settings(PromptSet(sets / "music-duet"), "gar", 2)
+
+
+def test_eval_reference_records_the_protocol(sets, example, tmp_path):
+    if not (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "annotations" / "music_solo.json").exists():
+        pytest.skip("../shared/benchmarks is absent")
+    import shutil
+
+    ann = json.loads(
+        (Path(__file__).resolve().parents[2] / "shared/benchmarks/annotations/music_solo.json").read_text()
+    )
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "audio").mkdir()
+    for e in ann[:2]:
+        shutil.copy(example[0], tmp_path / "frames" / f"{e['file']}.jpg")
+        shutil.copy(example[1], tmp_path / "audio" / f"{e['file']}.wav")
+    (tmp_path / "gt.json").write_text(json.dumps(ann[:2]))
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps({"generate": ['{"bbox": [1, 2, 30, 40]}'], "audio": ['{"audio_class": "x"}'],
+                                  "analyze": ['{"keep": true}'], "refine": ['{"changed": false}']}))  # fmt: skip
+    args = ["eval", "--dataset", "music-solo", "--frames", str(tmp_path / "frames"), "--audio", str(tmp_path / "audio"),
+            "--gt", str(tmp_path / "gt.json"), "--out", str(tmp_path / "out"), "--backend", f"scripted:{script}",
+            "--protocol", "reference", "--prompts", str(sets), "--no-vis"]  # fmt: skip
+    assert main(args) == 0
+    config = json.loads((tmp_path / "out" / "eval.json").read_text())
+    assert config["settings"]["protocol"] == "reference" and config["settings"]["max_new_tokens"] == 256
+    assert config["settings"]["prompts_dir"].endswith("music-solo")
+    sample = json.loads(next((tmp_path / "out" / "samples").glob("*.json")).read_text())
+    assert sample["score"]["image_size"] == [sample["result"]["image"]["width"], sample["result"]["image"]["height"]]
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__]))
