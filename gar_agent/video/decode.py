@@ -158,7 +158,7 @@ def frame_at(info: VideoInfo, at: float) -> tuple[np.ndarray, float]:
     path = Path(info.path)
     with open_video(path) as c:
         vs = c.streams.video[0]
-        best: tuple[np.ndarray, float] | None = None
+        best: tuple[av.VideoFrame, float] | None = None
         try:
             if at > 0 and vs.time_base:
                 c.seek(int(at / vs.time_base), stream=vs, backward=True)
@@ -166,14 +166,14 @@ def frame_at(info: VideoInfo, at: float) -> tuple[np.ndarray, float]:
                 t = float(frame.time or 0.0)
                 if best is not None and t > at + 1e-9:
                     break
-                best = (display(frame.to_ndarray(format="rgb24"), info.rotation), t)
+                best = (frame, t)  # converted to RGB once, when found
+            if best is None:
+                raise VideoError(f"video {path} has no frame at {at:g} s: the file is damaged or truncated")
+            return display(best[0].to_ndarray(format="rgb24"), info.rotation), best[1]
         except _ERRORS as e:
             raise VideoError(
                 f"video {path} could not be decoded near {at:g} s ({_reason(e)}): the file is damaged or truncated"
             ) from None
-    if best is None:
-        raise VideoError(f"video {path} has no frame at {at:g} s: the file is damaged or truncated")
-    return best
 
 
 def audio_span(info: VideoInfo, at: float, window: float) -> tuple[float, float]:

@@ -91,7 +91,8 @@ def render(
                         else:
                             boxes = follower.step(rgb, t)
                         drawn = av.VideoFrame.from_ndarray(_even(draw_boxes(rgb, _items(boxes))), format="rgb24")
-                        drawn.pts, drawn.time_base = frame.pts, frame.time_base
+                        drawn.time_base = vs.time_base
+                        drawn.pts = frame.pts if frame.pts is not None else round(t / vs.time_base)
                         out.mux(ov.encode(drawn))
                         frames.append({"index": len(frames), "time_s": t, "boxes": boxes})
                         if on_frame:
@@ -100,8 +101,11 @@ def render(
                 error = f"decoding stopped after {len(frames)} frames: {' '.join(str(e).split())[:120]}"
             out.mux(ov.encode())
             out.mux(oa.encode())
-        finally:
+        except BaseException:  # Ctrl-C or a failure: no half-written video is left behind
             out.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        out.close()
     if not frames:
         tmp.unlink(missing_ok=True)
         raise VideoError(f"video {info.path} has no decodable frame: the file is damaged or truncated")
