@@ -27,6 +27,12 @@ RequestTimeoutOpt = Annotated[
     Optional[float],
     typer.Option(min=0.001, help="--backend openai: seconds one request may take before it is retried (default 300)."),
 ]
+RetryBackoffOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        min=0.0, help="--backend openai: seconds before the first retry, doubling (with jitter) after (default 1)."
+    ),
+]
 
 
 def served_options(
@@ -35,6 +41,7 @@ def served_options(
     api_key_env: str | None,
     max_retries: int | None,
     request_timeout: float | None,
+    retry_backoff: float | None = None,
 ) -> dict:
     """The resolve_backend options of `--backend openai`; BackendError when given to another backend."""
     given = {
@@ -42,6 +49,7 @@ def served_options(
         "--api-key-env": api_key_env,
         "--max-retries": max_retries,
         "--request-timeout": request_timeout,
+        "--retry-backoff": retry_backoff,
     }
     if backend != "openai":
         used = [flag for flag, value in given.items() if value not in (None, [])]
@@ -53,4 +61,5 @@ def served_options(
         "api_key_env": api_key_env,
         "max_retries": max_retries,
         "request_timeout": request_timeout,
+        "backoff_base": retry_backoff,
     }

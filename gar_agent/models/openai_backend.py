@@ -26,6 +26,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -108,6 +109,11 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
 
 
+def _close_clients(clients: list[httpx.Client]) -> None:
+    for client in clients:
+        client.close()
+
+
 @dataclass
 class _Server:
     url: str
@@ -164,6 +170,8 @@ class ChatOpenAIServed(BaseChatModel):
                 http_client=httpx.Client(limits=limits, timeout=self.request_timeout),
             )
             self._servers.append(_Server(url=url, chat=chat))
+        # close the pools when the model goes away (a CLI run, a test), not only on close()
+        weakref.finalize(self, _close_clients, [s.chat.http_client for s in self._servers])
 
     @property
     def _llm_type(self) -> str:
@@ -284,6 +292,7 @@ def from_options(
     api_key_env: str | None = None,
     max_retries: int | None = None,
     request_timeout: float | None = None,
+    backoff_base: float | None = None,
     **extra: Any,
 ) -> ChatOpenAIServed:
     """Build the served model from command-line options; BackendError (one line) for bad ones."""
@@ -310,4 +319,6 @@ def from_options(
         options["max_retries"] = max_retries
     if request_timeout is not None:
         options["request_timeout"] = request_timeout
+    if backoff_base is not None:
+        options["backoff_base"] = backoff_base
     return ChatOpenAIServed(**options)

@@ -1,0 +1,401 @@
+"""`--backend openai` against a real chat-completions server on 127.0.0.1 (tests/openai_stub.py).
+
+What the server receives (content parts, `n`, sampling, system turns, headers, key), what comes
+back (answers, usage with cached tokens), the faults (500, 429 with Retry-After, timeouts, slow
+answers, malformed bodies, dropped connections) and what `gar eval` makes of them: retries within
+a call, a failed sample when they run out, a re-run that redoes exactly the failed samples, a kill
+and resume that neither loses nor repeats a finished sample, and at most W samples in flight.
+Backoffs are milliseconds here (`backoff_base`, `--retry-backoff`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+from gar_agent.calls import Request, ask
+from gar_agent.cli.app import main
+from gar_agent.media import load_media
+from gar_agent.models.faults import is_backend_fault
+from gar_agent.models.openai_backend import ChatOpenAIServed, qwen_resize, retry_after_s
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from openai_stub import Fault, StubServer, audio_key, dead_url, make_samples  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+# per sample with the stub's default answers (av 0.3 < tau_av): audio, boxes, analyze (n=5), refine
+CALLS_PER_SAMPLE = 4
+
+
+@pytest.fixture
+def servers():
+    """Start StubServers on demand; all are stopped after the test."""
+    started: list[StubServer] = []
+
+    def start(**kwargs) -> tuple[StubServer, str]:
+        server = StubServer(**kwargs)
+        url = server.start()
+        started.append(server)
+        return server, url
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    """Twelve generated single-source clips: (frames, audio, gt)."""
+    return make_samples(tmp_path_factory.mktemp("clips"), 12)
+
+
+@pytest.fixture(scope="module")
+def clip(bench):
+    """The first clip decoded."""
+    frames, audio, _ = bench
+    return load_media(frames / "s0000.jpg", audio / "s0000.wav")
+
+
+def served(url: str | list[str], **kwargs) -> ChatOpenAIServed:
+    """The served model with millisecond backoffs."""
+    urls = url if isinstance(url, list) else [url]
+    return ChatOpenAIServed(model="stub-model", base_urls=urls, **{"backoff_base": 0.001, **kwargs})
+
+
+def data_args(dataset: str, data, out: Path) -> list:
+    """gar eval's data options: dataset, frames, audio, GT and the output folder."""
+    frames, audio, gt = data
+    return ["eval", "--dataset", dataset, "--frames", frames, "--audio", audio, "--gt", gt, "--out", out]
+
+
+def eval_args(bench, out: Path, url: str | list[str], *extra) -> list[str]:
+    """A gar eval command line against the given server(s)."""
+    urls = [url] if isinstance(url, str) else url
+    args = data_args("vggss-single", bench, out)
+    args += ["--backend", "openai", "--model", "stub-model", "--retry-backoff", "0.001", "--no-vis"]
+    for u in urls:
+        args += ["--base-url", u]
+    return [str(a) for a in [*args, *extra]]
+
+
+def sample_keys(bench) -> dict[str, str]:
+    """Clip key (what the stub records) -> sample id."""
+    frames, audio, _ = bench
+    return {audio_key(load_media(f, audio / f"{f.stem}.wav").audio_bytes): f.stem for f in sorted(frames.glob("*.jpg"))}
+
+
+# --------------------------------------------------------------------------- what is sent and received
+
+
+def test_request_carries_media_parts_samples_and_sampling(servers, clip):
+    stub, url = servers(cached_tokens=600)
+    call = ask(
+        served(url), clip, Request("analyze", 0, "analyze.txt", "Judge the box.", temperature=0.4, top_p=0.9, n=5)
+    )
+    assert call.error is None and len(call.answers) == 5 and json.loads(call.answers[0])["av_consistency"] == 0.3
+    (seen,) = stub.requests()  # the five votes are one request with n
+    body = seen.body
+    assert (body["model"], body["n"], body["temperature"], body["top_p"]) == ("stub-model", 5, 0.4, 0.9)
+    assert body["max_completion_tokens"] == 512 and body["stream"] is False
+    (message,) = body["messages"]
+    assert message["role"] == "user"
+    image, audio, text = message["content"]
+    assert image == {
+        "type": "image_url",
+        "image_url": {"url": "data:image/jpeg;base64," + base64.b64encode(clip.image_bytes).decode()},
+    }
+    assert audio == {
+        "type": "input_audio",
+        "input_audio": {"data": base64.b64encode(clip.audio_bytes).decode(), "format": "wav"},
+    }
+    assert text == {"type": "text", "text": "Judge the box."}
+    assert (seen.stage, seen.source) == ("analyze", "0")
+    assert seen.headers["authorization"] == "Bearer EMPTY"
+    # usage is the request's, counted once for the five samples; cached prompt tokens come through
+    assert (call.usage.model_calls, call.usage.input_tokens, call.usage.output_tokens) == (1, 1000, 50)
+    assert call.usage.cached_input_tokens == 600
+
+
+def test_greedy_audio_only_call_sends_no_n_and_temperature_zero(servers, clip):
+    stub, url = servers()
+    call = ask(served(url), clip, Request("audio", None, "audio.txt", "Name the sound.", media=("audio",)))
+    assert call.error is None and len(call.answers) == 1
+    body = stub.requests()[0].body
+    assert body["temperature"] == 0.0 and "n" not in body and "top_p" not in body
+    assert [p["type"] for p in body["messages"][0]["content"]] == ["input_audio", "text"]
+
+
+def test_system_turn_history_and_api_key(servers, clip, monkeypatch):
+    stub, url = servers()
+    monkeypatch.setenv("MY_KEY", "sk-test")
+    from gar_agent.models.openai_backend import from_options
+
+    model = from_options("stub-model", [url], api_key_env="MY_KEY")
+    question = HumanMessage(content=[clip.image_block(), {"type": "text", "text": "Box it."}])
+    reply = model.invoke(
+        [SystemMessage("You localize sounds."), question, AIMessage("not json"), HumanMessage("JSON only.")]
+    )
+    assert isinstance(reply, AIMessage)
+    seen = stub.requests()[0]
+    assert [m["role"] for m in seen.body["messages"]] == ["system", "user", "assistant", "user"]
+    assert seen.body["messages"][0]["content"] == "You localize sounds."
+    assert seen.body["messages"][2]["content"] == "not json"
+    assert seen.headers["authorization"] == "Bearer sk-test"
+    assert "x-gar-stage" not in seen.headers  # a plain invoke is not a GAR stage
+
+
+def test_qwen_frame_matches_the_processor_resize():
+    # Qwen's processor turns 320x240 into 308x252 (docs/ENVIRONMENT.md); tiny and huge images keep the area bounds
+    assert qwen_resize(320, 240) == (308, 252)
+    w, h = qwen_resize(20, 10)
+    assert w % 28 == 0 and h % 28 == 0 and w * h >= 3136
+    w, h = qwen_resize(8000, 6000)
+    assert w % 28 == 0 and h % 28 == 0 and w * h <= 12845056
+    assert ChatOpenAIServed(model="Qwen/Qwen2.5-Omni-7B", base_urls=["http://x/v1"]).model_frame(320, 240) == (308, 252)
+    assert ChatOpenAIServed(model="stub-model", base_urls=["http://x/v1"]).model_frame(320, 240) == (320, 240)
+
+
+def test_retry_after_forms():
+    import httpx
+
+    assert retry_after_s(httpx.Response(429, headers={"Retry-After": "2"})) == 2.0
+    assert retry_after_s(httpx.Response(429, headers={"retry-after-ms": "250"})) == 0.25
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"  # in the past: no wait
+    assert retry_after_s(httpx.Response(503, headers={"Retry-After": date})) == 0.0
+    assert retry_after_s(httpx.Response(503, headers={"Retry-After": "soon"})) is None
+    assert retry_after_s(httpx.Response(503)) is None
+
+
+# --------------------------------------------------------------------------- faults within a call
+
+
+def test_transient_faults_are_retried_until_an_answer(servers, clip):
+    plan = iter([Fault("status", 500), Fault("status", 503), Fault("reset"), Fault("slow", seconds=1.0), None])
+    stub, url = servers(fault=lambda seen: next(plan, None))
+    model = served(url, request_timeout=0.3)
+    call = ask(model, clip, Request("generate", None, "generate.txt", "Box it."))
+    assert call.error is None and json.loads(call.answers[0])["bbox"] == [4, 4, 28, 40]
+    kinds = [s.fault.kind if s.fault else None for s in stub.requests()]
+    assert kinds == ["status", "status", "reset", "slow", None]
+    assert call.usage.model_calls == 1  # one call, whatever it took
+    assert model.server_stats()[0] | {"url": None} == {"url": None, "sent": 5, "failed": 4, "in_flight": 0}
+
+
+def test_retry_after_is_honoured_and_capped(servers, clip):
+    plan = iter([Fault("status", 429, retry_after="0.3"), None, Fault("status", 429, retry_after="30"), None])
+    stub, url = servers(fault=lambda seen: next(plan, None))
+    model = served(url, backoff_max=0.2)
+    ask(model, clip, Request("audio", None, "audio.txt", "Name it.", media=("audio",)))
+    first, second = stub.requests()
+    assert second.start - first.end >= 0.2  # waited for Retry-After (capped at backoff_max = 0.2)
+    start = time.perf_counter()
+    ask(model, clip, Request("audio", None, "audio.txt", "Name it.", media=("audio",)))
+    assert 0.2 <= time.perf_counter() - start < 5  # "30 s" was capped at backoff_max
+
+
+def test_a_fault_that_persists_fails_the_call_after_the_retries(servers, clip):
+    stub, url = servers(fault=lambda seen: Fault("status", 503))
+    call = ask(served(url, max_retries=2), clip, Request("refine", 0, "refine.txt", "Refine."))
+    assert len(stub.requests()) == 3 and call.answers == []
+    assert call.error.startswith("BackendUnavailable: ") and "HTTP 503" in call.error and "attempt 3 of 3" in call.error
+    assert is_backend_fault(call.error)
+
+
+@pytest.mark.parametrize("kind", ["malformed", "no_choices"])
+def test_a_malformed_body_is_an_error_for_that_call_not_a_crash(servers, clip, kind):
+    stub, url = servers(fault=lambda seen: Fault(kind))
+    call = ask(served(url), clip, Request("generate", None, "generate.txt", "Box it."))
+    assert len(stub.requests()) == 1  # not retried: the server did answer
+    assert call.error.startswith("MalformedResponse: ") and "malformed body" in call.error
+    assert is_backend_fault(call.error)
+
+
+def test_refusals_are_not_retried(servers, clip):
+    stub, url = servers(fault=lambda seen: Fault("status", 400))
+    call = ask(served(url), clip, Request("generate", None, "generate.txt", "Box it."))
+    assert len(stub.requests()) == 1 and "refused the request: HTTP 400" in call.error
+    assert not is_backend_fault(call.error)  # this request is what the server rejects: a re-run would repeat it
+    stub.fault = lambda seen: Fault("status", 401)
+    call = ask(served(url), clip, Request("generate", None, "generate.txt", "Box it."))
+    assert call.error.startswith("BackendRefused: ") and is_backend_fault(call.error)
+
+
+# --------------------------------------------------------------------------- several servers
+
+
+def test_requests_spread_over_servers_and_skip_a_dead_one(servers, clip):
+    a, url_a = servers(latency=0.05)
+    b, url_b = servers(latency=0.05)
+    model = served([url_a, dead_url(), url_b])
+    threads = [
+        threading.Thread(target=lambda: ask(model, clip, Request("audio", None, "a.txt", "x", media=("audio",))))
+        for _ in range(12)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stats = {s["url"]: s for s in model.server_stats()}
+    assert len(a.requests()) + len(b.requests()) == 12  # every call answered once
+    assert min(len(a.requests()), len(b.requests())) >= 4  # the least loaded took turns
+    dead = next(s for url, s in stats.items() if url not in (url_a, url_b))
+    assert dead["failed"] == dead["sent"] >= 1 and all(s["in_flight"] == 0 for s in stats.values())
+
+
+# --------------------------------------------------------------------------- gar eval
+
+
+def _metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def _check_complete(out: Path, ids: list[str]) -> None:
+    """Every sample stored once, succeeded, with exactly the calls and votes of one run."""
+    assert sorted(p.stem for p in (out / "samples").glob("*.json")) == ids
+    for sid in ids:
+        doc = json.loads((out / "samples" / f"{sid}.json").read_text())
+        assert doc["result"]["error"] is None, sid
+        assert doc["result"]["usage"]["model_calls"] == CALLS_PER_SAMPLE, sid
+        assert doc["result"]["sources"][0]["analysis"]["n_votes"] == 5, sid
+
+
+def test_eval_under_random_faults_loses_and_doubles_nothing(servers, bench, tmp_path):
+    rng = random.Random(7)
+    lock = threading.Lock()
+    faults = [Fault("status", 500), Fault("status", 429, retry_after="0.01"), Fault("reset"), Fault("slow", seconds=1)]
+
+    def fault(seen):
+        with lock:
+            return rng.choice(faults) if rng.random() < 0.3 else None
+
+    stub, url = servers(latency=0.01, fault=fault)
+    out = tmp_path / "out"
+    code = main(eval_args(bench, out, url, "--workers", "4", "--max-retries", "10", "--request-timeout", "0.5"))
+    m = _metrics(out)
+    assert code == 0 and (m["n_total"], m["n_failed"]) == (12, 0)
+    _check_complete(out, [f"s{i:04d}" for i in range(12)])
+    faulted = [s for s in stub.requests() if s.fault is not None]
+    assert len(faulted) > 5  # the faults did happen
+    # one clean answer per call of each sample (a slow answer comes after the client gave up on it)
+    per_clip = Counter(s.clip for s in stub.requests() if s.fault is None)
+    assert sorted(per_clip.values()) == [CALLS_PER_SAMPLE] * 12
+
+
+def test_a_failed_sample_is_recorded_and_only_it_is_rerun(servers, bench, tmp_path):
+    keys = sample_keys(bench)
+    bad = next(k for k, sid in keys.items() if sid == "s0003")
+    stub, url = servers(fault=lambda seen: Fault("status", 503) if seen.clip == bad else None)
+    out = tmp_path / "out"
+    args = eval_args(bench, out, url, "--workers", "3", "--max-retries", "1")
+    assert main(args) == 0  # one failed sample does not stop the benchmark
+    m = _metrics(out)
+    assert (m["n_total"], m["n_failed"]) == (12, 1)
+    (failed,) = m["failed"]
+    assert failed["id"] == "s0003" and "BackendUnavailable: " in failed["error"] and "HTTP 503" in failed["error"]
+    trace = json.loads((out / "traces" / "s0003" / "trace.json").read_text())
+    assert "BackendUnavailable" in json.dumps(trace)  # the call's error is in the trace
+    stub.fault = None  # the server recovers; the same command again redoes s0003 and nothing else
+    stub.reset_record()
+    assert main(args) == 0
+    assert set(stub.clips()) == {bad} and len(stub.requests()) == CALLS_PER_SAMPLE
+    assert _metrics(out)["n_failed"] == 0
+    _check_complete(out, [f"s{i:04d}" for i in range(12)])
+
+
+def test_kill_and_resume_neither_loses_nor_repeats_a_sample(servers, bench, tmp_path):
+    stub, url = servers(latency=0.05)
+    out = tmp_path / "out"
+    args = eval_args(bench, out, url, "--workers", "2")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "gar_agent", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while len(list((out / "samples").glob("s*.json"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait()
+    finished = sorted(p.stem for p in (out / "samples").glob("s*.json"))
+    assert 3 <= len(finished) < 12, finished
+    keys = {sid: key for key, sid in sample_keys(bench).items()}
+    stub.reset_record()
+    assert main(args) == 0
+    again = set(stub.clips())
+    assert not again & {keys[sid] for sid in finished}  # nothing finished is asked again
+    assert len(again) == 12 - len(finished)
+    _check_complete(out, [f"s{i:04d}" for i in range(12)])
+
+
+def test_at_most_w_samples_in_flight(servers, bench, tmp_path):
+    stub, url = servers(latency=0.05)
+    assert main(eval_args(bench, tmp_path / "out", url, "--workers", "4")) == 0
+    assert stub.max_clips_in_flight == 4  # kept busy, never more
+    assert len(stub.clips()) == 12
+
+
+def test_duet_sources_run_their_calls_concurrently(servers, tmp_path):
+    duet = make_samples(tmp_path / "duet", 1, sources=2)
+    stub, url = servers(sources=2, latency=0.2)
+    args = data_args("vggss-duet", duet, tmp_path / "o")
+    args += ["--backend", "openai", "--base-url", url, "--model", "stub-model", "--no-vis"]
+    assert main([str(a) for a in args]) == 0
+    analyze = stub.requests("analyze")
+    assert sorted(s.source for s in analyze) == ["0", "1"]
+    first, second = sorted(analyze, key=lambda s: s.start)
+    assert second.start < first.end  # both sources' votes were in flight at once
+    assert stub.max_in_flight == 2
+
+
+# --------------------------------------------------------------------------- bad options
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "--backend openai needs --base-url URL"),
+        (["--base-url", "ftp://x"], "--base-url 'ftp://x' is not an http(s) URL"),
+        (["--base-url", "http://x/v1", "--api-key-env", "GAR_TEST_UNSET_KEY"], "GAR_TEST_UNSET_KEY: that environment"),
+    ],
+)
+def test_bad_serving_options_are_one_line_errors(bench, tmp_path, capsys, extra, message):
+    args = data_args("vggss-single", bench, tmp_path / "o")
+    code = main([str(a) for a in [*args, "--backend", "openai", "--model", "m", *extra]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("gar: error: ") and message in err and err.count("\n") == 1
+
+
+def test_serving_flags_with_another_backend_are_refused(bench, tmp_path, capsys):
+    frames, audio, _ = bench
+    args = [
+        "run",
+        frames / "s0000.jpg",
+        audio / "s0000.wav",
+        "--backend",
+        "scripted:x.json",
+        "--base-url",
+        "http://x/v1",
+    ]
+    code = main([str(a) for a in args])
+    err = capsys.readouterr().err
+    assert code == 2 and "gar: error: --base-url is for --backend openai, not --backend scripted:x.json" in err
+
+
+def test_gar_run_against_a_server(servers, bench, tmp_path, capsys):
+    stub, url = servers(cached_tokens=900)
+    frames, audio, _ = bench
+    args = ["run", frames / "s0001.jpg", audio / "s0001.wav", "--backend", "openai", "--base-url", url]
+    args += ["--model", "stub-model", "--json", "--out", tmp_path / "o", "--trace-dir", tmp_path / "traces"]
+    code = main([str(a) for a in args])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["error"] is None and result["sources"][0]["box"] == [4, 4, 28, 40]
+    assert result["usage"]["model_calls"] == CALLS_PER_SAMPLE and result["usage"]["cached_input_tokens"] == 900 * 4
+    assert [s.stage for s in stub.requests()] == ["audio", "generate", "analyze", "refine"]
