@@ -46,8 +46,10 @@ def tone(t: np.ndarray, switch_s: float) -> np.ndarray:
     return (0.5 * np.where(t < switch_s, np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 880 * t))).astype(np.float32)
 
 
-def make_video(path: Path, seconds: float = 3.0, audio: bool = True, rotate: int | None = None) -> Path:
-    """A test video: the moving square, and the tone switching at seconds/2."""
+def make_video(
+    path: Path, seconds: float = 3.0, audio: bool = True, rotate: int | None = None, silent_until: float = 0.0
+) -> Path:
+    """A test video: the moving square, and the tone switching at seconds/2 (silence before `silent_until`)."""
     c = av.open(str(path), "w")
     vs = c.add_stream("libx264", rate=FPS)
     vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
@@ -64,6 +66,7 @@ def make_video(path: Path, seconds: float = 3.0, audio: bool = True, rotate: int
     c.mux(vs.encode())
     if audio:
         wave = tone(np.arange(round(seconds * RATE)) / RATE, seconds / 2)
+        wave[: round(silent_until * RATE)] = 0.0
         for s in range(0, wave.size, 1024):
             chunk = av.AudioFrame.from_ndarray(wave[None, s : s + 1024], format="flt", layout="mono")
             chunk.sample_rate, chunk.pts = RATE, s
@@ -86,6 +89,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
         "mute": make_video(d / "mute.mp4", audio=False),
         "short": make_video(d / "short.mkv", seconds=0.3),
         "rotated": make_video(d / "rotated.mov", rotate=90),
+        "late": make_video(d / "late.mkv", silent_until=1.2),
     }
     data = out["plain"].read_bytes()
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
@@ -411,3 +415,29 @@ def test_track_short_video_and_bad_input(videos, tmp_path, capsys):
     for name, message in [("mute", "no audio track"), ("corrupt", "could not be opened")]:
         code, _, err = gar(capsys, "track", videos[name], "--out", tmp_path / name, "--backend", f"scripted:{script}")
         assert code == 2 and err.startswith("gar: error: ") and message in err
+
+
+def test_track_failed_times_are_listed_and_retried(videos, tmp_path, capsys):
+    out = tmp_path / "late"
+    args = ["track", videos["late"], "--every", 1, "--window", 1, "--out", out, "--n-votes", 2]
+    code, stdout, err = gar(capsys, *args, "--backend", f"scripted:{script_for(tmp_path)}")
+    assert code == 0, err
+    timeline = json.loads((out / "timeline.json").read_text())
+    first, *rest = timeline["times"]
+    assert first["status"] == "failed" and "is silent from 0 to 1 s" in first["error"]
+    assert "time 0 s failed" in err
+    assert [e["status"] for e in rest] == ["analysed"] + ["reused"] * (len(rest) - 1)
+    frames = timeline["frames"]
+    assert len(frames) == 30
+    assert all(f["boxes"] == [] for f in frames[:10])  # nothing found yet: nothing drawn
+    assert [f["boxes"][0]["origin"] for f in frames[10:12]] == ["analysis", "tracker"]
+    # a model that never gives a usable box: every time fails, exit 1, and the next run tries again
+    bad = write_script(tmp_path / "bad.json", audio=['{"audio_class": "beep", "audio_confidence_score": 0.9}'],
+                       generate=["no box here"])  # fmt: skip
+    out = tmp_path / "bad"
+    code, _, err = gar(capsys, "track", videos["plain"], "--every", 2, "--out", out, "--backend", f"scripted:{bad}")
+    assert code == 1 and "no time could be analysed" in err
+    statuses = [e["status"] for e in json.loads((out / "timeline.json").read_text())["times"]]
+    assert statuses == ["failed", "failed"]
+    code, stdout, _ = gar(capsys, "track", videos["plain"], "--every", 2, "--out", out, "--backend", f"scripted:{bad}")
+    assert code == 1 and "(0 from an earlier run)" in stdout

@@ -9,7 +9,7 @@ The folder (`--out`)::
     <video>.tracked.mp4     the annotated video with the original audio
     timeline.json           per time: sources, boxes, classes, gate decisions; per frame: drawn boxes
 
-Times already in `times/` are not run again, so an interrupted command continues where it stopped;
+Times already in `times/` are not run again (failed ones are), so an interrupted command continues;
 the video and the timeline are written again from all times at the end (one cheap pass).
 """
 
@@ -134,7 +134,7 @@ def track(
     entries, previous, resumed = [], None, 0
     for i, t in enumerate(times):
         entry = read_entry(folder.entry(t))
-        if entry is None:
+        if entry is None or entry["status"] == "failed":  # a failure may be passing (a model error): try again
             entry = analyser.analyse(t, run_id(t), previous)
             atomic_write(folder.entry(t), json.dumps(entry, indent=1) + "\n")
         else:
