@@ -158,8 +158,8 @@ function analysisView(a) {
 function gateView(g) {
   if (!g) return null;
   const row = (name, value, rule, ok, thresholdName, threshold) => h("tr", {},
-    h("td", {}, name), h("td", { class: "num", "data-gate": name, "data-value": value }, fmt(value)),
-    h("td", {}, rule, threshold === undefined ? "" : h("span", { "data-gate": thresholdName, "data-value": threshold }, fmt(threshold))),
+    h("td", {}, name), h("td", { class: "num", "data-gate": name, "data-value": JSON.stringify(value) }, fmt(value)),
+    h("td", {}, rule, threshold === undefined ? "" : h("span", { "data-gate": thresholdName, "data-value": JSON.stringify(threshold) }, fmt(threshold))),
     h("td", {}, h("span", { class: "pill " + (ok ? "pass" : "fail") }, ok ? "pass" : "fail")));
   return h("div", {}, h("h3", {}, "Gate"), table(["value", "", "must be", ""], [
     row("keep", g.keep, "true", g.keep),
