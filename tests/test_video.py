@@ -412,6 +412,16 @@ def test_track_short_video_and_bad_input(videos, tmp_path, capsys):
     timeline = json.loads((tmp_path / "s" / "timeline.json").read_text())
     assert [e["t"] for e in timeline["times"]] == [0.0] and len(timeline["frames"]) == 3
     assert len(decode_all(tmp_path / "s" / "short.tracked.mp4")[0]) == 3
+    # a rotated video comes out upright, with no rotation left in the metadata
+    code, _, err = gar(
+        capsys, "track", videos["rotated"], "--every", 5, "--out", tmp_path / "r", "--backend", f"scripted:{script}"
+    )
+    assert code == 0, err
+    with av.open(str(tmp_path / "r" / "rotated.tracked.mp4")) as c:
+        first = next(c.decode(video=0))
+        assert (first.width, first.height, first.rotation) == (H, W, 0)
+        shown = first.to_ndarray(format="rgb24")
+    assert np.abs(shown[80:, :].astype(int) - np.rot90(draw(0))[80:, :]).mean() < 4  # below the drawn box
     for name, message in [("mute", "no audio track"), ("corrupt", "could not be opened")]:
         code, _, err = gar(capsys, "track", videos[name], "--out", tmp_path / name, "--backend", f"scripted:{script}")
         assert code == 2 and err.startswith("gar: error: ") and message in err
