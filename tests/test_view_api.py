@@ -365,6 +365,27 @@ def test_export_writes_one_self_contained_file(runs, tmp_path, example, capsys):
     assert data["media"]["audio"].startswith("data:audio/wav;base64,") and len(data["waveform"]["min"]) == 600
 
 
+def test_one_run_served_alone_by_folder_or_trace_file(runs):
+    for path in (runs / "duet", runs / "duet" / "trace.json"):
+        folder = Folder.open(path)
+        assert folder.mode == "run" and folder.root == (runs / "duet").resolve()
+        c = TestClient(create_app(folder, warm=False))
+        assert [r["id"] for r in c.get("/api/runs").json()["rows"]] == ["duet"]
+        assert c.get("/api/run", params={"ref": "."}).json()["run_id"] == "duet"
+        assert c.get("/api/run", params={"ref": "../single-skip"}).status_code == 404  # a sibling is outside
+
+
+def test_an_exported_evaluation_sample_carries_its_ground_truth(evaluation, tmp_path):
+    out = tmp_path / "a.html"
+    assert main(["view", "--export", str(out), str(evaluation / "traces" / "a")]) == 0
+    data = json.loads(out.read_text().split('id="gar-data">')[1].split("</script>")[0])
+    assert data["run"]["gt"] == [[56, 56, 167, 167]]
+    assert all(
+        {"kind": "gt", "source": None, "box": [56, 56, 167, 167], "label": "GT"} in s["boxes"]
+        for s in data["run"]["steps"]
+    )
+
+
 def test_view_command_errors_are_one_line(runs, tmp_path, capsys):
     assert main(["view", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err

@@ -31,8 +31,13 @@ def export_run(run: str | Path, out: str | Path) -> Path:
         found = media.locate(trace, trace_file, folder.root, kind)
         embedded[kind] = _data_uri(*found) if found else None
     audio = media.locate(trace, trace_file, folder.root, "audio")
+    # a run of a `gar eval` folder (OUT/traces/<id>) is exported with its sample's ground truth
+    gt = None
+    if folder.root.parent.name == "traces" and (folder.root.parent.parent / "eval.json").is_file():
+        evaluation = Folder(folder.root.parent.parent, "eval")
+        gt = evaluation.sample_gt(f"traces/{folder.root.name}", trace)
     data = {
-        "run": run_document(trace, "."),
+        "run": run_document(trace, ".", gt),
         "media": embedded,
         "waveform": media.waveform(audio[0]) if audio else None,
     }

@@ -457,6 +457,7 @@ def run_document(trace: Trace, ref: str, gt: list[list[int]] | None = None) -> d
         boxes += [
             {"kind": "current", "source": i, "box": current[i], "label": classes.get(i, "")} for i in sorted(current)
         ]
+        boxes += [{"kind": "gt", "source": None, "box": box, "label": "GT"} for box in gt or []]
         steps.append(
             {
                 "index": step.index,
