@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 
 from gar_agent.media import Media
 from gar_agent.nodes.context import GarContext
+from gar_agent.nodes.generate import initial_state
 from gar_agent.prompts import PromptSet
 from gar_agent.result import result_document
 from gar_agent.state import RunState, Settings
@@ -41,16 +42,6 @@ class RunOutcome:
     steps: list[Step] = field(default_factory=list)
     thread_id: str = ""
     wall_s: float = 0.0
-
-
-def initial_state(media: Media, settings: Settings, model: BaseChatModel) -> RunState:
-    """The state a run starts from; the model's coordinate frame is fixed here, once."""
-    image = media.image_info.model_copy()
-    frame = getattr(model, "model_frame", None)
-    # The released code reads answers as original-image pixels; only protocol gar speaks the model's frame.
-    if callable(frame) and settings.protocol == "gar":
-        image.model_width, image.model_height = frame(image.width, image.height)
-    return RunState(settings=settings, image=image, audio=media.audio_info)
 
 
 def run_clip(

@@ -244,9 +244,9 @@ def merge_sources(left: list[SourceRecord], right: list[SourceRecord]) -> list[S
 class RunState(BaseModel):
     """The run: inputs and settings, Generate's record, and one record per source."""
 
-    settings: Settings
-    image: ImageInfo
-    audio: AudioInfo
+    settings: Settings = Field(default_factory=Settings)
+    image: ImageInfo | None = Field(None, description="The frame; filled from the run's media when not given.")
+    audio: AudioInfo | None = Field(None, description="The audio; filled from the run's media when not given.")
     generate: GenerateRecord | None = None
     sources: Annotated[list[SourceRecord], merge_sources] = Field(default_factory=list)
     error: str | None = Field(None, description="Why the run ended early, if it did.")

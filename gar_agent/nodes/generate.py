@@ -14,9 +14,24 @@ from langgraph.runtime import Runtime
 
 from gar_agent import protocols
 from gar_agent.nodes.context import GarContext
-from gar_agent.state import RunState
+from gar_agent.state import RunState, Settings
+
+
+def initial_state(media, settings: Settings, model) -> RunState:
+    """The state a run starts from; the model's coordinate frame is fixed here, once."""
+    image = media.image_info.model_copy()
+    frame = getattr(model, "model_frame", None)
+    # The released code reads answers as original-image pixels; only protocol gar speaks the model's frame.
+    if callable(frame) and settings.protocol == "gar":
+        image.model_width, image.model_height = frame(image.width, image.height)
+    return RunState(settings=settings, image=image, audio=media.audio_info)
 
 
 def generate(state: RunState, runtime: Runtime[GarContext]) -> dict:
     """Boxes and sound classes for the K sources, as the run's protocol asks for them."""
-    return protocols.protocol(state.settings.protocol).generate(state, runtime.context)
+    ctx, inputs = runtime.context, {}
+    if state.image is None or state.audio is None:  # started from a run configuration (LangGraph's server)
+        start = initial_state(ctx.media, state.settings, ctx.model)
+        inputs = {"image": start.image, "audio": start.audio}
+        state = state.model_copy(update=inputs)
+    return {**inputs, **protocols.protocol(state.settings.protocol).generate(state, ctx)}

@@ -1,0 +1,72 @@
+"""The graphs run from LangGraph's own server (`langgraph dev`, what Studio talks to) on a run configuration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sdk = pytest.importorskip("langgraph_sdk", reason="langgraph-cli[inmem] (the dev extra) is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(tmp_path):
+    cli = shutil.which("langgraph", path=str(Path(sys.executable).parent))
+    if cli is None:
+        pytest.skip("the langgraph CLI is not installed")
+    # the project's own langgraph.json, with paths made absolute so the server's files stay in tmp_path
+    spec = json.loads((ROOT / "langgraph.json").read_text())
+    spec["dependencies"] = [str(ROOT)]
+    spec["graphs"] = {k: str(ROOT / v.removeprefix("./")) for k, v in spec["graphs"].items()}
+    (tmp_path / "langgraph.json").write_text(json.dumps(spec))
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    proc = subprocess.Popen(
+        [cli, "dev", "--port", str(port), "--no-browser", "--no-reload", "--config", "langgraph.json"],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    client = sdk.get_sync_client(url=f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            client.assistants.search(limit=1)
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("langgraph dev did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+    yield client
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_a_run_over_the_server_api_completes_and_its_state_is_readable(server, example):
+    image, audio, script = example
+    names = {a["graph_id"] for a in server.assistants.search(limit=20)}
+    assert {"gar", "adaptive", "no_gate", "no_analysis", "generate_only"} <= names
+    thread = server.threads.create()
+    context = {"backend": f"scripted:{script}", "image": str(image), "audio": str(audio)}
+    server.runs.wait(thread["thread_id"], "gar", input={"settings": {"sources": 2, "n_votes": 3}}, context=context)
+    values = server.threads.get_state(thread["thread_id"])["values"]
+    assert values.get("error") is None, values.get("error")
+    assert values["image"]["path"] == str(image)  # filled from the run configuration's media
+    sources = values["sources"]
+    assert [s["index"] for s in sources] == [0, 1]
+    assert all(s["analysis"]["n_votes"] == 3 and s["gate"] is not None for s in sources)
+    assert all(len(s["box"]) == 4 for s in sources)
