@@ -410,10 +410,16 @@ def test_view_binds_to_localhost_and_prints_the_url(runs):
         lines = [proc.stdout.readline() for _ in range(2)]
         url = lines[1].split("serving at ")[1].split()[0]
         assert url.startswith("http://127.0.0.1:") and int(url.rsplit(":", 1)[1].strip("/")) > 0
+        import urllib.error
         import urllib.request
 
         with urllib.request.urlopen(url + "api/info", timeout=10) as r:
             assert json.loads(r.read())["mode"] == "traces"
+        # a page on another domain name resolved to 127.0.0.1 (DNS rebinding) is not answered
+        rebound = urllib.request.Request(url + "api/runs", headers={"Host": "attacker.example"})
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(rebound, timeout=10)
+        assert e.value.code == 400
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -114,7 +114,9 @@ def test_runs_list_with_error_cards_and_filter(page, url):
     assert cards.count() == 2 and "not a gar trace" in " ".join(cards.all_inner_texts())
     duet = page.locator("tr[data-ref=duet]")
     assert "[38, 70, 128, 215] [190, 80, 318, 205]" in duet.inner_text() and "gar" in duet.inner_text()
-    assert page.locator("tr[data-ref=duet] img.thumb").evaluate("img => img.complete && img.naturalWidth > 0")
+    page.wait_for_function(  # the thumbnail, served by the API, decodes as an image
+        "() => { const i = document.querySelector('tr[data-ref=duet] img.thumb'); return i.complete && i.naturalWidth > 0; }"
+    )
     shot(page, "runs")
     page.fill("[data-testid=runs-filter]", "refined")
     page.wait_for_function("document.querySelectorAll('tr[data-ref]').length === 1")

@@ -11,6 +11,7 @@ import typer
 from gar_agent.cli.common import USER_ERRORS, console, fail
 from gar_agent.paths import TRACES_DIR
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 MISSING_EXTRA = "the viewer needs its extra: pip install -e '.[view]' (starlette, uvicorn)"
 
 
@@ -59,7 +60,9 @@ def view(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"gar view: {folder.mode} {folder.root}", markup=False)
     console.print(f"serving at http://{shown}:{bound}/  (read-only; Ctrl-C stops)", markup=False)
-    server = uvicorn.Server(uvicorn.Config(create_app(folder), log_level="warning"))
+    # on a loopback address only loopback names are answered (no DNS rebinding); a chosen interface answers any
+    hosts = list(LOOPBACK) if host in LOOPBACK else None
+    server = uvicorn.Server(uvicorn.Config(create_app(folder, hosts=hosts), log_level="warning"))
     try:
         server.run(sockets=[sock])
     finally:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -75,8 +77,12 @@ def _guard(handler: Callable) -> Callable:
     return wrapped
 
 
-def create_app(folder: Folder, warm: bool = True) -> Starlette:
-    """The app over one served folder; `warm` indexes every run in the background at start."""
+def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None) -> Starlette:
+    """The app over one served folder; `warm` indexes every run in the background at start.
+
+    `hosts`: the Host headers answered (others get 400), so a web page that rebinds its own domain
+    name to 127.0.0.1 cannot read the runs through the visitor's browser; None answers any.
+    """
 
     async def index(request: Request) -> Response:
         return HTMLResponse(render_page(), headers={"Cache-Control": "no-store"})
@@ -170,4 +176,5 @@ def create_app(folder: Folder, warm: bool = True) -> Starlette:
             threading.Thread(target=folder.warm, name="gar-view-index", daemon=True).start()
         yield
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(TrustedHostMiddleware, allowed_hosts=hosts)] if hosts else []
+    return Starlette(routes=routes, lifespan=lifespan, middleware=middleware)

@@ -289,9 +289,9 @@ async function runsView(params) {
       diffBtn.disabled = picked.size !== 2;
     } });
     return h("tr", { "data-ref": r.ref, class: r.failed ? "err" : "" }, h("td", {}, box),
-      h("td", {}, r.time.replace("T", " ").slice(0, 19)),
+      h("td", { class: "nowrap" }, r.time.replace("T", " ").slice(0, 19)),
       h("td", {}, h("img", { class: "thumb", loading: "lazy", alt: "", src: "api/thumb?ref=" + enc(r.ref) })),
-      h("td", {}, h("a", { href: runHref(r.ref), "data-testid": "run-link" }, r.id.slice(0, 12)), r.kind !== "run" ? ` (${r.kind})` : "", h("div", { class: "muted" }, r.image)),
+      h("td", {}, h("a", { href: runHref(r.ref), "data-testid": "run-link", title: r.id }, r.id.length > 16 ? r.id.slice(0, 12) + "…" : r.id), r.kind !== "run" ? ` (${r.kind})` : "", h("div", { class: "muted" }, r.image)),
       h("td", { class: "num" }, r.k), h("td", { class: "num" }, r.n), h("td", {}, r.graph), h("td", {}, r.protocol),
       h("td", {}, r.failed ? h("span", { class: "pill fail" }, r.run_error) : r.boxes.map(boxText).join(" ")),
       h("td", { class: "num" }, r.refined), h("td", { class: "num" }, fmt(r.calls)), h("td", { class: "num" }, fmt(r.wall_s)));
