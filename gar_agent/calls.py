@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langgraph.config import get_config
 
 from gar_agent.media import Media
 from gar_agent.state import ModelCall, Stage, Usage
@@ -78,6 +79,14 @@ def _usage(messages: list[AIMessage], n_asked: int) -> tuple[int, int, int]:
     return sum(m.get("input_tokens", 0) for m in metas), sum(m.get("output_tokens", 0) for m in metas), cached
 
 
+def _thread_id() -> str | None:
+    """The LangGraph thread this call belongs to (one clip's run), when called inside a graph."""
+    try:
+        return get_config().get("configurable", {}).get("thread_id")
+    except RuntimeError:  # outside a runnable context (a direct call)
+        return None
+
+
 def answer_text(message: BaseMessage) -> str:
     """The text of an answer, whatever content form the model used."""
     content = message.content
@@ -94,7 +103,12 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
         messages = [user_message(media, request)]
     if request.system and not isinstance(messages[0], SystemMessage):
         messages.insert(0, SystemMessage(content=request.system))
-    metadata = {"gar_stage": request.stage, "gar_source": request.source, "gar_template": request.template}
+    metadata = {
+        "gar_stage": request.stage,
+        "gar_source": request.source,
+        "gar_template": request.template,
+        "gar_thread": _thread_id(),
+    }
     record = ModelCall(
         stage=request.stage,
         source=request.source,
@@ -110,22 +124,25 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
     usage = Usage()
     reported: list[float] = []  # model-reported call times (a replay reports the recorded ones)
     start = time.perf_counter()
-    try:
-        while len(record.answers) < request.n:
-            want = request.n - len(record.answers) if batch else 1
+    while len(record.answers) < request.n:
+        want = request.n - len(record.answers) if batch else 1
+        try:
             result = model.generate([messages], metadata=metadata, **_sampling(request, want))
-            gens = [g.message for g in result.generations[0] if hasattr(g, "message")]
-            if not gens:
-                raise RuntimeError("the model returned no answer")
-            record.answers.extend(answer_text(m) for m in gens[:want])
-            if isinstance(gens[0].response_metadata.get("wall_s"), (int, float)):
-                reported.append(float(gens[0].response_metadata["wall_s"]))
-            tokens_in, tokens_out, cached = _usage(gens, want)
-            usage = usage + Usage(
-                model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cached_input_tokens=cached
-            )
-    except Exception as e:  # any model failure ends the run with its message, not a traceback
-        record.error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+        except Exception as e:  # whatever the model raised (any adapter, any server): this call failed
+            record.error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+            break
+        # What follows is our own code: a bug here is a crash with its traceback, not a failed call.
+        gens = [g.message for g in result.generations[0] if hasattr(g, "message")]
+        if not gens:
+            record.error = "the model returned no answer"
+            break
+        record.answers.extend(answer_text(m) for m in gens[:want])
+        if isinstance(gens[0].response_metadata.get("wall_s"), (int, float)):
+            reported.append(float(gens[0].response_metadata["wall_s"]))
+        tokens_in, tokens_out, cached = _usage(gens, want)
+        usage = usage + Usage(
+            model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cached_input_tokens=cached
+        )
     calls_made = usage.model_calls
     measured = time.perf_counter() - start
     usage.wall_s = round(sum(reported) if calls_made and len(reported) == calls_made else measured, 6)

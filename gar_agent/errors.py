@@ -7,3 +7,7 @@ as one `gar: error: ...` line and exits 2; anything else is a bug and keeps its 
 
 class UserError(ValueError):
     """Something the user can fix; the message is one line: what, where, what to do."""
+
+
+class BackendError(UserError):
+    """A --backend value (or its options) that does not give a chat model."""

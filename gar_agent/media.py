@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +19,7 @@ import cv2
 import numpy as np
 import soundfile as sf
 
+from gar_agent.errors import UserError
 from gar_agent.state import AudioInfo, ImageInfo
 
 SAMPLE_RATE = 16_000
@@ -26,7 +28,7 @@ AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg")
 SILENCE = 1e-4  # peak amplitude under which a clip carries no usable sound
 
 
-class MediaError(ValueError):
+class MediaError(UserError):
     """An input file that cannot be used; the message is one line."""
 
 
@@ -147,7 +149,9 @@ def load_audio(path: str | Path, max_seconds: float = 30.0) -> tuple[np.ndarray,
     try:
         audio = decode_audio(data)
     except Exception as e:  # decoders raise many types; all mean the same to the user
-        reason = " ".join(str(e).split())[:120] or type(e).__name__
+        # decoders name the in-memory buffer ("<_io.BytesIO object at 0x...>"): say the file instead
+        reason = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", path.name, " ".join(str(e).split()))
+        reason = reason[:120] or type(e).__name__
         raise MediaError(
             f"audio file {path} could not be decoded ({reason}): give a wav, flac, mp3 or ogg file"
         ) from None

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from langgraph.graph import StateGraph
 
+from gar_agent.errors import UserError
 from gar_agent.paths import GRAPHS_DIR
 
 
-class GraphError(ValueError):
+class GraphError(UserError):
     """A graph name or file that does not give a usable topology."""
 
 

@@ -23,6 +23,7 @@ from gar_agent.cli.common import (
     ModelOpt,
     ProtocolOpt,
     TraceDir,
+    check_votes,
     console,
     err,
     fail,
@@ -40,7 +41,7 @@ from gar_agent.cli.serving import (
 )
 from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
-from gar_agent.prompts import PromptError, PromptSet, protocol_settings
+from gar_agent.prompts import PromptSet, protocol_settings
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
@@ -54,6 +55,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # click's plain help: rich's panels showed every flag as "--json <bool>"
 )
 
 
@@ -85,7 +87,8 @@ def run(
     retry_backoff: RetryBackoffOpt = None,
     graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
     prompts: Annotated[
-        Optional[Path], typer.Option(help="Prompt set: a folder of templates (an imported set for --protocol reference).")
+        Optional[Path],
+        typer.Option(help="Prompt set: a folder of templates (an imported set for --protocol reference)."),
     ] = None,
     protocol: ProtocolOpt = "gar",
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
@@ -99,6 +102,7 @@ def run(
     prefix_cache: PrefixCacheOpt = True,
 ) -> None:
     """Localize the sound sources of IMAGE given AUDIO, showing every step."""
+    check_votes(n_votes, votes_per_call)
     try:
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
@@ -135,7 +139,7 @@ def run(
             checkpointer=checkpointer,
             on_step=step_printer(as_json),
         )
-    except (PromptError, ValueError) as e:
+    except USER_ERRORS as e:  # a bug of ours keeps its traceback
         raise fail(str(e)) from None
     # a video's frame and window are files in --out, overwritten by the next run: keep copies beside the trace
     inputs = {**input_files(media), "video": video.input_file()} if video else None
@@ -194,7 +198,9 @@ def _mount() -> None:
     app.add_typer(data_app, name="data", help="Benchmark data preparation.")
     app.add_typer(trace_app, name="trace", help="Inspect saved runs: list, show, diff.")
     app.add_typer(graph_app, name="graph", help="Graph topologies: show how a graph file wires the nodes.")
-    app.add_typer(prompts_app, name="prompts", help="Prompt sets: import the authors' prompts for --protocol reference.")
+    app.add_typer(
+        prompts_app, name="prompts", help="Prompt sets: import the authors' prompts for --protocol reference."
+    )
     app.command("eval")(eval_command)
     app.command("track")(track_command)
     app.command()(replay)

@@ -30,6 +30,15 @@ EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
+def check_votes(n_votes: int, votes_per_call: int | None) -> None:
+    """--votes-per-call larger than N would silently be N: say so instead."""
+    if votes_per_call is not None and votes_per_call > n_votes:
+        raise fail(
+            f"--votes-per-call {votes_per_call} is more than --n-votes {n_votes}: "
+            f"a call asks at most the N votes of a source; give at most {n_votes}"
+        )
+
+
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print `gar: error: ...` on stderr and return the Exit to raise."""
     err.print(f"gar: error: {message}", markup=False, soft_wrap=True)

@@ -10,7 +10,9 @@ import typer
 from gar_agent.cli.common import fail
 from gar_agent.eval.datasets import DatasetError, make_duet
 
-data_app = typer.Typer(help="Prepare benchmark data.", no_args_is_help=True, add_completion=False)
+data_app = typer.Typer(
+    help="Prepare benchmark data.", no_args_is_help=True, add_completion=False, rich_markup_mode=None
+)
 
 
 @data_app.callback()

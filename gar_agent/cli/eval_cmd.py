@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, ProtocolOpt, console, err, fail
+from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, ProtocolOpt, check_votes, console, err, fail
 from gar_agent.cli.local_model import BatchSizeOpt, PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
@@ -291,6 +292,7 @@ def _run(
         if not folder.is_dir():
             raise fail(f"{flag} folder {folder} not found: give the folder of the benchmark's {flag[2:]}")
     n = _one(n_votes, "--n-votes", int, 1, 64) or DEFAULT_N
+    check_votes(n, votes_per_call)
     t_av = _one(tau_av, "--tau-av", float, 0.0, 1.0)
     t_audio = _one(tau_audio, "--tau-audio", float, 0.0, 1.0)
     wanted = _read_ids(ids) if ids is not None else None
@@ -337,7 +339,9 @@ def _run(
         try:
             serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
             local = local_options(backend, prefix_cache, batch_size)
-            chat = resolve_backend(backend, model, **serving, **local)  # created once, shared by every sample and worker
+            chat = resolve_backend(
+                backend, model, **serving, **local
+            )  # created once, shared by every sample and worker
         except USER_ERRORS as e:
             raise fail(str(e)) from None
         if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
@@ -403,6 +407,8 @@ def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int) -> No
         with progress:
             run_samples(job, todo, workers, on_done)
     except SampleCrash as e:
+        # our graph raised: show where (a bug is never a one-liner), then what is kept
+        traceback.print_exception(e.__cause__ or e, file=sys.stderr)
         raise fail(
             f"{e} ({finished()} finished samples are kept: fix it and run the same command to resume)",
             EXIT_RUN_FAILED,

@@ -10,7 +10,9 @@ import typer
 from gar_agent.cli.common import fail
 from gar_agent.topology import GraphError, load_topology
 
-graph_app = typer.Typer(help="Graph topologies: show how a graph file wires the nodes.", no_args_is_help=True)
+graph_app = typer.Typer(
+    help="Graph topologies: show how a graph file wires the nodes.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @graph_app.callback()

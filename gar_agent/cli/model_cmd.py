@@ -9,7 +9,7 @@ import typer
 
 from gar_agent.cli.common import fail
 
-model_app = typer.Typer(help="Model checkpoint utilities.", no_args_is_help=True)
+model_app = typer.Typer(help="Model checkpoint utilities.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @model_app.callback()

@@ -10,7 +10,7 @@ import typer
 from gar_agent.cli.common import console, fail
 from gar_agent.protocols.importer import PromptImportError, import_prompts
 
-prompts_app = typer.Typer(help="Prompt sets.", no_args_is_help=True)
+prompts_app = typer.Typer(help="Prompt sets.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @prompts_app.callback()

@@ -41,7 +41,7 @@ from gar_agent.trace.store import list_traces, read_trace, resolve_trace, write_
 
 EXIT_MISSING_CALL = 3
 
-trace_app = typer.Typer(no_args_is_help=True)
+trace_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
 RunRef = Annotated[str, typer.Argument(help="A trace file, a run folder, or a run id (prefix) in --trace-dir.")]
 
@@ -55,10 +55,14 @@ def _load(run: str, trace_dir: Path) -> tuple[Trace, Path]:
 
 
 @trace_app.command("list")
-def list_cmd(directory: Annotated[Path, typer.Argument(help="Trace directory.")] = TRACES_DIR) -> None:
+def list_cmd(
+    directory: Annotated[Optional[Path], typer.Argument(help="Trace directory (same as --trace-dir).")] = None,
+    trace_dir: TraceDir = TRACES_DIR,
+) -> None:
     """A table of saved runs."""
+    directory = directory or trace_dir
     if not directory.is_dir():
-        raise fail(f"trace directory {directory} does not exist: give the --trace-dir your runs used")
+        raise fail(f"trace directory {directory} does not exist: give the directory your runs used (--trace-dir DIR)")
     table = Table("run", "time", "image", "K", "N", "final boxes", "gate", "calls", "wall s", title=str(directory))
     for path, trace in list_traces(directory):
         if not isinstance(trace, Trace):
@@ -252,7 +256,7 @@ def replay(
             tau_av=tau_av,
             tau_audio=tau_audio,
         )
-    except (*USER_ERRORS, ValueError) as e:
+    except USER_ERRORS as e:
         raise fail(str(e)) from None
     _save(done, trace, media, topology, prompt_set, out, as_json, trace_dir)
 
@@ -323,7 +327,7 @@ def fork(
             checkpointer=open_checkpointer(checkpoints, trace_dir),
             on_step=step_printer(as_json),
         )
-    except (MissingRecording, *USER_ERRORS, ValueError) as e:
+    except (MissingRecording, *USER_ERRORS) as e:
         raise fail(str(e)) from None
     edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [
         f"source {s} vote {i} -> {a}" for s, i, a in votes

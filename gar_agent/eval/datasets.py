@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel
 
+from gar_agent.errors import UserError
 from gar_agent.media import SAMPLE_RATE as DUET_SR
 from gar_agent.media import decode_audio
 
@@ -35,7 +36,7 @@ DUET_SIDE = 224  # each clip's frame is resized to 224x224 on the 448x224 duet c
 DUET_GT_NAME = "vggss_duet.json"
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A ground-truth or pairs file that cannot be used; the message is one line."""
 
 

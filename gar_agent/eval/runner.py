@@ -25,6 +25,7 @@ from langchain_core.language_models import BaseChatModel
 from pydantic import ValidationError
 
 from gar_agent import __version__
+from gar_agent.errors import UserError
 from gar_agent.eval.datasets import DATASETS, DatasetSpec, Sample
 from gar_agent.eval.metrics import SampleScore, normalize_box, summarize
 from gar_agent.media import Media, MediaError, load_media
@@ -43,7 +44,7 @@ GT_COLOR = (255, 215, 0)  # RGB yellow: apart from the source colours of gar_age
 CHECKED = ("dataset", "settings")
 
 
-class SettingsMismatch(ValueError):
+class SettingsMismatch(UserError):
     """An evaluation folder made with other settings than the ones given; the message is one line."""
 
 

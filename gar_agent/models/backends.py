@@ -17,13 +17,13 @@ from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
+from gar_agent.errors import BackendError
 from gar_agent.models.scripted import ScriptedChatModel
 
 DEFAULT_QWEN = "Qwen/Qwen2.5-Omni-7B"
 
 
-class BackendError(ValueError):
-    """A --backend value that does not give a chat model."""
+__all__ = ["BackendError", "resolve_backend"]  # BackendError lives in gar_agent.errors (a leaf: no import cycle)
 
 
 def resolve_backend(spec: str, model: str | None = None, **options) -> BaseChatModel:

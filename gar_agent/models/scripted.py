@@ -29,11 +29,13 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, PrivateAttr
 
+from gar_agent.errors import UserError
+
 STAGES = ("audio", "generate", "analyze", "refine")
 MEDIA_TOKENS = {"image": 256, "audio": 75}  # rough per-block costs for the estimate
 
 
-class ScriptError(ValueError):
+class ScriptError(UserError):
     """A script file that cannot be used, or a stage it has no answer for."""
 
 
@@ -91,25 +93,30 @@ class ScriptedChatModel(BaseChatModel):
             raise ScriptError(f"script {self.source_name} has no '{stage}' answer for source {source}: add one")
         return entry if isinstance(entry, list) else [entry]
 
-    def next_answer(self, stage: str, source: Any) -> str:
-        """The next scripted answer for a stage and source (the last repeats)."""
+    def next_answer(self, stage: str, source: Any, run: Any = None) -> str:
+        """The next scripted answer for a stage and source in one run (the last repeats).
+
+        Each run (LangGraph thread: one clip, one evaluation sample) consumes the lists from the
+        start, so --ids, --limit or a resumed evaluation give every sample the same answers.
+        """
         answers = self._answers(stage, source)
+        key = (str(run), stage, str(source))
         with self._lock:
-            i = self._cursor.get((stage, str(source)), 0)
-            self._cursor[(stage, str(source))] = i + 1
+            i = self._cursor.get(key, 0)
+            self._cursor[key] = i + 1
         answer = answers[min(i, len(answers) - 1)]
         return answer if isinstance(answer, str) else json.dumps(answer)
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         meta = (run_manager.metadata if run_manager else None) or {}
-        stage, source = meta.get("gar_stage"), meta.get("gar_source")
+        stage, source, run = meta.get("gar_stage"), meta.get("gar_source"), meta.get("gar_thread")
         if stage not in STAGES:
             raise ScriptError("the scripted model only answers GAR stages (no 'gar_stage' in the call's metadata)")
         n = int(kwargs.get("n") or 1)
         prompt_tokens = _estimate_tokens(messages)
         gens = []
         for i in range(n):
-            text = self.next_answer(stage, source)
+            text = self.next_answer(stage, source, run)
             out = max(1, len(text) // 4)
             gens.append(
                 ChatGeneration(

@@ -11,6 +11,7 @@ from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from pydantic import BaseModel
 
 from gar_agent import state as state_module
+from gar_agent.errors import UserError
 
 
 def serializer() -> JsonPlusSerializer:
@@ -43,7 +44,7 @@ def postgres_saver(conn_string: str):
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg import Connection
     except ImportError:
-        raise ValueError("Postgres checkpoints need: pip install 'gar-agent[postgres]'") from None
+        raise UserError("Postgres checkpoints need: pip install 'gar-agent[postgres]'") from None
     conn = Connection.connect(conn_string, autocommit=True, prepare_threshold=0)
     saver = PostgresSaver(conn, serde=serializer())
     saver.setup()
@@ -60,4 +61,4 @@ def open_checkpointer(spec: str | None, default_dir: str | Path):
         return sqlite_saver(spec.split(":", 1)[1])
     if spec.startswith(("postgres://", "postgresql://")):
         return postgres_saver(spec)
-    raise ValueError(f"--checkpoints {spec!r}: use memory, sqlite:PATH or a postgresql:// connection string")
+    raise UserError(f"--checkpoints {spec!r}: use memory, sqlite:PATH or a postgresql:// connection string")

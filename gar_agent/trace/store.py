@@ -10,13 +10,14 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gar_agent.errors import UserError
 from gar_agent.paths import TRACES_DIR
 from gar_agent.trace.schema import SCHEMA_VERSION, Trace
 
 TRACE_FILE = "trace.json"
 
 
-class TraceError(ValueError):
+class TraceError(UserError):
     """A trace that is missing, corrupt, or of a schema this version cannot read."""
 
 
@@ -39,11 +40,16 @@ def write_trace(trace: Trace, directory: str | Path | None = None, embed_media: 
     return path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def atomic_write(path: Path, text: str) -> None:
     """Write via a temporary file and rename, so readers never see half a file."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a trace is as readable as result.json
     os.replace(tmp, path)
 
 

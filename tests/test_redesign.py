@@ -1,0 +1,123 @@
+"""Errors with a home, bugs that stay bugs, and what a new user trips over (issue: one run path)."""
+
+from __future__ import annotations
+
+import json
+import stat
+
+import pytest
+
+from gar_agent import calls
+from gar_agent.cli.app import main
+from gar_agent.errors import BackendError, UserError
+from gar_agent.media import MediaError
+from gar_agent.models.scripted import ScriptedChatModel
+from gar_agent.prompts import PromptError
+from gar_agent.runner import run_clip
+from gar_agent.state import Settings
+from gar_agent.topology import GraphError
+from gar_agent.trace.store import TraceError
+from tests.conftest import vote
+
+
+def _model(**extra):
+    script = {
+        "audio": ['{"audio_class": "violin", "audio_confidence_score": 0.9}', '{"audio_class": "drum"}'],
+        "generate": ['{"bbox": [10, 20, 110, 120], "description": "a violin"}'],
+        "analyze": [vote()],
+        "refine": ['{"changed": false}'],
+        **extra,
+    }
+    return ScriptedChatModel(script=script)
+
+
+def test_user_errors_share_one_base():
+    for cls in (MediaError, BackendError, PromptError, GraphError, TraceError):
+        assert issubclass(cls, UserError)
+
+
+def test_a_bug_in_our_answer_handling_is_a_crash_not_a_failed_call(media, monkeypatch):
+    def broken(message):
+        raise ZeroDivisionError("a bug of ours")
+
+    monkeypatch.setattr(calls, "answer_text", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug of ours"):
+        run_clip(media, Settings(n_votes=1), _model())
+
+
+def test_what_the_model_raises_fails_the_call_and_the_run(media):
+    class Exploding(ScriptedChatModel):
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            raise ConnectionError("server went away")
+
+    outcome = run_clip(media, Settings(n_votes=1), Exploding(script={}))
+    assert "ConnectionError: server went away" in outcome.state.error
+    assert outcome.state.generate.calls[0].error == "ConnectionError: server went away"
+
+
+def test_the_cli_keeps_the_traceback_of_a_bug(example, tmp_path, monkeypatch):
+    image, audio, script = example
+    from gar_agent.protocols import gar as protocol
+
+    def broken(answers, first):
+        raise ValueError("a bug of ours that happens to be a ValueError")
+
+    monkeypatch.setattr(protocol, "parse_votes", broken)
+    with pytest.raises(ValueError, match="a bug of ours"):
+        main(["run", str(image), str(audio), "--sources", "2", "--backend", f"scripted:{script}",
+              "--out", str(tmp_path / "o"), "--trace-dir", str(tmp_path / "t")])  # fmt: skip
+
+
+def test_scripted_answers_start_over_for_every_run(media):
+    model = _model()
+    first = run_clip(media, Settings(n_votes=1), model).state
+    second = run_clip(media, Settings(n_votes=1), model).state
+    # each run (an evaluation sample) consumes the lists from the start: --ids/--limit/resume agree
+    assert first.sources[0].audio_class == second.sources[0].audio_class == "violin"
+
+
+def test_votes_per_call_above_n_is_refused(example, tmp_path, capsys):
+    image, audio, script = example
+    code = main(["run", str(image), str(audio), "--n-votes", "5", "--votes-per-call", "10",
+                 "--backend", f"scripted:{script}", "--out", str(tmp_path / "o")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (
+        "gar: error: --votes-per-call 10 is more than --n-votes 5: a call asks at most the N votes of a source; "
+        "give at most 5"
+    )
+
+
+def test_saved_files_are_as_readable_as_result_json(example, tmp_path):
+    image, audio, script = example
+    code = main(["run", str(image), str(audio), "--sources", "2", "--backend", f"scripted:{script}",
+                 "--out", str(tmp_path / "o"), "--trace-dir", str(tmp_path / "t"), "--json"])  # fmt: skip
+    assert code == 0
+    (trace,) = (tmp_path / "t").glob("*/trace.json")
+    result = tmp_path / "o" / "result.json"
+    assert stat.S_IMODE(trace.stat().st_mode) == stat.S_IMODE(result.stat().st_mode)
+
+
+def test_undecodable_audio_names_the_file_not_a_buffer(example, tmp_path, capsys):
+    image, _, script = example
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(b"not audio at all")
+    assert main(["run", str(image), str(bad), "--backend", f"scripted:{script}", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "noise.wav" in err and "BytesIO" not in err and "0x" not in err
+
+
+def test_trace_list_takes_the_flag_its_error_names(tmp_path, capsys):
+    assert main(["trace", "list", "--trace-dir", str(tmp_path / "none")]) == 2
+    assert "--trace-dir" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["trace", "list", "--trace-dir", str(tmp_path / "empty")]) == 0
+
+
+def test_help_shows_flags_without_a_bool_metavar(capsys):
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--json" in out and "<bool>" not in out and "--protocol" in out
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(pytest.main([__file__])))
