@@ -119,7 +119,9 @@ def main() -> None:
     folder = args.keep or work / "eval"
     if not (folder / "samples").is_dir():
         t0 = time.perf_counter()
-        make_big(make_seed(work / "seed"), folder, args.samples)
+        # the seed's frame and audio stay beside a kept folder: its runs refer to them
+        seed_dir = folder.parent / f"{folder.name}-seed" if args.keep else work / "seed"
+        make_big(make_seed(seed_dir), folder, args.samples)
         print(f"built {args.samples} samples in {folder} ({time.perf_counter() - t0:.1f} s)")
     n = len(list((folder / "samples").glob("*.json")))
     url, stop = serve(folder)
@@ -150,7 +152,7 @@ def main() -> None:
                     start = time.perf_counter()
                     page.goto(url + hash_)
                     page.wait_for_selector("[data-testid=samples]" if not hash_ else "[data-testid=runs]")
-                    print(f"  browser: {what} drawn{'':36s} {time.perf_counter() - start:7.3f} s")
+                    print(f"  {'browser: ' + what + ' drawn':55s} {time.perf_counter() - start:7.3f} s")
                 browser.close()
     finally:
         stop()

@@ -64,9 +64,9 @@ def _ref(request: Request, name: str = "ref") -> str:
 def _guard(handler: Callable) -> Callable:
     """Map the viewer's errors to status codes: 404 outside/missing, 422 unreadable run, 400 bad query."""
 
-    async def wrapped(request: Request) -> Response:
+    def wrapped(request: Request) -> Response:  # sync: Starlette runs it in its thread pool (file reads block)
         try:
-            return await handler(request)
+            return handler(request)
         except OutsideRoot:
             return JSONResponse({"error": "not found"}, status_code=404)
         except ViewError as e:
@@ -84,33 +84,33 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
     name to 127.0.0.1 cannot read the runs through the visitor's browser; None answers any.
     """
 
-    async def index(request: Request) -> Response:
+    def index(request: Request) -> Response:
         return HTMLResponse(render_page(), headers={"Cache-Control": "no-store"})
 
-    async def info(request: Request) -> Response:
+    def info(request: Request) -> Response:
         return JSONResponse({"mode": folder.mode, "root": folder.root.name, "path": str(folder.root)})
 
-    async def runs(request: Request) -> Response:
+    def runs(request: Request) -> Response:
         page = folder.runs(
             _int(request, "offset", 0), _int(request, "limit", 100, 1, MAX_PAGE), request.query_params.get("q", "")
         )
         return JSONResponse(page)
 
-    async def run(request: Request) -> Response:
+    def run(request: Request) -> Response:
         ref = _ref(request)
         trace = folder.read(ref)
         return JSONResponse(run_document(trace, ref, folder.sample_gt(ref, trace)))
 
-    async def diff(request: Request) -> Response:
+    def diff(request: Request) -> Response:
         a, b = _ref(request, "a"), _ref(request, "b")
         return JSONResponse(diff_document(folder.read(a), folder.read(b), a, b))
 
-    async def evaluation(request: Request) -> Response:
+    def evaluation(request: Request) -> Response:
         if folder.mode != "eval":
             raise OutsideRoot("eval")
         return JSONResponse(folder.evaluation())
 
-    async def samples(request: Request) -> Response:
+    def samples(request: Request) -> Response:
         if folder.mode != "eval":
             raise OutsideRoot("samples")
         status = request.query_params.get("status", "")
@@ -137,11 +137,11 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
             raise OutsideRoot(ref)
         return found
 
-    async def media_file(request: Request) -> Response:
+    def media_file(request: Request) -> Response:
         path, mime = _media(_ref(request), request.query_params.get("kind", ""))
         return FileResponse(path, media_type=mime)
 
-    async def thumb(request: Request) -> Response:
+    def thumb(request: Request) -> Response:
         ref = _ref(request)
         path = folder.vis_path(ref) or _media(ref, "image")[0]
         data = media.thumbnail(path)
@@ -149,7 +149,7 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
             raise OutsideRoot(ref)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
-    async def wave(request: Request) -> Response:
+    def wave(request: Request) -> Response:
         path, _ = _media(_ref(request), "audio")
         peaks = media.waveform(path)
         if peaks is None:
