@@ -253,6 +253,15 @@ def test_requests_spread_over_servers_and_skip_a_dead_one(servers, clip):
     assert dead["failed"] == dead["sent"] >= 1 and all(s["in_flight"] == 0 for s in stats.values())
 
 
+def test_a_clips_calls_stay_on_one_server_for_its_prefix_cache(servers, bench, tmp_path):
+    a, url_a = servers(latency=0.02)
+    b, url_b = servers(latency=0.02)
+    assert main(eval_args(bench, tmp_path / "out", [url_a, url_b], "--workers", "2")) == 0
+    clips_a, clips_b = set(a.clips()), set(b.clips())
+    assert len(clips_a | clips_b) == 12 and not clips_a & clips_b  # every clip on one server only
+    assert min(len(clips_a), len(clips_b)) >= 3  # and the clips are spread over both
+
+
 # --------------------------------------------------------------------------- gar eval
 
 
