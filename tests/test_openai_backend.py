@@ -181,9 +181,9 @@ def test_retry_after_forms():
 
 
 def test_transient_faults_are_retried_until_an_answer(servers, clip):
-    plan = iter([Fault("status", 500), Fault("status", 503), Fault("reset"), Fault("slow", seconds=1.0), None])
+    plan = iter([Fault("status", 500), Fault("status", 503), Fault("reset"), Fault("slow", seconds=1.2), None])
     stub, url = servers(fault=lambda seen: next(plan, None))
-    model = served(url, request_timeout=0.3)
+    model = served(url, request_timeout=0.5)
     call = ask(model, clip, Request("generate", None, "generate.txt", "Box it."))
     assert call.error is None and json.loads(call.answers[0])["bbox"] == [4, 4, 28, 40]
     kinds = [s.fault.kind if s.fault else None for s in stub.requests()]
