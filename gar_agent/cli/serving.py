@@ -12,6 +12,7 @@ BaseUrlOpt = Annotated[
     Optional[list[str]],
     typer.Option(
         "--base-url",
+        metavar="URL",
         help="--backend openai: server root, e.g. http://localhost:8000/v1; repeat it to spread requests over servers.",
     ),
 ]
