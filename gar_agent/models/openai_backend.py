@@ -1,20 +1,22 @@
 """A served model over the OpenAI-compatible chat-completions API (vLLM, SGLang, OpenAI itself).
 
-`ChatOpenAIServed` is a LangChain chat model that sends each request through LangChain's own
-`ChatOpenAI` (one per server): it already turns standard image blocks into `image_url` data URIs
-and audio blocks into `input_audio`, passes `n` and returns one generation per choice, and maps
+`ChatOpenAIServed` is a LangChain chat model built on LangChain's own `ChatOpenAI` (one per
+server), which already turns standard image blocks into `image_url` data URIs and audio blocks
+into `input_audio`, passes `n` and returns one generation per choice, and maps
 `usage.prompt_tokens_details.cached_tokens` to `usage_metadata["input_token_details"]["cache_read"]`.
-What it lacks for a benchmark against a fleet of servers is added here:
+Each attempt is ChatOpenAI's payload builder and result conversion around the OpenAI SDK's HTTP
+client. What it lacks for a benchmark against a fleet of servers is added here:
 
-- several base URLs: each request goes to the server with the fewest requests in flight (ties in
-  turn), and a retry prefers another server than the one that just failed;
+- several base URLs: a request goes to the server with the fewest requests in flight (ties in
+  turn), except that a clip's calls stay on the server that took its first call while that server
+  is not clearly busier (its prefix cache holds the clip's media); a retry prefers another server;
 - fault handling of our own (the SDK's retries are off): bounded retries with exponential backoff
-  and jitter on 429 (honouring `Retry-After`), 408/409, 5xx, connection errors and timeouts, all
-  configurable, so tests can use millisecond backoffs and a run can say how many attempts it took;
-- errors that say what happened in one line: `BackendUnavailable` after the last retry (a
-  transient fault: `gar eval` runs such a sample again on the next run of the same command),
-  `MalformedResponse` for a body that is not a chat completion (an error for that call, never a
-  crash), and the server's own answer for other refusals (400, 401, 404).
+  and jitter on 429 (honouring `Retry-After`), 408/409/425, 5xx, connection errors and timeouts,
+  all configurable, so tests can use millisecond backoffs;
+- one-line errors that say whose fault it is (gar_agent/models/faults.py): `BackendUnavailable`
+  after the last retry, `MalformedResponse` for a body that is not a chat completion (not
+  retried: an error for that call, never a crash), `BackendRefused` for 401/403/404; `gar eval`
+  runs such samples again on the next run of the same command. A 400 is this request's fault.
 """
 
 from __future__ import annotations
