@@ -272,6 +272,8 @@ def test_paths_leaving_the_folder_are_404(runs, client, tmp_path, example):
             assert client.get("/api/media", params={"ref": ref, "kind": "image"}).status_code == 404, ref
             assert client.get("/api/diff", params={"a": "duet", "b": ref}).status_code == 404, ref
         assert client.get("/api/run?ref=%2E%2E%2F%2E%2E").status_code == 404
+        rows = {r["ref"]: r for r in client.get("/api/runs").json()["rows"]}  # the list still works
+        assert "leads out of the served folder" in rows["link-out"]["error"] and "duet" in rows
         assert client.get("/api/../../etc/passwd").status_code == 404
     finally:
         link.unlink()

@@ -129,7 +129,7 @@ def test_clicking_through_a_duet_draws_the_trace_boxes_and_gate_values(page, url
     page.goto(url + "#/run/duet")
     page.wait_for_selector("[data-testid=timeline]")
     assert page.locator("[data-testid=run-id]").inner_text() == "duet"
-    assert page.locator("[data-testid=waveform]").count() == 1
+    page.wait_for_selector("[data-testid=waveform] path")  # fetched after the page is drawn
     for i, step in enumerate(trace.steps):
         page.click(f"[data-step='{i}']")
         page.wait_for_function(
@@ -157,7 +157,7 @@ def test_clicking_through_a_duet_draws_the_trace_boxes_and_gate_values(page, url
             assert page.locator("[data-testid=raw-answer]").first.inner_text() == step.calls[0].answers[0]
             shot(page, "run-refine")
     page.click("[data-step=final]")
-    assert drawn(page, "final") == {i: s["box"] for i, s in enumerate(trace.result["sources"])}
+    assert drawn(page, "final") == {s.index: s.box for s in trace.final_state.sources}
     # the path taken: both gate exits (one source skipped, one refined) are highlighted
     taken = page.locator("[data-testid=graph] path.taken").evaluate_all("ps => ps.map(p => p.dataset.edge)")
     assert {"localize:gate->localize:refine", "localize:gate->localize:__end__"} <= set(taken)

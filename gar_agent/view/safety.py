@@ -34,5 +34,8 @@ def inside(root: Path, relative: str) -> Path:
 
 def relative_ref(root: Path, path: Path) -> str:
     """How the page names a path under the root (POSIX, '.' for the root itself)."""
-    rel = path.resolve().relative_to(root.resolve()).as_posix()
-    return rel or "."
+    try:  # lexically: a symlinked folder keeps its own name (resolving it could lead out)
+        rel = path.relative_to(root).as_posix()
+    except ValueError:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+    return "." if rel in ("", ".") else rel

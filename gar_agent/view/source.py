@@ -113,8 +113,10 @@ class Folder:
             return cached[1]
         try:
             row = run_summary(self.read(ref), ref)
-        except (ViewError, OutsideRoot) as e:
-            row = {"ref": ref, "id": folder.name, "error": str(e) or "unreadable trace"}
+        except ViewError as e:
+            row = {"ref": ref, "id": folder.name, "error": str(e)}
+        except OutsideRoot:  # e.g. a symlinked run folder that points out of the served folder
+            row = {"ref": ref, "id": folder.name, "error": "not served: it leads out of the served folder"}
         with self._lock:
             self._runs[ref] = (key, row)
         return row
@@ -229,8 +231,8 @@ class Folder:
         doc = read_sample(self.eval_dir, parts[1])
         if doc is None:
             return None
-        img = trace.final_state.image
-        return [to_pixels(b, img.width, img.height) for b in doc["score"].gt_boxes]
+        size = frame_size(trace)
+        return [to_pixels(b, size["width"], size["height"]) for b in doc["score"].gt_boxes]
 
     def vis_path(self, ref: str) -> Path | None:
         """The overlay `gar eval` drew for a sample (vis/<id>.jpg), if any."""
@@ -260,6 +262,12 @@ def _json_file(path: Path) -> tuple[dict | None, str | None]:
     return (doc, None) if isinstance(doc, dict) else (None, f"{path.name} is not a JSON object")
 
 
+def frame_size(trace: Trace) -> dict:
+    """{width, height} of the run's frame (the final state's image, else the recorded input)."""
+    img = trace.final_state.image or trace.inputs.get("image")
+    return {"width": img.width if img else 0, "height": img.height if img else 0}
+
+
 def to_pixels(box: list[float], width: int, height: int) -> list[int]:
     """A normalised xyxy box in pixels of a width x height frame (inside the frame)."""
     px = [round(box[0] * width), round(box[1] * height), round(box[2] * width), round(box[3] * height)]
@@ -269,8 +277,14 @@ def to_pixels(box: list[float], width: int, height: int) -> list[int]:
 # --------------------------------------------------------------------------- result documents
 
 
-def result_view(result: dict | None) -> dict:
-    """The fields of a run's result document (gar_agent.result) the viewer shows, read in one place."""
+def result_json(result) -> dict | None:
+    """A run's result as its JSON document, whether typed (gar_agent.result.RunResult) or a dict."""
+    return result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+
+
+def result_view(result) -> dict:
+    """The fields of a run's result (gar_agent.result) the viewer shows, read in one place."""
+    result = result_json(result)
     if not isinstance(result, dict):
         return {"sources": [], "calls": None, "wall_s": None, "error": None, "settings": {}}
     usage = result.get("usage") or {}
@@ -321,7 +335,7 @@ def run_summary(trace: Trace, ref: str) -> dict:
 
 def protocol_of(trace: Trace) -> str:
     """The prompt protocol a run used ("gar" for traces written before protocols were recorded)."""
-    value = getattr(trace.settings, "protocol", None) or (trace.result.get("settings") or {}).get("protocol")
+    value = getattr(trace.settings, "protocol", None) or result_view(trace.result)["protocol"]
     return str(value) if value else DEFAULT_PROTOCOL
 
 
@@ -496,13 +510,13 @@ def run_document(trace: Trace, ref: str, gt: list[list[int]] | None = None) -> d
         "graph_svg": graph_svg(trace.graph.nodes, trace.graph.edges, path_nodes, path_edges),
         "settings": trace.settings.model_dump(mode="json"),
         "inputs": {k: {**v.model_dump(), "name": Path(v.path).name} for k, v in trace.inputs.items()},
-        "image": {"width": final.image.width, "height": final.image.height},
-        "audio": final.audio.model_dump(mode="json"),
+        "image": frame_size(trace),
+        "audio": final.audio.model_dump(mode="json") if final.audio else None,
         "notices": trace.notices,
         "steps": steps,
         "final": {"boxes": final_boxes, "error": res["error"], "sources": res["sources"]},
         "gt": gt,
-        "result": trace.result,
+        "result": result_json(trace.result),
         "usage": {"calls": res["calls"], "wall_s": trace.wall_s},
     }
 
@@ -531,7 +545,7 @@ def diff_document(a: Trace, b: Trace, ref_a: str, ref_b: str) -> dict:
                 "graph": trace.graph.name,
                 "protocol": protocol_of(trace),
                 "settings": trace.settings.model_dump(mode="json"),
-                "image": {"width": trace.final_state.image.width, "height": trace.final_state.image.height},
+                "image": frame_size(trace),
                 "boxes": [
                     {"kind": "final", "source": i, "box": s["box"], "label": s["audio_class"]}
                     for i, s in enumerate(res["sources"])
