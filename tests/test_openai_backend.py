@@ -407,4 +407,12 @@ def test_gar_run_against_a_server(servers, bench, tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["error"] is None and result["sources"][0]["box"] == [4, 4, 28, 40]
     assert result["usage"]["model_calls"] == CALLS_PER_SAMPLE and result["usage"]["cached_input_tokens"] == 900 * 4
-    assert [s.stage for s in stub.requests()] == ["audio", "generate", "analyze", "refine"]
+    requests = stub.requests()
+    assert [s.stage for s in requests] == ["audio", "generate", "analyze", "refine"]
+    # prefix sharing: one system message for every call, then the media, the text last
+    system = requests[0].body["messages"][0]
+    assert system["role"] == "system" and all(r.body["messages"][0] == system for r in requests)
+    parts = [[p["type"] for p in r.body["messages"][1]["content"]] for r in requests]
+    assert parts == [["input_audio", "text"]] + [["image_url", "input_audio", "text"]] * 3
+    media = [r.body["messages"][1]["content"][:-1] for r in requests[1:]]
+    assert media[0] == media[1] == media[2]  # byte-identical image and audio in the three image calls
