@@ -55,7 +55,7 @@ def make_big(seed: Path, out: Path, n: int) -> None:
     """N samples copied from the seed, each with its own id, trace and a random cIoU."""
     rng = random.Random(0)
     sample = json.loads((seed / "samples" / "seed.json").read_text())
-    trace = (seed / "traces" / "seed" / "trace.json").read_text()
+    trace = json.loads((seed / "traces" / "seed" / "trace.json").read_text())
     (out / "samples").mkdir(parents=True)
     for name in ("eval.json", "metrics.json"):
         shutil.copy(seed / name, out / name)
@@ -71,7 +71,7 @@ def make_big(seed: Path, out: Path, n: int) -> None:
         (out / "samples" / f"{sid}.json").write_text(json.dumps(doc, indent=1))
         folder = out / "traces" / sid
         folder.mkdir(parents=True)
-        (folder / "trace.json").write_text(trace.replace('"run_id": "seed"', f'"run_id": "{sid}"', 1))
+        (folder / "trace.json").write_text(json.dumps({**trace, "run_id": sid}))
         (out / "vis" / f"{sid}.jpg").write_bytes(vis)
 
 
