@@ -147,7 +147,7 @@ def test_cached_media_gives_the_stock_processors_logits_and_greedy_answer(tiny_d
 
         loaded = chat._loaded()
         chat._engine(loaded)
-        built = build_prompt(loaded.processor, chat.media_cache, to_conversation(msgs, refs=True))
+        built = build_prompt(loaded.processor, chat.encoded_media, to_conversation(msgs, refs=True))
         with torch.inference_mode():
             mine = loaded.model(**stock_inputs([built], loaded.processor.tokenizer.pad_token_id)).logits[0, -1]
         assert torch.equal(mine, logits)
@@ -162,7 +162,7 @@ def test_media_cache_hits_misses_and_content_keys(tiny_dir, tmp_path):
     assert again.response_metadata["media_cached"] == 2  # image and audio both from the cache
     other = chat.invoke(prompt(_png(4), wav, "three"))
     assert other.response_metadata["media_cached"] == 1  # the audio only
-    stats = chat.media_cache.entries
+    stats = chat.encoded_media.entries
     assert (stats.hits, stats.misses) == (3, 3)
 
     # an image edited in place at the same path is new content: a miss, and the model sees the edit
@@ -246,7 +246,7 @@ def test_memory_is_bounded_by_the_lru(tiny_dir):
     for img, wav in clips:
         chat.invoke(prompt(img, wav, "a"))
         chat.invoke(prompt(None, wav, "b"))
-    assert len(chat.prefix_kv_cache.entries) == 2 and len(chat.media_cache.entries) == 2
+    assert len(chat.prefix_kv_cache.entries) == 2 and len(chat.encoded_media.entries) == 2
     size = chat.prefix_kv_cache.nbytes
     cfg = chat._loaded().model.config.text_config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -333,7 +333,7 @@ def test_gar_run_reports_cached_tokens_and_no_prefix_cache_turns_it_off(tiny_dir
     assert results["--no-prefix-cache"]["usage"]["cached_input_tokens"] == 0
     # the trace records it per call
     trace = next((tmp_path / "traces").glob("*/trace.json"))
-    calls = [c for step in json.loads(trace.read_text())["steps"] for c in step.get("calls", [])]
+    calls = json.loads(trace.read_text())["calls"]
     assert calls and all("cached_input_tokens" in c["usage"] for c in calls)
 
 
@@ -344,3 +344,41 @@ def test_local_flags_on_another_backend_are_one_line_errors(clip_files, tmp_path
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("gar: error: --no-prefix-cache is for the local --backend qwen-omni")
     assert "Traceback" not in err
+
+
+def test_gar_eval_batches_samples_with_the_unbatched_answers(tiny_dir, tmp_path, capsys, monkeypatch):
+    from gar_agent.models import qwen_omni_batch
+
+    sizes: list[int] = []
+    real_init, real_run = qwen_omni_batch.DynamicBatcher.__init__, qwen_omni_batch.DynamicBatcher._run
+
+    def patient_init(self, execute, max_prompts, wait_s=0.02):
+        real_init(self, execute, max_prompts, 2.0)  # a slow CI machine must not split the batch
+
+    def recording_run(self, batch):
+        sizes.append(sum(len(r.prompts) for r in batch))
+        real_run(self, batch)
+
+    monkeypatch.setattr(qwen_omni_batch.DynamicBatcher, "__init__", patient_init)
+    monkeypatch.setattr(qwen_omni_batch.DynamicBatcher, "_run", recording_run)
+    frames, audio = tmp_path / "frames", tmp_path / "audio"
+    frames.mkdir(), audio.mkdir()
+    records = []
+    for i in range(3):
+        Image.open(io.BytesIO(_png(50 + i))).convert("RGB").save(frames / f"s{i}.jpg", quality=95)
+        (audio / f"s{i}.wav").write_bytes(_wav(50 + i, 1.0))
+        records.append({"file": f"s{i}", "class": "a", "bbox": [[0.1, 0.1, 0.5, 0.5]]})
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(records))
+    args = ["eval", "--dataset", "vggss-single", "--frames", str(frames), "--audio", str(audio), "--gt", str(gt)]
+    args += ["--backend", "qwen-omni", "--model", str(tiny_dir), "--no-vis"]
+    answers = {}
+    for batch in (1, 3):
+        main([*args, "--out", str(tmp_path / f"b{batch}"), "--batch-size", str(batch)])
+        capsys.readouterr()
+        traces = sorted((tmp_path / f"b{batch}" / "traces").glob("*/trace.json"))
+        assert len(traces) == 3
+        answers[batch] = [[(c["stage"], c["answers"]) for c in json.loads(t.read_text())["calls"]] for t in traces]
+    # the tiny model's noise ends each run at Generate: its greedy calls are the same, batched or not
+    assert answers[3] == answers[1] and all(len(calls) >= 2 for calls in answers[1])
+    assert sizes and max(sizes) == 3  # the three samples' calls of a stage ran as one generate

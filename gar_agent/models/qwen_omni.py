@@ -323,6 +323,8 @@ class ChatQwenOmni(BaseChatModel):
     """Default nucleus sampling mass when sampling."""
     stop: list[str] | None = None
     """Default stop strings (the answer is cut at the first)."""
+    media_cache: bool = True
+    """Encode each clip's media once (False: the processor on every call, as the released code; no prefix cache)."""
     prefix_cache: bool = True
     """Prefill each clip's shared prefix (turn header + media) once and continue every call from its KV cache."""
     batch_size: int = Field(default=1, ge=1, le=256)
@@ -442,7 +444,8 @@ class ChatQwenOmni(BaseChatModel):
         stop = stop if stop is not None else self.stop
 
         loaded = self._loaded()
-        if loaded.family != "qwen2_5_omni":  # the media cache and prefix KV know Qwen2.5-Omni's layout only
+        # the media cache and prefix KV know Qwen2.5-Omni's layout only
+        if loaded.family != "qwen2_5_omni" or not self.media_cache:
             outs = self._execute_stock(loaded, gen, [to_conversation(p) for p in prompts])
         else:
             t0 = time.perf_counter()
@@ -473,7 +476,7 @@ class ChatQwenOmni(BaseChatModel):
             return self._media_cache, self._batcher
 
     @property
-    def media_cache(self) -> MediaCache | None:
+    def encoded_media(self) -> MediaCache | None:
         """Encoded media of recent clips (None before the first call)."""
         return self._media_cache
 
