@@ -301,13 +301,16 @@ def test_eval_under_random_faults_loses_and_doubles_nothing(servers, bench, tmp_
     assert sorted(per_clip.values()) == [CALLS_PER_SAMPLE] * 12
 
 
-def test_a_failed_sample_is_recorded_and_only_it_is_rerun(servers, bench, tmp_path):
+def test_a_failed_sample_is_recorded_and_only_it_is_rerun(servers, bench, tmp_path, capsys):
     keys = sample_keys(bench)
     bad = next(k for k, sid in keys.items() if sid == "s0003")
     stub, url = servers(fault=lambda seen: Fault("status", 503) if seen.clip == bad else None)
     out = tmp_path / "out"
     args = eval_args(bench, out, url, "--workers", "3", "--max-retries", "1")
     assert main(args) == 0  # one failed sample does not stop the benchmark
+    err = capsys.readouterr().err
+    assert "gar: note: 1 sample(s) failed on a backend fault (e.g. s0003: " in err
+    assert "run the same command again to retry them" in err
     m = _metrics(out)
     assert (m["n_total"], m["n_failed"]) == (12, 1)
     (failed,) = m["failed"]

@@ -43,6 +43,7 @@ from gar_agent.eval.runner import (
 )
 from gar_agent.eval.sweep import grid, sweep, write_sweep
 from gar_agent.models.backends import resolve_backend
+from gar_agent.models.faults import is_backend_fault
 from gar_agent.prompts import PromptSet, protocol_settings
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
@@ -119,6 +120,19 @@ def _report(d: EvalDir, metrics: dict, title: str) -> None:
     for note in notes:
         console.print(note, markup=False, soft_wrap=True)
     console.print(f"wrote {d.metrics}", markup=False, soft_wrap=True)
+
+
+def _note_backend_faults(metrics: dict) -> None:
+    """Say how many samples failed because the server did: the same command runs them again."""
+    faults = [f for f in metrics["failed"] if is_backend_fault(f["error"])]
+    if faults:
+        first = faults[0]
+        err.print(
+            f"gar: note: {len(faults)} sample(s) failed on a backend fault (e.g. {first['id']}: {first['error']}); "
+            "run the same command again to retry them",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _exit_for(metrics: dict) -> None:
@@ -367,6 +381,7 @@ def _run(
     metrics = metrics_document(scores, config, strict, missing)
     write_metrics(d, metrics)
     _report(d, metrics, f"{dataset} · {out}")
+    _note_backend_faults(metrics)
     _exit_for(metrics)
 
 
