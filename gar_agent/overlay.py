@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gar_agent.result import RunResult
+
 COLORS = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240)]
 
 
@@ -41,13 +43,13 @@ def save_overlay(rgb: np.ndarray, items: list[dict], path: str | Path) -> Path:
     return path
 
 
-def result_items(result: dict) -> list[dict]:
-    """Overlay items for a run's result document: initial and final box, labelled by sound."""
+def result_items(result: RunResult) -> list[dict]:
+    """Overlay items for a run's result: initial and final box, labelled by sound."""
     return [
         {
-            "box": s["box"],
-            "initial_box": s["initial_box"],
-            "label": f"{i + 1}: {s['audio_class']}" + (" (refined)" if s.get("refined") else ""),
+            "box": s.box,
+            "initial_box": s.initial_box,
+            "label": f"{i + 1}: {s.audio_class}" + (" (refined)" if s.refined else ""),
         }
-        for i, s in enumerate(result["sources"])
+        for i, s in enumerate(result.sources)
     ]

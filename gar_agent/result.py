@@ -1,15 +1,130 @@
-"""The result document of a run (what `gar run --json` prints), read off the final state."""
+"""The result of a run (what `gar run --json` prints, what eval, views and overlays read), typed.
+
+`RunResult` is read off the final state once; its JSON is the result document users script
+against (`result.json`, `samples/<id>.json`'s `result`, a trace's `result`).
+"""
 
 from __future__ import annotations
 
-from gar_agent.state import RunState, Usage
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from gar_agent.state import AnchorVote, Box, RunState, SourceRecord, Usage
+
+SourceStatus = Literal["refined", "skipped", "not_refined", "not_analysed", "failed"]
+STATUS_TEXT: dict[str, str] = {
+    "refined": "refined",
+    "skipped": "skipped by the gate",
+    "not_refined": "gated, not refined",
+    "not_analysed": "not analysed",
+    "failed": "failed",
+}
+
+
+class ResultImage(BaseModel):
+    path: str
+    width: int
+    height: int
+
+
+class ResultAudio(BaseModel):
+    path: str
+    sample_rate: int
+    duration_s: float
+
+
+class ResultSettings(BaseModel):
+    sources: int
+    n_votes: int
+    votes_per_call: int
+    tau_av: float
+    tau_audio: float
+    graph: str
+    backend: str
+    protocol: str = "gar"
+
+
+class ResultAnalysis(BaseModel):
+    av_consistency: float
+    keep: bool
+    role_tags: list[str]
+    anchor_votes: list[AnchorVote]
+    n_votes: int
+    n_parsed: int
+
+
+class ResultGate(BaseModel):
+    refine: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ResultSource(BaseModel):
+    """One sounding object: its boxes (original-image pixels), sound, analysis and what happened to it."""
+
+    box: Box
+    initial_box: Box
+    description: str = ""
+    audio_class: str = "unknown"
+    audio_confidence: float = 0.0
+    analysis: ResultAnalysis | None = None
+    gate: ResultGate | None = None
+    refined: bool = False
+    refined_description: str | None = None
+    status: SourceStatus = Field(
+        "not_analysed",
+        description="refined | skipped (by the gate) | not_refined (gated, no Refine ran) | not_analysed | failed",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _status_of_older_documents(cls, data):
+        # results written before `status` existed: derive it from what they hold
+        if isinstance(data, dict) and "status" not in data:
+            gate = data.get("gate") or None
+            status = "refined" if data.get("refined") else "not_analysed" if gate is None else "not_refined"
+            if gate is not None and not gate.get("refine"):
+                status = "skipped"
+            data = {**data, "status": status}
+        return data
+
+
+class RunResult(BaseModel):
+    """A run's result document."""
+
+    image: ResultImage
+    audio: ResultAudio
+    settings: ResultSettings
+    sources: list[ResultSource]
+    usage: Usage
+    error: str | None = None
+
+    @property
+    def refined(self) -> int:
+        """Sources that went through Refine."""
+        return sum(s.refined for s in self.sources)
+
+    @property
+    def skipped(self) -> int:
+        """Sources whose refinement the gate skipped (a graph without a gate skips none)."""
+        return sum(s.status == "skipped" for s in self.sources)
+
+
+def source_status(src: SourceRecord) -> SourceStatus:
+    """What happened to a source: failed, refined, skipped by the gate, gated but not refined, not analysed."""
+    if src.error:
+        return "failed"
+    if src.refinement is not None:
+        return "refined"
+    if src.gate is None:
+        return "not_analysed"
+    return "not_refined" if src.gate.refine else "skipped"
 
 
 def run_usage(state: RunState) -> Usage:
     """Sum of every model call's usage in the run."""
-    calls = [*(state.generate.calls if state.generate else []), *(c for s in state.sources for c in s.calls)]
     total = Usage()
-    for c in calls:
+    for c in state.calls:
         total = total + c.usage
     return total
 
@@ -19,53 +134,47 @@ def run_error(state: RunState) -> str | None:
     return state.error or next((s.error for s in state.sources if s.error), None)
 
 
-def result_document(state: RunState) -> dict:
-    """The run's result JSON: inputs, settings, per-source boxes and decisions, usage, error."""
+def run_result(state: RunState) -> RunResult:
+    """The run's result, read off the final state."""
     s = state.settings
     sources = []
     for src in state.sources:
-        a = src.analysis
+        a, refinement = src.analysis, src.refinement
         sources.append(
-            {
-                "box": src.box,
-                "initial_box": src.initial_box,
-                "description": src.description,
-                "audio_class": src.audio_class,
-                "audio_confidence": src.audio_confidence,
-                "analysis": None
-                if a is None
-                else {
-                    "av_consistency": a.av_consistency,
-                    "keep": a.keep,
-                    "role_tags": a.role_tags,
-                    "anchor_votes": [v.model_dump() for v in a.anchor_votes],
-                    "n_votes": a.n_votes,
-                    "n_parsed": a.n_parsed,
-                },
-                "gate": None if src.gate is None else {"refine": src.gate.refine, "reasons": src.gate.reasons},
-                "refined": src.refinement is not None,
-                "refined_description": src.refinement.parsed.refined_description
-                if src.refinement and src.refinement.parsed
-                else None,
-            }
+            ResultSource(
+                box=src.box,
+                initial_box=src.initial_box,
+                description=src.description,
+                audio_class=src.audio_class,
+                audio_confidence=src.audio_confidence,
+                analysis=None if a is None else ResultAnalysis(**a.model_dump()),
+                gate=None if src.gate is None else ResultGate(refine=src.gate.refine, reasons=src.gate.reasons),
+                refined=refinement is not None,
+                refined_description=(refinement.refined_description or None) if refinement else None,
+                status=source_status(src),
+            )
         )
-    return {
-        "image": {"path": state.image.path, "width": state.image.width, "height": state.image.height},
-        "audio": {
-            "path": state.audio.path,
-            "sample_rate": state.audio.sample_rate,
-            "duration_s": state.audio.duration_s,
-        },
-        "settings": {
-            "sources": s.sources,
-            "n_votes": s.n_votes,
-            "votes_per_call": s.batch,
-            "tau_av": s.tau_av,
-            "tau_audio": s.tau_audio,
-            "graph": s.graph,
-            "backend": s.backend,
-        },
-        "sources": sources,
-        "usage": run_usage(state).model_dump(),
-        "error": run_error(state),
-    }
+    return RunResult(
+        image=ResultImage(path=state.image.path, width=state.image.width, height=state.image.height),
+        audio=ResultAudio(
+            path=state.audio.path, sample_rate=state.audio.sample_rate, duration_s=state.audio.duration_s
+        ),
+        settings=ResultSettings(
+            sources=s.sources,
+            n_votes=s.n_votes,
+            votes_per_call=s.batch,
+            tau_av=s.tau_av,
+            tau_audio=s.tau_audio,
+            graph=s.graph,
+            backend=s.backend,
+            protocol=s.protocol,
+        ),
+        sources=sources,
+        usage=run_usage(state),
+        error=run_error(state),
+    )
+
+
+def result_document(state: RunState) -> dict:
+    """The result as JSON-ready data (kept for scripts that want the dict)."""
+    return run_result(state).model_dump(mode="json")

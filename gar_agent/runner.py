@@ -18,7 +18,7 @@ from gar_agent.media import Media
 from gar_agent.nodes.context import GarContext
 from gar_agent.nodes.generate import initial_state
 from gar_agent.prompts import PromptSet
-from gar_agent.result import result_document
+from gar_agent.result import RunResult, run_result
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology, load_topology
 
@@ -38,7 +38,7 @@ class RunOutcome:
     """A finished run: its final state, the result document, and every step in order."""
 
     state: RunState
-    result: dict
+    result: RunResult
     steps: list[Step] = field(default_factory=list)
     thread_id: str = ""
     wall_s: float = 0.0
@@ -93,7 +93,7 @@ def stream_run(graph, graph_input, config: dict, context: GarContext, on_step=No
     end_state = RunState.model_validate(final)
     return RunOutcome(
         state=end_state,
-        result=result_document(end_state),
+        result=run_result(end_state),
         steps=steps,
         thread_id=config["configurable"]["thread_id"],
         wall_s=round(time.perf_counter() - start, 6),

@@ -206,7 +206,6 @@ class SourceRecord(BaseModel):
     description: str = ""
     audio_class: str = "unknown"
     audio_confidence: float = 0.0
-    calls: list[ModelCall] = Field(default_factory=list, description="This source's model calls.")
     votes: list[Vote] = Field(default_factory=list)
     analysis: Analysis | None = None
     gate: GateDecision | None = None
@@ -225,13 +224,17 @@ class ParsedAnswer(BaseModel):
 class GenerateRecord(BaseModel):
     """Stage 1: the audio call, the box call, repairs, and how boxes were paired with sounds."""
 
-    calls: list[ModelCall] = Field(default_factory=list)
     audio: list[ParsedAnswer] = Field(default_factory=list, description="Audio answer (+ repair).")
     boxes: list[ParsedAnswer] = Field(default_factory=list, description="Box answer (+ repair).")
     pairing: str = Field(
         "prompted",
         description="How box i goes with sound i: 'prompted' (asked by name) or list order (reference).",
     )
+
+
+def append_calls(left: list[ModelCall] | None, right: list[ModelCall] | None) -> list[ModelCall]:
+    """Reducer of the calls channel: new calls are appended, never rewritten (each stored once)."""
+    return [*(left or []), *(right or [])]
 
 
 def merge_sources(left: list[SourceRecord], right: list[SourceRecord]) -> list[SourceRecord]:
@@ -249,12 +252,19 @@ class RunState(BaseModel):
     audio: AudioInfo | None = Field(None, description="The audio; filled from the run's media when not given.")
     generate: GenerateRecord | None = None
     sources: Annotated[list[SourceRecord], merge_sources] = Field(default_factory=list)
+    calls: Annotated[list[ModelCall], append_calls] = Field(
+        default_factory=list, description="Every model call of the run, in the order they finished."
+    )
     error: str | None = Field(None, description="Why the run ended early, if it did.")
 
-    @field_validator("sources", mode="before")
+    @field_validator("sources", "calls", mode="before")
     @classmethod
     def _none_is_empty(cls, v):  # LangGraph may hand None for an unset reducer channel
         return v or []
+
+    def calls_of(self, source: int | None) -> list[ModelCall]:
+        """The calls of one source (None: Generate's run-level calls), in order."""
+        return [c for c in self.calls if c.source == source]
 
 
 class SourceState(BaseModel):
@@ -267,9 +277,18 @@ class SourceState(BaseModel):
     peers: list[SourceRecord] = Field(
         default_factory=list, description="The other sources as Generate left them (duets and beyond)."
     )
+    calls: Annotated[list[ModelCall], append_calls] = Field(
+        default_factory=list, description="This branch's model calls (handed to the run's channel)."
+    )
+
+    @field_validator("calls", mode="before")
+    @classmethod
+    def _no_calls_yet(cls, v):
+        return v or []
 
 
 class SourceOutput(BaseModel):
-    """What a source branch hands back to the run (joined by `merge_sources`)."""
+    """What a source branch hands back to the run (joined by `merge_sources`, calls appended)."""
 
     sources: Annotated[list[SourceRecord], merge_sources] = Field(default_factory=list)
+    calls: Annotated[list[ModelCall], append_calls] = Field(default_factory=list)

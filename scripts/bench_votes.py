@@ -72,7 +72,7 @@ class ForcedGenerate(BaseChatModel):
 def measure(model, media, n_votes: int, votes_per_call: int) -> dict:
     """One run: calls, input tokens, Analyze and whole-run wall time."""
     out = run_clip(media, Settings(n_votes=n_votes, votes_per_call=votes_per_call), model)
-    calls = [c for s in out.state.sources for c in s.calls if c.stage == "analyze"]
+    calls = [c for c in out.state.calls if c.stage == "analyze"]
     usage = out.result["usage"]
     return {
         "model_calls": usage["model_calls"],

@@ -59,10 +59,11 @@ def test_run_json_document(example, script, tmp_path, capsys):
         "tau_audio": 0.75,
         "graph": "gar",
         "backend": f"scripted:{script}",
+        "protocol": "gar",
     }
     [src] = doc["sources"]
     assert src["initial_box"] == [38, 70, 128, 215] and src["box"] == [40, 72, 130, 217]
-    assert src["refined"] is True and src["refined_description"] == "A violin."
+    assert src["refined"] is True and src["refined_description"] == "A violin." and src["status"] == "refined"
     assert src["analysis"] == {
         "av_consistency": 0.9,
         "keep": True,

@@ -34,13 +34,13 @@ def test_single_source_skips_refine_when_confident(media):
         refine=["{}"],
     )
     out = run_clip(media, Settings(), model)
-    [src] = out.result["sources"]
-    assert out.result["error"] is None
-    assert src["box"] == src["initial_box"] == [10, 10, 100, 100]
-    assert src["refined"] is False and src["analysis"]["n_votes"] == 5
+    [src] = out.result.sources
+    assert out.result.error is None
+    assert src.box == src.initial_box == [10, 10, 100, 100]
+    assert src.refined is False and src.analysis.n_votes == 5
     assert [s.node for s in out.steps] == ["generate", "analyze", "gate", "localize"]
     # 2 Generate calls + 1 Analyze call carrying 5 samples
-    assert out.result["usage"]["model_calls"] == 3
+    assert out.result.usage.model_calls == 3
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -60,18 +60,18 @@ def test_k_sources_each_analyzed_gated_and_refined_as_decided(media, k):
     )
     out = run_clip(media, Settings(sources=k, n_votes=5, votes_per_call=2), model)
     res = out.result
-    assert res["error"] is None and len(res["sources"]) == k
-    for i, src in enumerate(res["sources"]):
-        assert src["audio_class"] == classes[i] and src["initial_box"] == boxes[i]
-        assert src["analysis"]["n_votes"] == 5
+    assert res.error is None and len(res.sources) == k
+    for i, src in enumerate(res.sources):
+        assert src.audio_class == classes[i] and src.initial_box == boxes[i]
+        assert src.analysis.n_votes == 5
         refined = i % 2 == 1
-        assert src["refined"] is refined
+        assert src.refined is refined
         expected = [boxes[i][0] + 5, boxes[i][1], boxes[i][2] + 5, boxes[i][3]] if refined else boxes[i]
-        assert src["box"] == expected
+        assert src.box == expected
     # votes_per_call=2 -> 3 Analyze passes (2 + 2 + 1) per source
     analyze_steps = [s for s in out.steps if s.node == "analyze"]
     assert len(analyze_steps) == 3 * k
-    assert out.state.sources[0].calls[-1].n == 1
+    assert out.state.calls_of(0)[-1].n == 1
 
 
 def test_unusable_generate_gets_one_repair(media):
@@ -82,17 +82,17 @@ def test_unusable_generate_gets_one_repair(media):
     )
     out = run_clip(media, Settings(), model)
     gen = out.state.generate
-    assert [c.template for c in gen.calls] == ["audio_single.txt", "generate_single.txt", "repair.txt"]
+    assert [c.template for c in out.state.calls_of(None)] == ["audio_single.txt", "generate_single.txt", "repair.txt"]
     assert gen.boxes[0].error == "no JSON object found in the answer" and gen.boxes[1].error is None
-    assert out.result["sources"][0]["initial_box"] == [5, 5, 50, 50]
+    assert out.result.sources[0].initial_box == [5, 5, 50, 50]
 
 
 def test_generate_still_unusable_ends_the_run_with_a_clear_error(media):
     model = scripted(audio=[audio_answer(["violin"], [0.9])], generate=["no idea", '{"bbox": [1, 2]}'])
     out = run_clip(media, Settings(), model)
-    assert out.result["sources"] == []
+    assert out.result.sources == []
     assert (
-        out.result["error"] == "generate: the box answer was unusable after 2 tries: 'bbox' is not a list of 4 numbers"
+        out.result.error == "generate: the box answer was unusable after 2 tries: 'bbox' is not a list of 4 numbers"
     )
     assert [s.node for s in out.steps] == ["generate"]
 
@@ -105,9 +105,9 @@ def test_failed_audio_answer_is_unknown_with_zero_confidence(media):
         refine=['{"changed": false}'],
     )
     out = run_clip(media, Settings(), model)
-    src = out.result["sources"][0]
-    assert (src["audio_class"], src["audio_confidence"]) == ("unknown", 0.0)
-    assert src["refined"] is True  # confidence 0 < tau_audio
+    src = out.result.sources[0]
+    assert (src.audio_class, src.audio_confidence) == ("unknown", 0.0)
+    assert src.refined is True  # confidence 0 < tau_audio
 
 
 def test_failed_votes_are_dropped_and_failed_refine_keeps_the_box(media):
@@ -163,8 +163,8 @@ class NoSamples(BaseChatModel):
 def test_any_chat_model_without_multi_sample_support_gets_n_calls(media):
     model = NoSamples()
     out = run_clip(media, Settings(n_votes=4), model)
-    assert out.result["error"] is None and out.state.sources[0].analysis.n_parsed == 4
-    assert model.calls == 2 + 4 and out.result["usage"]["model_calls"] == 6
+    assert out.result.error is None and out.state.sources[0].analysis.n_parsed == 4
+    assert model.calls == 2 + 4 and out.result.usage.model_calls == 6
 
 
 class Raises(NoSamples):
@@ -176,8 +176,8 @@ class Raises(NoSamples):
 
 def test_a_model_that_raises_ends_the_run_with_its_error(media):
     out = run_clip(media, Settings(), Raises())
-    assert out.result["error"] == "analyze (source 0): the model failed: ConnectionError: server went away"
-    assert out.result["sources"][0]["box"] == [5, 5, 60, 60]  # what was computed is kept
+    assert out.result.error == "analyze (source 0): the model failed: ConnectionError: server went away"
+    assert out.result.sources[0].box == [5, 5, 60, 60]  # what was computed is kept
 
 
 class Resized(NoSamples):
@@ -201,5 +201,5 @@ def test_model_frame_coordinates_map_to_original_pixels(media):
     model = Resized()
     out = run_clip(media, Settings(), model)
     assert "336x252" in model.prompt  # the prompt speaks the model's frame
-    assert out.result["sources"][0]["initial_box"] == [165, 125, W - 1, H - 1]
+    assert out.result.sources[0].initial_box == [165, 125, W - 1, H - 1]
     assert (out.state.image.model_width, out.state.image.model_height) == (336, 252)

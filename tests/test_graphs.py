@@ -74,20 +74,20 @@ def test_generate_only_never_calls_the_model_after_generate(media):
     out = run(media, "generate_only", m, sources=2)
     assert m.stages == ["audio", "generate"]
     assert [s.node for s in out.steps] == ["generate"]
-    assert [s["box"] for s in out.result["sources"]] == BOXES
-    assert all(s["analysis"] is None and not s["refined"] for s in out.result["sources"])
+    assert [s.box for s in out.result.sources] == BOXES
+    assert all(s.analysis is None and not s.refined for s in out.result.sources)
 
 
 def test_no_gate_refines_every_source_even_a_confident_one(media):
     m = model([vote(0.9, True)] * 5, confidences=(0.95, 0.95))
     out = run(media, "no_gate", m, sources=2)
     assert sorted(m.stages) == ["analyze"] * 2 + ["audio", "generate"] + ["refine"] * 2
-    for i, src in enumerate(out.result["sources"]):
-        assert src["analysis"]["n_votes"] == 5 and src["gate"] is None
-        assert src["refined"] and src["box"] == REFINED[i]
+    for i, src in enumerate(out.result.sources):
+        assert src.analysis.n_votes == 5 and src.gate is None
+        assert src.refined and src.box == REFINED[i]
     # the same clip through the paper's graph keeps both boxes
     assert [
-        s["refined"] for s in run(media, "gar", model([vote(0.9, True)] * 5, (0.95, 0.95)), sources=2).result["sources"]
+        s.refined for s in run(media, "gar", model([vote(0.9, True)] * 5, (0.95, 0.95)), sources=2).result.sources
     ] == [False, False]
 
 
@@ -95,23 +95,23 @@ def test_no_analysis_refines_without_any_analyze_call(media):
     m = model([vote()] * 5, confidences=(0.95,))
     out = run(media, "no_analysis", m)
     assert m.stages == ["audio", "generate", "refine"]
-    [src] = out.result["sources"]
-    assert src["analysis"] is None and src["refined"] and src["box"] == REFINED[0]
-    assert "no analysis was run" in out.state.sources[0].calls[0].prompt
+    [src] = out.result.sources
+    assert src.analysis is None and src.refined and src.box == REFINED[0]
+    assert "no analysis was run" in out.state.calls_of(0)[0].prompt
 
 
 def test_adaptive_stops_early_on_clear_cut_votes(media):
     # 3 of 5 keep votes at av 0.9 settle it: even 2 more "keep false, av 0" leave keep and av 0.54.
     m = model([vote(0.9, True)] * 5)
     out = run(media, "adaptive", m, n_votes=5)
-    [src] = out.result["sources"]
-    assert src["analysis"]["n_votes"] == 3 and out.result["settings"]["n_votes"] == 5
+    [src] = out.result.sources
+    assert src.analysis.n_votes == 3 and out.result.settings.n_votes == 5
     assert m.stages == ["audio", "generate", "analyze", "analyze", "analyze"]
-    assert all(c.n == 1 for c in out.state.sources[0].calls)  # one vote a pass by default
-    assert src["refined"] is False and src["box"] == BOXES[0]
+    assert all(c.n == 1 for c in out.state.calls_of(0))  # one vote a pass by default
+    assert src.refined is False and src.box == BOXES[0]
     # an unsure sound is refined whatever the votes say: one vote is enough
     out = run(media, "adaptive", model([vote(0.9, True)] * 5, confidences=(0.3,)))
-    assert out.result["sources"][0]["analysis"]["n_votes"] == 1 and out.result["sources"][0]["refined"]
+    assert out.result.sources[0].analysis.n_votes == 1 and out.result.sources[0].refined
 
 
 SCRIPTED_SEQUENCES = [
@@ -131,12 +131,12 @@ def test_adaptive_decides_as_the_paper_graph_end_to_end(media, i, per_call):
     settings = {"sources": 2, "n_votes": 5, "votes_per_call": per_call}
     full = run(media, "gar", model(votes, (0.9, 0.9), second=votes[::-1]), **settings)
     early = run(media, "adaptive", model(votes, (0.9, 0.9), second=votes[::-1]), **settings)
-    assert early.result["error"] is None
-    for f, e, fs, es in zip(full.result["sources"], early.result["sources"], full.state.sources, early.state.sources):
-        assert (e["refined"], e["box"]) == (f["refined"], f["box"])
+    assert early.result.error is None
+    for f, e, fs, es in zip(full.result.sources, early.result.sources, full.state.sources, early.state.sources):
+        assert (e.refined, e.box) == (f.refined, f.box)
         # the adaptive loop collected exactly what the pure rule predicts, a pass at a time
         expected = votes_used(fs.votes, 5, fs.audio_confidence, full.state.settings, per_call or 1)
-        assert e["analysis"]["n_votes"] == expected <= 5
+        assert e.analysis.n_votes == expected <= 5
         assert [v.raw for v in es.votes] == [v.raw for v in fs.votes[:expected]]
 
 
@@ -222,12 +222,12 @@ def test_a_user_graph_file_with_its_own_node_loads_by_path_and_runs(media, opini
     assert topology.name == "second_opinion"
     m = model([vote(0.9, True)] * 5 + [opinion])
     out = run_clip(media, Settings(graph=topology.name), m, topology=topology)
-    [src] = out.result["sources"]
+    [src] = out.result.sources
     assert m.stages == ["audio", "generate", "analyze", "analyze"] + (["refine"] if refined else [])
     assert "second_opinion" in [s.node for s in out.steps]
-    assert src["refined"] is refined and src["analysis"]["n_votes"] == 5  # the opinion is not a vote
+    assert src.refined is refined and src.analysis.n_votes == 5  # the opinion is not a vote
     if refined:
-        assert src["gate"]["reasons"] == ["second opinion: keep is false"] and src["box"] == REFINED[0]
+        assert src.gate.reasons == ["second opinion: keep is false"] and src.box == REFINED[0]
 
 
 def test_the_documented_second_opinion_code_is_the_tested_file():

@@ -52,7 +52,7 @@ def test_what_the_model_raises_fails_the_call_and_the_run(media):
 
     outcome = run_clip(media, Settings(n_votes=1), Exploding(script={}))
     assert "ConnectionError: server went away" in outcome.state.error
-    assert outcome.state.generate.calls[0].error == "ConnectionError: server went away"
+    assert outcome.state.calls_of(None)[0].error == "ConnectionError: server went away"
 
 
 def test_the_cli_keeps_the_traceback_of_a_bug(example, tmp_path, monkeypatch):

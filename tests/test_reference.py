@@ -277,7 +277,7 @@ def test_reference_run_single(media, sets):
     assert state.error is None and state.settings.max_new_tokens == 256
     box = [10, 20, w - 1, 220]  # int() truncates, then the scripts' clip
     # Stage A first (image + audio, no audio class in its prompt), then Stage B (audio only)
-    a, b = state.generate.calls
+    a, b = state.calls_of(None)
     assert (a.stage, a.media, a.system, a.prompt) == (
         "generate",
         ["image", "audio"],
@@ -287,7 +287,7 @@ def test_reference_run_single(media, sets):
     assert (b.stage, b.media, b.system) == ("audio", ["audio"], "System B (solo).")
     src = state.sources[0]
     assert (src.initial_box, src.audio_class, src.audio_confidence) == (box, "violin", 0.9)
-    (votes,) = src.calls  # all five votes in one call (n=5), sampled as the scripts sample them
+    (votes,) = state.calls_of(0)  # all five votes in one call (n=5), sampled as the scripts sample them
     assert (votes.n, votes.temperature, votes.top_p, votes.system) == (5, 0.4, 0.9, "Vote system text (B.5).")
     assert votes.prompt == single.build_prompt_analysis_anchor_voting(box, "violin", 0.9, w, h)
     assert src.analysis.av_consistency == 1.0 and src.analysis.keep
@@ -315,9 +315,9 @@ def test_reference_run_duet(media, sets):
     # pairing by list order: box 1 with class 1; an empty class is "unknown", a non-numeric confidence 0
     assert (s0.audio_class, s0.audio_confidence, s1.audio_class, s1.audio_confidence) == ("cello", 0.8, "unknown", 0.0)
     assert s1.initial_box == [329, 10, 329, 60]  # the scripts' clip keeps a zero-width box at the border
-    assert s0.calls[0].prompt == duet.build_prompt_analysis_anchor_voting([0, 0, 100, 100], "cello", 0.8, w, h)
+    assert state.calls_of(0)[0].prompt == duet.build_prompt_analysis_anchor_voting([0, 0, 100, 100], "cello", 0.8, w, h)
     assert not s0.gate.refine and s0.box == [0, 0, 100, 100]
-    refine_call = s1.calls[-1]
+    refine_call = state.calls_of(1)[-1]
     limit = max(4, round(min(w, h) * 0.08))
     analysis = {"av_consistency": 0.3, "role_tags": ["a"], "anchor_votes": [], "keep": False}
     assert refine_call.prompt == duet.build_prompt_refine([329, 10, 329, 60], "unknown", w, h, analysis, limit)
@@ -336,7 +336,7 @@ def test_reference_run_fails_where_the_script_would(media, sets):
         audio=['{"audio_class": "x", "audio_confidence_score": 1}'],
     )
     assert "not an integer" in state.error and "drops this sample" in state.error
-    assert [c.stage for c in state.generate.calls] == ["generate"]  # Stage B never ran
+    assert [c.stage for c in state.calls_of(None)] == ["generate"]  # Stage B never ran
     state = _run(media, sets, "music-duet", 2, generate=['{"bboxes": [[0, 0, 9, 9]]}'], audio=["{}"])
     assert "not exactly 2 boxes" in state.error
 

@@ -64,7 +64,7 @@ def cli(capsys, *args):
 def test_a_run_writes_a_complete_trace(recorded):
     traces, run_id, result, _ = recorded
     trace = read_trace(run_id, traces)
-    assert trace.schema_version == SCHEMA_VERSION and trace.result == result
+    assert trace.schema_version == SCHEMA_VERSION and trace.result.model_dump(mode="json") == result
     assert trace.graph.name == "gar" and len(trace.graph.sha256) == 64
     assert {"generate", "localize:analyze", "localize:gate"} <= set(trace.graph.nodes)
     assert set(trace.prompts) >= {"analyze_single.txt", "refine_single.txt"}
@@ -84,7 +84,7 @@ def test_replay_with_nothing_changed_gives_the_same_result(recorded, capsys, tmp
     code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--out", tmp_path / "r")
     assert code == 0 and json.loads(out) == result
     new = [t for _, t in list_traces(traces) if t.parent == run_id]
-    assert len(new) == 1 and new[0].result == result
+    assert len(new) == 1 and new[0].result.model_dump(mode="json") == result
 
 
 def test_replay_with_fewer_votes_uses_the_first_ones(recorded, capsys, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -70,15 +69,16 @@ def step_printer(as_json: bool):
 def finish(result: dict, media, out: Path, as_json: bool, trace_path: Path | None) -> None:
     """Write result.json and overlay.png, print the result, exit 1 if the run failed."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    if result["sources"]:
+    document = result.model_dump_json(indent=2) + "\n"
+    (out / "result.json").write_text(document)
+    if result.sources:
         save_overlay(media.image, result_items(result), out / "overlay.png")
     if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        sys.stdout.write(document)
     else:
         console.print(result_table(result))
-        console.print(f"wrote {out / 'result.json'}" + (f" and {out / 'overlay.png'}" if result["sources"] else ""))
+        console.print(f"wrote {out / 'result.json'}" + (f" and {out / 'overlay.png'}" if result.sources else ""))
         if trace_path:
             console.print(f"trace {trace_path}")
-    if result["error"]:
-        raise fail(result["error"], EXIT_RUN_FAILED)
+    if result.error:
+        raise fail(result.error, EXIT_RUN_FAILED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -23,12 +24,13 @@ from gar_agent.cli.common import (
     finish,
     step_printer,
 )
-from gar_agent.cli.views import analysis_text, gate_view, generate_view, node_view, refine_view, votes_table
+from gar_agent.cli.views import node_view
 from gar_agent.models.backends import resolve_backend
 from gar_agent.overlay import save_overlay
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
-from gar_agent.state import GenerateRecord, SourceRecord
+from gar_agent.result import STATUS_TEXT, source_status
+from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
 from gar_agent.topology import load_topology
 from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.diff import diff_traces
@@ -68,17 +70,17 @@ def list_cmd(
         if not isinstance(trace, Trace):
             table.add_row(path.parent.name[:12], "", f"[red]{trace}[/]", "", "", "", "", "", "")
             continue
-        srcs = trace.result.get("sources", [])
-        refined = sum(s["refined"] for s in srcs)
+        res = trace.result
+        counts = Counter(STATUS_TEXT[s.status] for s in res.sources)
         table.add_row(
             trace.run_id[:12] + (" (fork)" if trace.fork else " (replay)" if trace.parent else ""),
             trace.created.replace("T", " ")[:19],
             Path(trace.inputs["image"].path).name,
             str(trace.settings.sources),
             str(trace.settings.n_votes),
-            " ".join(str(s["box"]) for s in srcs) or f"[red]{trace.result.get('error')}[/]",
-            f"{refined} refined, {len(srcs) - refined} skipped",
-            str(trace.result.get("usage", {}).get("model_calls", "")),
+            " ".join(str(s.box) for s in res.sources) or f"[red]{res.error}[/]",
+            ", ".join(f"{n} {what}" for what, n in counts.items()) or "-",
+            str(res.usage.model_calls),
             f"{trace.wall_s:.2f}",
         )
     console.print(table)
@@ -109,21 +111,20 @@ def show(
         "steps: "
         + ", ".join(f"{s.index}:{s.node}" + ("" if s.source is None else f"[{s.source}]") for s in trace.steps)
     )
-    if final.generate:
-        head.add(generate_view(final.generate, [], final.error))
-    for src in final.sources:
-        branch = head.add(
-            f"[bold]source {src.index}[/]: {src.audio_class} ({src.audio_confidence:.2f}) {src.initial_box} -> {src.box}"
+    # every step that ran, a researcher's own nodes included, under its source
+    branches = {
+        src.index: head.add(
+            f"[bold]source {src.index}[/]: {src.audio_class} ({src.audio_confidence:.2f}) {src.initial_box} "
+            f"-> {src.box} · {STATUS_TEXT[source_status(src)]}"
         )
-        if src.votes:
-            branch.add(votes_table(src))
-            branch.add(analysis_text(src))
-        if src.gate:
-            branch.add(gate_view(src))
-        if src.refinement:
-            branch.add(refine_view(src))
-        if src.error:
-            branch.add(f"[red]{src.error}[/]")
+        for src in final.sources
+    }
+    for s in trace.steps:
+        view = node_view(s.node, _records(s.state))
+        if view is not None:
+            (branches.get(s.source, head) if s.source is not None else head).add(view)
+    if final.error:
+        head.add(f"[red]{final.error}[/]")
     console.print(head)
     if png:
         _step_overlays(trace, path, png)
@@ -136,6 +137,9 @@ def _records(state: dict) -> dict:
         out["generate"] = GenerateRecord.model_validate(state["generate"])
     if isinstance(state.get("sources"), list):
         out["sources"] = [SourceRecord.model_validate(s) for s in state["sources"]]
+    if isinstance(state.get("source"), dict):
+        out["source"] = SourceRecord.model_validate(state["source"])
+    out["calls"] = [ModelCall.model_validate(c) for c in state.get("calls") or []]
     return out
 
 

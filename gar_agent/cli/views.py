@@ -7,6 +7,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gar_agent.result import STATUS_TEXT, RunResult
 from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
 
 CLIP = 600  # characters of prompts/answers shown inline; the trace keeps them whole
@@ -37,10 +38,12 @@ def call_view(call: ModelCall, show_prompt: bool = True) -> Group:
     return Group(*parts)
 
 
-def generate_view(record: GenerateRecord, sources: list[SourceRecord], error: str | None) -> Panel:
+def generate_view(
+    record: GenerateRecord, calls: list[ModelCall], sources: list[SourceRecord], error: str | None
+) -> Panel:
     """Generate: the audio call, the box call (and repairs), the sources they gave."""
     parts: list = []
-    for call in record.calls:
+    for call in calls:
         parts.append(call_view(call))
     for ans in record.audio + record.boxes:
         if ans.error:
@@ -83,9 +86,8 @@ def analysis_text(src: SourceRecord) -> Text:
     )
 
 
-def analyze_view(src: SourceRecord) -> Panel:
+def analyze_view(src: SourceRecord, call: ModelCall) -> Panel:
     """One Analyze pass: its call and the votes it added."""
-    call = src.calls[-1]
     new = len(call.answers)
     parts = [call_view(call), votes_table(src, len(src.votes) - new), analysis_text(src)]
     if src.error:
@@ -111,10 +113,10 @@ def _ok(flag: bool) -> Text:
     return Text("yes", style="green") if flag else Text("no", style="red")
 
 
-def refine_view(src: SourceRecord) -> Panel:
+def refine_view(src: SourceRecord, call: ModelCall | None = None) -> Panel:
     """Refine: the answer, what was applied, the clamp, the box before and after."""
     r = src.refinement
-    parts: list = [call_view(src.calls[-1])]
+    parts: list = [call_view(call)] if call else []
     if r.error:
         parts.append(Text(f"unusable answer: {r.error} (previous box kept)", style="yellow"))
     if r.parsed and r.parsed.ops:
@@ -127,46 +129,62 @@ def refine_view(src: SourceRecord) -> Panel:
             style="bold",
         )
     )
-    if r.parsed and r.parsed.refined_description:
-        parts.append(Text(_clip(r.parsed.refined_description, 300), style="italic"))
+    if r.refined_description:
+        parts.append(Text(_clip(r.refined_description, 300), style="italic"))
     return Panel(Group(*parts), title=f"refine · source {src.index}", title_align="left", border_style="green")
 
 
-def result_table(result: dict) -> Table:
-    """The final boxes, one row per source."""
-    table = Table("source", "audio class", "initial box", "final box", "av", "keep", "gate", title="result")
-    for i, s in enumerate(result["sources"]):
-        a = s.get("analysis") or {}
+def result_table(result: RunResult) -> Table:
+    """The final boxes, one row per source, and what happened to each."""
+    table = Table("source", "audio class", "initial box", "final box", "av", "keep", "status", title="result")
+    for i, s in enumerate(result.sources):
+        a = s.analysis
         table.add_row(
             str(i),
-            f"{s['audio_class']} ({s['audio_confidence']:.2f})",
-            str(s["initial_box"]),
-            str(s["box"]),
-            f"{a['av_consistency']:.2f}" if a else "-",
-            str(a.get("keep", "-")).lower(),
-            "refined" if s["refined"] else "skipped",
+            f"{s.audio_class} ({s.audio_confidence:.2f})",
+            str(s.initial_box),
+            str(s.box),
+            f"{a.av_consistency:.2f}" if a else "-",
+            str(a.keep).lower() if a else "-",
+            STATUS_TEXT[s.status],
         )
     return table
 
 
 def node_view(node: str, update: dict):
-    """The view of one step's update, or None for a node this module does not know."""
+    """The view of one step's update (any node, a researcher's own included); None for the branch wrapper."""
+    calls = update.get("calls") or []
     if node == "generate":
         return generate_view(
-            update.get("generate") or GenerateRecord(), update.get("sources") or [], update.get("error")
+            update.get("generate") or GenerateRecord(), calls, update.get("sources") or [], update.get("error")
         )
-    if node not in ("analyze", "gate", "refine"):
-        return None  # e.g. the per-source branch as a whole: its steps were shown one by one
     src = update.get("source") or (update.get("sources") or [None])[0]
     if not isinstance(src, SourceRecord):
-        return None
-    if node == "analyze" and src.calls:
-        return analyze_view(src)
+        if node == "localize" or not update:
+            return None  # the per-source branch as a whole: its steps were shown one by one
+        return _other_view(node, update, calls, None)
+    if node == "analyze" and calls:
+        return analyze_view(src, calls[-1])
     if node == "gate" and src.gate:
         return gate_view(src)
     if node == "refine" and src.refinement:
-        return refine_view(src)
-    return Panel(Text(f"wrote: {', '.join(update)}"), title=f"{node} · source {src.index}", title_align="left")
+        return refine_view(src, calls[-1] if calls else None)
+    return _other_view(node, update, calls, src)
+
+
+def _other_view(node: str, update: dict, calls: list[ModelCall], src: SourceRecord | None) -> Panel:
+    """A node this module has no special view for: its calls, what it wrote, the gate as it now stands."""
+    parts: list = [call_view(c) for c in calls]
+    wrote = [k for k in update if k not in ("calls", "sources")]
+    parts.append(Text(f"wrote: {', '.join(wrote) or 'nothing'}", style="dim"))
+    if src is not None and src.gate is not None:
+        decision = "refine" if src.gate.refine else "skip refinement"
+        reasons = f" ({'; '.join(src.gate.reasons)})" if src.gate.reasons else ""
+        parts.append(Text(f"gate now: {decision}{reasons}", style="bold"))
+    if src is not None and src.error:
+        parts.append(Text(src.error, style="bold red"))
+    title = node + (f" · source {src.index}" if src is not None else "")
+    return Panel(Group(*parts), title=title, title_align="left", border_style="white")
 
 
 def print_step(console: Console, node: str, update: dict) -> None:

@@ -32,6 +32,7 @@ from gar_agent.media import Media, MediaError, load_media
 from gar_agent.models.faults import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
+from gar_agent.result import RunResult
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 from gar_agent.topology import Topology
@@ -188,26 +189,28 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
 
 
-def score_result(sid: str, gt_boxes: list[list[float]], result: dict | None, error: str | None = None) -> SampleScore:
+def score_result(
+    sid: str, gt_boxes: list[list[float]], result: RunResult | None, error: str | None = None
+) -> SampleScore:
     """The SampleScore of a run's result document (None: the sample never ran, e.g. bad media)."""
     if result is None:
         return SampleScore(id=sid, failed=True, error=error, gt_boxes=gt_boxes)
-    w, h = result["image"]["width"], result["image"]["height"]
-    sources = result["sources"]
+    w, h = result.image.width, result.image.height
     return SampleScore(
         id=sid,
-        failed=result["error"] is not None,
-        error=result["error"],
-        pred_boxes=[normalize_box(s["box"], w, h) for s in sources],
+        failed=result.error is not None,
+        error=result.error,
+        pred_boxes=[normalize_box(s.box, w, h) for s in result.sources],
         gt_boxes=gt_boxes,
         image_size=[w, h],
-        refined=sum(bool(s["refined"]) for s in sources),
-        # a source the gate let through; graphs without a gate count as neither
-        skipped=sum(1 for s in sources if s.get("gate") and not s["gate"]["refine"] and not s["refined"]),
+        refined=result.refined,
+        skipped=result.skipped,  # a graph without a gate skips none
     )
 
 
-def sample_document(score: SampleScore, result: dict | None, wall_s: float, trace: str | None, vis: str | None) -> dict:
+def sample_document(
+    score: SampleScore, result: RunResult | None, wall_s: float, trace: str | None, vis: str | None
+) -> dict:
     """samples/<id>.json: the score fields, the sample's own metrics and the run's result JSON."""
     own = {"ciou": None, "ap": None, "per_source_iou": None, "matched_mean_iou": None}
     if not score.failed:  # a failed sample has no metric of its own (it is a miss only with --strict)
@@ -217,7 +220,7 @@ def sample_document(score: SampleScore, result: dict | None, wall_s: float, trac
         "id": score.id,
         **own,
         "score": score.model_dump(mode="json"),
-        "result": result,
+        "result": result.model_dump(mode="json") if result is not None else None,
         "trace": trace,
         "vis": vis,
         "wall_s": round(wall_s, 6),

@@ -1,7 +1,7 @@
 """Analyze (Stage 2), one pass: sampled votes on whether the source's box holds what sounds.
 
 Reads: settings (n_votes, votes_per_call, sampling, protocol), image, source (box, audio class and
-confidence), peers. Writes: source.calls, source.votes (each raw answer, parsed or dropped with the
+confidence), peers. Writes: calls (the new one), source.votes (each raw answer, parsed or dropped with the
 reason), source.analysis (the aggregate of the votes so far), source.error.
 
 One pass asks for up to `votes_per_call` votes in one model call; the graph loops back here until N
@@ -27,14 +27,13 @@ def analyze(state: SourceState, runtime: Runtime[GarContext]) -> dict:
     protocol = protocols.protocol(settings.protocol)
     want = min(settings.batch, settings.n_votes - len(src.votes))
     call = ask(ctx.model, ctx.media, protocol.analysis_request(state, ctx, want))
-    src.calls.append(call)
     if call.error:
         src.error = f"analyze (source {src.index}): the model failed: {call.error}"
-        return report(src)
+        return report(src, call)
     votes, fatal = protocol.parse_votes(call.answers, len(src.votes))
     src.votes.extend(votes)
     if fatal:
         src.error = f"analyze (source {src.index}): {fatal}"
-        return report(src)
+        return report(src, call)
     src.analysis = protocol.finish_analysis(src.votes, ctx.prompts.cleanup)
-    return report(src)
+    return report(src, call)

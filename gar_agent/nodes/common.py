@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from gar_agent.rules import scale_box
-from gar_agent.state import Box, ImageInfo, SourceRecord, SourceState
+from gar_agent.state import Box, ImageInfo, ModelCall, SourceRecord, SourceState
 
 
 def model_box(box: Box, image: ImageInfo) -> list[int]:
@@ -24,9 +24,9 @@ def classes_text(classes: list[str]) -> str:
     return ", ".join(json.dumps(c) for c in classes)
 
 
-def report(record: SourceRecord) -> dict:
-    """A source node's update: the branch's record, and the same record for the run's join."""
-    return {"source": record, "sources": [record]}
+def report(record: SourceRecord, *calls: ModelCall) -> dict:
+    """A source node's update: the branch's record, the same record for the run's join, its new calls."""
+    return {"source": record, "sources": [record], "calls": list(calls)}
 
 
 def source_values(state: SourceState) -> dict:

@@ -1,7 +1,7 @@
 """Refine (Stage 3), per source: one greedy call proposes a conservative edit of the box.
 
 Reads: settings (protocol), image, source (box, audio class, analysis), peers.
-Writes: source.calls, source.refinement (raw answer, parsed ops/bbox, what was applied, clamp),
+Writes: calls (the new one), source.refinement (raw answer, parsed ops/bbox, what was applied, clamp),
 source.box, source.error.
 """
 
@@ -23,7 +23,6 @@ def refine(state: SourceState, runtime: Runtime[GarContext]) -> dict:
     src = state.source.model_copy(deep=True)
     request, resolve = protocols.protocol(state.settings.protocol).refine(state, ctx)
     call = ask(ctx.model, ctx.media, request)
-    src.calls.append(call)
     if call.error:
         src.error = f"refine (source {src.index}): the model failed: {call.error}"
         src.refinement = Refinement(
@@ -33,7 +32,7 @@ def refine(state: SourceState, runtime: Runtime[GarContext]) -> dict:
             max_delta=max_delta(image.width, image.height),
             applied="parse_error",
         )
-        return report(src)
+        return report(src, call)
     src.refinement = resolve(call.answers[0])
     src.box = src.refinement.box
-    return report(src)
+    return report(src, call)

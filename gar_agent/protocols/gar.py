@@ -22,6 +22,7 @@ from gar_agent.rules import aggregate_votes, clip_box, max_delta, resolve_refine
 from gar_agent.state import (
     Analysis,
     GenerateRecord,
+    ModelCall,
     ParsedAnswer,
     Refinement,
     RunState,
@@ -48,6 +49,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     """Ask for the K sound classes (audio only), then for K boxes and descriptions (image + audio)."""
     k = state.settings.sources
     record = GenerateRecord()
+    calls: list[ModelCall] = []
 
     # Call B: audio only. A failed answer means "unknown" with confidence 0 (no repair).
     audio_tpl = template_name("audio", k)
@@ -56,9 +58,9 @@ def generate(state: RunState, ctx: GarContext) -> dict:
         ctx.media,
         _request(ctx, state, "audio", None, audio_tpl, ctx.prompts.render(audio_tpl, k=k), media=("audio",)),
     )
-    record.calls.append(call)
+    calls.append(call)
     if call.error:
-        return {"generate": record, "error": f"generate: the model failed on the audio call: {call.error}"}
+        return {"generate": record, "calls": calls, "error": f"generate: the model failed on the audio call: {call.error}"}
     value, error = parse_audio(call.answers[0], k)
     record.audio.append(ParsedAnswer(raw=call.answers[0], value=value, error=error))
     classes = value["classes"] if value else ["unknown"] * k
@@ -71,9 +73,9 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     request, boxes = question, None
     for attempt in range(state.settings.max_repairs + 1):
         call = ask(ctx.model, ctx.media, request)
-        record.calls.append(call)
+        calls.append(call)
         if call.error:
-            return {"generate": record, "error": f"generate: the model failed on the box call: {call.error}"}
+            return {"generate": record, "calls": calls, "error": f"generate: the model failed on the box call: {call.error}"}
         boxes, error = parse_boxes(call.answers[0], k)
         record.boxes.append(ParsedAnswer(raw=call.answers[0], value=boxes, error=error))
         if boxes is not None:
@@ -86,6 +88,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
         tries = len(record.boxes)
         return {
             "generate": record,
+            "calls": calls,
             "error": f"generate: the box answer was unusable after {tries} tries: {record.boxes[-1].error}",
         }
 
@@ -105,7 +108,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
                 audio_confidence=confidences[i],
             )
         )
-    return {"generate": record, "sources": sources}
+    return {"generate": record, "calls": calls, "sources": sources}
 
 
 def analysis_request(state: SourceState, ctx: GarContext, n: int) -> Request:

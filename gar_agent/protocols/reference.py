@@ -27,6 +27,7 @@ from gar_agent.state import (
     AnchorVote,
     Box,
     GenerateRecord,
+    ModelCall,
     ParsedAnswer,
     Refinement,
     RunState,
@@ -296,26 +297,27 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     """Stage A (boxes, image + audio) then Stage B (classes, audio only); pairing by list order."""
     k, image = state.settings.sources, state.image
     record = GenerateRecord(pairing="list order (the released code: box i goes with class i)")
+    calls: list[ModelCall] = []
     call = ask(ctx.model, ctx.media, _request(ctx, state, "generate", None, ("image", "audio"), {}))
-    record.calls.append(call)
+    calls.append(call)
     if call.error:
-        return {"generate": record, "error": f"generate: the model failed on the box call: {call.error}"}
+        return {"generate": record, "calls": calls, "error": f"generate: the model failed on the box call: {call.error}"}
     try:
         boxes, descriptions = _locate(call.answers[0], k, image.width, image.height)
     except ScriptFailure as e:
         record.boxes.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
-        return {"generate": record, "error": f"{e}: the released code drops this sample"}
+        return {"generate": record, "calls": calls, "error": f"{e}: the released code drops this sample"}
     record.boxes.append(ParsedAnswer(raw=call.answers[0], value={"boxes": boxes, "descriptions": descriptions}))
 
     call = ask(ctx.model, ctx.media, _request(ctx, state, "audio", None, ("audio",), {}))
-    record.calls.append(call)
+    calls.append(call)
     if call.error:
-        return {"generate": record, "error": f"generate: the model failed on the audio call: {call.error}"}
+        return {"generate": record, "calls": calls, "error": f"generate: the model failed on the audio call: {call.error}"}
     try:
         classes, confidences = _audio(call.answers[0], k)
     except ScriptFailure as e:
         record.audio.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
-        return {"generate": record, "error": f"{e}: the released code drops this sample"}
+        return {"generate": record, "calls": calls, "error": f"{e}: the released code drops this sample"}
     record.audio.append(ParsedAnswer(raw=call.answers[0], value={"classes": classes, "confidences": confidences}))
     sources = [
         SourceRecord(
@@ -328,7 +330,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
         )
         for i in range(k)
     ]
-    return {"generate": record, "sources": sources}
+    return {"generate": record, "calls": calls, "sources": sources}
 
 
 def _frame(state) -> dict:

@@ -67,6 +67,6 @@ def diff_traces(a: Trace, b: Trace) -> TraceDiff:
                 d.decisions.append((f"source {i} {name}", va, vb))
         ba, bb = (x.box if x else None), (y.box if y else None)
         d.boxes.append((i, ba, bb, box_iou(ba, bb, size=None) if ba and bb else None))
-    if a.result.get("error") != b.result.get("error"):
-        d.decisions.append(("error", a.result.get("error"), b.result.get("error")))
+    if a.result.error != b.result.error:
+        d.decisions.append(("error", a.result.error, b.result.error))
     return d

@@ -10,7 +10,7 @@ from gar_agent import __version__
 from gar_agent.media import Media
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import RunOutcome, Step
-from gar_agent.state import GenerateRecord, ModelCall, SourceRecord, Usage
+from gar_agent.state import ModelCall, SourceRecord, Usage
 from gar_agent.topology import Topology
 from gar_agent.trace.schema import Fork, GraphInfo, InputFile, MediaRef, Trace, TraceCall, TraceStep
 
@@ -37,25 +37,19 @@ def _jsonable(value):
     return value
 
 
-def trace_steps(steps: list[Step], media: Media, start_index: int = 0, seen_calls=None) -> list[TraceStep]:
-    """Trace steps from streamed steps: the calls each made, the state it wrote, its pass."""
+def trace_steps(steps: list[Step], media: Media, start_index: int = 0) -> list[TraceStep]:
+    """Trace steps from streamed steps: the calls each made (the calls channel), what it wrote, its pass."""
     refs = media.hashes
-    seen_calls = seen_calls if seen_calls is not None else defaultdict(int)  # calls already counted per source
     passes: dict[tuple[str, int | None], int] = defaultdict(int)
     out = []
     for step in steps:
         if step.node == "localize" and not step.namespace:
             continue  # the branch as a whole; its inner steps are recorded one by one
         source: int | None = None
-        calls: list[ModelCall] = []
-        if isinstance(step.update.get("generate"), GenerateRecord):
-            calls = step.update["generate"].calls
-        records = step.update.get("sources") or []
-        if step.node != "generate" and records and isinstance(records[0], SourceRecord):
-            record = records[0]
+        calls: list[ModelCall] = list(step.update.get("calls") or [])
+        record = step.update.get("source") or (step.update.get("sources") or [None])[0]
+        if step.node != "generate" and isinstance(record, SourceRecord):
             source = record.index
-            calls = record.calls[seen_calls[source] :]
-            seen_calls[source] = len(record.calls)
         passes[(step.node, source)] += 1
         usage = Usage()
         for c in calls:
@@ -123,16 +117,8 @@ def build_trace(
             "audio": MediaRef(sha256=media.hashes["audio"], mime_type="audio/wav"),
         },
         notices=list(media.notices),
-        steps=[*prefix, *trace_steps(outcome.steps, media, len(prefix), _prefix_calls(prefix))],
+        steps=[*prefix, *trace_steps(outcome.steps, media, len(prefix))],
         final_state=outcome.state,
         result=outcome.result,
         wall_s=outcome.wall_s,
     )
-
-
-def _prefix_calls(prefix: list[TraceStep]) -> dict:
-    counts: dict = defaultdict(int)
-    for step in prefix:
-        if step.source is not None:
-            counts[step.source] += len(step.calls)
-    return counts

@@ -1,18 +1,37 @@
-"""The saved-run schema: the one place that says what a trace contains.
+"""The saved-run schema: the one place that says what a trace contains, and how it is stored.
 
 A trace is one versioned JSON document per run: what ran (graph topology and file hash, prompt
 hashes, settings), on what (inputs by path, hash and size), every step in order (node, source,
-pass, the model calls with media referenced by hash, the state the step wrote, usage, time), and
-the final state and result. Everything needed to replay the run without the model is here.
+pass, the model calls with media referenced by hash, what the step wrote, usage, time), and the
+final state and result. Everything needed to replay the run without the model is here.
+
+In memory a `Trace` holds each step's calls and the update it wrote, as the graph streamed them.
+On disk (schema version 2, `to_document` / `from_document`) it is stored linear in size, as
+inspect_ai stores its logs:
+- every model call once, in `calls`; a step lists the indices of the calls it made;
+- a per-source step stores what it changed in its source record as a JSON Patch (RFC 6902), so
+  the votes of pass k are stored once, not again by every later step;
+- every string longer than 80 characters (a prompt, an answer) is stored once in `attachments`
+  and referenced as `attachment://<hash>`, so a prompt asked N times is stored once;
+- the final state's calls are the trace's calls (not stored twice).
+Version 1 documents (each step storing its whole source record) are read as they are.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+from typing import Any
+
+import jsonpatch
 from pydantic import BaseModel, Field
 
+from gar_agent.result import RunResult
 from gar_agent.state import ModelCall, RunState, Settings, Usage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+ATTACHMENT = "attachment://"
+INLINE_LIMIT = 80  # longer strings are stored once, as attachments
 
 
 class InputFile(BaseModel):
@@ -96,9 +115,107 @@ class Trace(BaseModel):
     notices: list[str] = Field(default_factory=list)
     steps: list[TraceStep]
     final_state: RunState
-    result: dict
+    result: RunResult
     wall_s: float = 0.0
 
     def calls(self) -> list[TraceCall]:
         """Every model call in step order."""
         return [c for s in self.steps for c in s.calls]
+
+
+# --- storage ---------------------------------------------------------------------------------------
+
+
+def _intern(value: Any, attachments: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        if len(value) <= INLINE_LIMIT and not value.startswith(ATTACHMENT):
+            return value
+        key = hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+        attachments[key] = value
+        return ATTACHMENT + key
+    if isinstance(value, list):
+        return [_intern(v, attachments) for v in value]
+    if isinstance(value, dict):
+        return {k: _intern(v, attachments) for k, v in value.items()}
+    return value
+
+
+def _resolve(value: Any, attachments: dict[str, str]) -> Any:
+    if isinstance(value, str) and value.startswith(ATTACHMENT):
+        key = value[len(ATTACHMENT) :]
+        if key not in attachments:
+            raise ValueError(f"attachment {key} is missing")
+        return attachments[key]
+    if isinstance(value, list):
+        return [_resolve(v, attachments) for v in value]
+    if isinstance(value, dict):
+        return {k: _resolve(v, attachments) for k, v in value.items()}
+    return value
+
+
+def _record(state: dict, source: int) -> dict | None:
+    record = state.get("source")
+    if isinstance(record, dict) and record.get("index") == source:
+        return record
+    return next((r for r in state.get("sources") or [] if isinstance(r, dict) and r.get("index") == source), None)
+
+
+def to_document(trace: Trace) -> dict:
+    """The trace as stored: calls once, per-source steps as patches, long strings as attachments."""
+    data = trace.model_dump(mode="json")
+    calls: list[dict] = []
+    records: dict[int, dict] = {}  # source -> its record as of the step being written
+    steps = []
+    for step in data.pop("steps"):
+        ids = list(range(len(calls), len(calls) + len(step["calls"])))
+        calls.extend(step.pop("calls"))
+        wrote = {k: v for k, v in step.pop("state").items() if k != "calls"}
+        record = _record(wrote, step["source"]) if step["source"] is not None else None
+        if record is not None:
+            wrote = {k: v for k, v in wrote.items() if k not in ("source", "sources")}
+            step["changes"] = jsonpatch.make_patch(records.get(step["source"], {}), record).patch
+            records[step["source"]] = record
+        else:
+            for r in wrote.get("sources") or []:
+                if isinstance(r, dict) and isinstance(r.get("index"), int):
+                    records[r["index"]] = r
+        steps.append({**step, "call_ids": ids, "wrote": wrote})
+    data["final_state"]["calls"] = []  # they are `calls`
+    attachments: dict[str, str] = {}
+    body = _intern({**data, "steps": steps, "calls": calls}, attachments)
+    return {"schema_version": SCHEMA_VERSION, **body, "attachments": attachments}
+
+
+def from_document(data: dict) -> Trace:
+    """A stored trace (version 1 or 2) as the in-memory Trace."""
+    if data.get("schema_version") == 1:
+        return Trace.model_validate(_upgrade_v1(data))
+    data = _resolve({k: v for k, v in data.items() if k != "attachments"}, data.get("attachments") or {})
+    calls = data.pop("calls", [])
+    records: dict[int, dict] = {}
+    steps = []
+    for step in data.get("steps", []):
+        step = dict(step)
+        step_calls = [calls[i] for i in step.pop("call_ids", [])]
+        state = copy.deepcopy(step.pop("wrote", {}))
+        changes = step.pop("changes", None)
+        if changes is not None and step.get("source") is not None:
+            record = jsonpatch.apply_patch(records.get(step["source"], {}), changes)
+            records[step["source"]] = record
+            state.update(source=record, sources=[record])
+        else:
+            for r in state.get("sources") or []:
+                if isinstance(r, dict) and isinstance(r.get("index"), int):
+                    records[r["index"]] = r
+        steps.append({**step, "calls": step_calls, "state": {**state, "calls": step_calls}})
+    data["steps"] = steps
+    data["final_state"] = {**data["final_state"], "calls": calls}
+    return Trace.model_validate(data)
+
+
+def _upgrade_v1(data: dict) -> dict:
+    """A version-1 trace in today's shapes: calls were kept in the records, not in a channel of their own."""
+    data = copy.deepcopy(data)
+    calls = [c for s in data.get("steps", []) for c in s.get("calls", [])]
+    data["final_state"] = {**data["final_state"], "calls": calls}
+    return data

@@ -8,11 +8,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import jsonpatch
+from jsonpointer import JsonPointerException
 from pydantic import ValidationError
 
 from gar_agent.errors import UserError
 from gar_agent.paths import TRACES_DIR
-from gar_agent.trace.schema import SCHEMA_VERSION, Trace
+from gar_agent.trace.schema import SCHEMA_VERSION, Trace, from_document, to_document
 
 TRACE_FILE = "trace.json"
 
@@ -36,7 +38,7 @@ def write_trace(trace: Trace, directory: str | Path | None = None, embed_media: 
                 shutil.copyfile(info.path, target)
             trace.embedded_media[kind] = str(target.relative_to(folder))
     path = folder / TRACE_FILE
-    atomic_write(path, trace.model_dump_json(indent=1))
+    atomic_write(path, json.dumps(to_document(trace), indent=1, ensure_ascii=False))
     return path
 
 
@@ -87,11 +89,13 @@ def read_trace(run_or_file: str | Path, directory: str | Path | None = None) -> 
     if version < 1:
         raise TraceError(f"trace {path} has unknown schema version {version}")
     try:
-        return Trace.model_validate(data)
+        return from_document(data)
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise TraceError(f"trace {path} is corrupt at {where}: {first['msg']}") from None
+    except (ValueError, TypeError, KeyError, IndexError, jsonpatch.JsonPatchException, JsonPointerException) as e:
+        raise TraceError(f"trace {path} is corrupt ({type(e).__name__}: {e}): it cannot be read") from None
 
 
 def list_traces(directory: str | Path | None = None) -> list[tuple[Path, Trace | TraceError]]:

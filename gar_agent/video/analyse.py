@@ -58,11 +58,11 @@ class Analyser:
         inputs = {**input_files(media), "video": clip.input_file()}
         trace = build_trace(outcome, media, self.topology, self.prompts, backend=self.settings.backend, inputs=inputs)
         path = write_trace(trace, self.trace_dir)
-        entry.update(trace=str(path), usage=outcome.result["usage"], error=outcome.result["error"])
+        entry.update(trace=str(path), usage=outcome.result.usage.model_dump(), error=outcome.result.error)
         if reused is not None:
             entry.update(status="reused", reused_from=reused["from"], sources=reused["sources"])
             self.stats["reused"] += 1
-        elif outcome.result["error"]:
+        elif outcome.result.error:
             entry["sources"] = _sources(outcome.state)
             self.stats["failed"] += 1
         else:

@@ -38,11 +38,10 @@ def second_opinion(state: SourceState, runtime: Runtime[GarContext]) -> dict:
     template = template_name("analyze", state.settings.sources)  # the Analyze prompt, answered greedily
     prompt = ctx.prompts.render(template, **source_values(state))
     call = ask(ctx.model, ctx.media, Request("analyze", src.index, template, prompt))
-    src.calls.append(call)
     opinion, _ = parse_vote(call.answers[0]) if call.answers else (None, None)
     if opinion is not None and not opinion.keep:
         src.gate = src.gate.model_copy(update={"refine": True, "reasons": ["second opinion: keep is false"]})
-    return report(src)
+    return report(src, call)  # the record, and the new call for the run's calls channel
 
 
 def build_source() -> StateGraph:
