@@ -153,11 +153,29 @@ def test_cached_media_gives_the_stock_processors_logits_and_greedy_answer(tiny_d
         assert torch.equal(mine, logits)
 
 
+def test_a_processor_we_do_not_reproduce_falls_back_to_the_processor_path(tiny_dir, monkeypatch):
+    from gar_agent.models import qwen_omni
+
+    chat = model(tiny_dir, max_tokens=4)
+    msgs = prompt(_png(60), _wav(60), "Where?")
+    loaded = chat._loaded()
+    monkeypatch.setattr(loaded, "media_path_ok", None)  # checked again here, restored afterwards
+    monkeypatch.setattr(qwen_omni, "processor_mismatch", lambda *a: "token ids differ")
+    with pytest.warns(UserWarning, match="media cache disabled .token ids differ"):
+        out = chat.invoke(msgs)
+    assert loaded.media_path_ok is False
+    again = chat.invoke(msgs)  # no prefix cache on the processor path
+    assert again.usage_metadata["input_token_details"]["cache_read"] == 0 and again.content == out.content
+    ids, _ = stock_greedy(chat, msgs, 4)
+    assert out.content == stock_text(chat, ids)
+
+
 def test_media_cache_hits_misses_and_content_keys(tiny_dir, tmp_path):
     chat = model(tiny_dir, max_tokens=2)
     img, wav = _png(3), _wav(3)
     first = chat.invoke(prompt(img, wav, "one"))
     assert first.response_metadata["media_cached"] == 0
+    assert chat._loaded().media_path_ok is True  # checked against the processor on the first prompt
     again = chat.invoke(prompt(img, wav, "two, another question"))
     assert again.response_metadata["media_cached"] == 2  # image and audio both from the cache
     other = chat.invoke(prompt(_png(4), wav, "three"))

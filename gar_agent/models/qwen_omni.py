@@ -13,6 +13,7 @@ import json
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +32,7 @@ from gar_agent.models.backends import BackendError
 from gar_agent.models.qwen_omni_batch import DynamicBatcher
 from gar_agent.models.qwen_omni_media import MediaCache, MediaRef
 from gar_agent.models.qwen_omni_prefix import PrefixCache, batch_inputs, prepare_row
-from gar_agent.models.qwen_omni_prompt import Prompt, build_prompt, stock_inputs
+from gar_agent.models.qwen_omni_prompt import Prompt, build_prompt, processor_mismatch, stock_inputs
 
 
 class ModelLoadError(BackendError, RuntimeError):
@@ -125,6 +126,7 @@ class _Loaded:
     family: str
     load_s: float
     lock: threading.Lock
+    media_path_ok: bool | None = None  # the media cache path reproduces this processor (checked once)
 
 
 _LOAD_LOCK = threading.Lock()
@@ -445,13 +447,15 @@ class ChatQwenOmni(BaseChatModel):
 
         loaded = self._loaded()
         # the media cache and prefix KV know Qwen2.5-Omni's layout only
-        if loaded.family != "qwen2_5_omni" or not self.media_cache:
+        if loaded.family != "qwen2_5_omni" or not self.media_cache or loaded.media_path_ok is False:
             outs = self._execute_stock(loaded, gen, [to_conversation(p) for p in prompts])
         else:
             t0 = time.perf_counter()
             media_cache, batcher = self._engine(loaded)
             built = [build_prompt(loaded.processor, media_cache, to_conversation(p, refs=True)) for p in prompts]
             processor_s = time.perf_counter() - t0
+            if loaded.media_path_ok is None and not self._media_path_ok(loaded, prompts, built):
+                return self._run(prompts, stop=stop, **kwargs)  # now on the processor path
             if batcher is not None and gen.seed is None:  # a seeded call keeps its own RNG stream: alone
                 outs = batcher.submit(gen, built)
             else:
@@ -459,6 +463,21 @@ class ChatQwenOmni(BaseChatModel):
             for o in outs:
                 o.processor_s = processor_s
         return [self._chat_result(loaded, o, gen, stop) for o in outs]
+
+    def _media_path_ok(self, loaded: _Loaded, prompts: list[list[BaseMessage]], built: list[Prompt]) -> bool:
+        """Check once per checkpoint, on the first prompt with media, that our inputs equal the processor's."""
+        for messages, prompt in zip(prompts, built, strict=True):
+            if prompt.images or prompt.audios:
+                why = processor_mismatch(loaded.processor, prompt, to_conversation(messages))
+                loaded.media_path_ok = why is None
+                if why is not None:
+                    warnings.warn(
+                        f"{self.model}: media cache disabled ({why} from the processor's); "
+                        "every call runs the processor, without the prefix cache",
+                        stacklevel=2,
+                    )
+                break
+        return loaded.media_path_ok is not False
 
     # -- execution: one generate for a batch of prompts
 

@@ -122,3 +122,34 @@ def media_inputs(images: list[EncodedImage], audios: list[EncodedAudio]) -> dict
         out["input_features"] = feats
         out["feature_attention_mask"] = fmask
     return out
+
+
+def processor_mismatch(processor: Any, prompt: Prompt, conversation: list[dict]) -> str | None:
+    """Why `prompt` differs from what the processor makes of the decoded conversation (None: it does not).
+
+    Run once per checkpoint on its first prompt with media: a processor configured in a way this
+    module does not reproduce is caught before any answer depends on it.
+    """
+    import torch
+
+    stock = processor.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt"
+    )
+    if stock["input_ids"][0].tolist() != prompt.ids:
+        return "token ids differ"
+    mine = media_inputs(prompt.images, prompt.audios)
+    if "pixel_values" in mine:
+        if not torch.equal(stock["image_grid_thw"], mine["image_grid_thw"]):
+            return "image grids differ"
+        if not torch.allclose(stock["pixel_values"].float(), mine["pixel_values"].float(), atol=1e-5):
+            return "pixel values differ"
+    if "input_features" in mine:
+        frames = stock["feature_attention_mask"].sum(-1).tolist()
+        if frames != [a.n_frames for a in prompt.audios]:
+            return "audio frame counts differ"
+        for i, n in enumerate(frames):
+            if not torch.allclose(
+                stock["input_features"][i, :, :n].float(), mine["input_features"][i, :, :n], atol=1e-5
+            ):
+                return "audio features differ"
+    return None
