@@ -1,7 +1,8 @@
 """Run one clip: build the state, invoke the graph with the model in its context, collect steps.
 
-The runner is the one place that joins inputs, settings, a topology and a chat model; the CLI,
-the evaluation harness and replay all call it.
+`run_clip` is the one place a clip runs: a fresh run, a replay (from a recorded start state, with a
+model that answers from the recording), a fork (an edit of the state after Generate) and `gar track`
+(which may stop after Generate) all go through it. `gar_agent.run.run_and_record` adds the trace.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from gar_agent.prompts import PromptSet
 from gar_agent.result import RunResult, run_result
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology, load_topology
+from gar_agent.trace.checkpoints import memory_saver
+
+STOP = "stop"
+"""What `after_generate` returns to end a run once Generate has run."""
 
 
 @dataclass
@@ -55,18 +60,35 @@ def run_clip(
     thread_id: str | None = None,
     on_step: Callable[[Step], None] | None = None,
     state: RunState | None = None,
+    after_generate: Callable[[RunState], dict | str | None] | None = None,
 ) -> RunOutcome:
     """Invoke the graph on one clip and return the final state and result.
 
     `state` replaces the initial state built from `media` (replay starts from the recorded one).
+    `after_generate(state)` is asked once Generate has run: None runs on, a dict of updates edits
+    the state there (a fork: `update_state(..., as_node="generate")` on the checkpoint history),
+    STOP ends the run after Generate.
     """
     topology = topology or load_topology(settings.graph)
-    graph = topology.compile(checkpointer=checkpointer)
     context = GarContext(model=model, media=media, prompts=prompts or PromptSet())
     thread_id = thread_id or uuid.uuid4().hex
     config = {"configurable": {"thread_id": thread_id}}
     state = state or initial_state(media, settings, model)
-    return stream_run(graph, state, config, context, on_step)
+    if after_generate is None or "generate" not in topology.builder.nodes:
+        return stream_run(topology.compile(checkpointer=checkpointer), state, config, context, on_step)
+    checkpointer = checkpointer or memory_saver()
+    paused = topology.builder.compile(checkpointer=checkpointer, interrupt_after=["generate"])
+    first = stream_run(paused, state, config, context, on_step)
+    decision = after_generate(first.state)
+    if decision == STOP:
+        return first
+    graph = topology.compile(checkpointer=checkpointer)
+    if isinstance(decision, dict):
+        config = graph.update_state(paused.get_state(config).config, decision, as_node="generate")
+    rest = stream_run(graph, None, config, context, on_step)
+    rest.steps[:0] = first.steps
+    rest.thread_id, rest.wall_s = thread_id, round(first.wall_s + rest.wall_s, 6)
+    return rest
 
 
 def stream_run(graph, graph_input, config: dict, context: GarContext, on_step=None) -> RunOutcome:

@@ -42,12 +42,11 @@ from gar_agent.cli.serving import (
 from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet, protocol_settings
-from gar_agent.runner import run_clip
+from gar_agent.run import run_and_record
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
 from gar_agent.trace.checkpoints import open_checkpointer
-from gar_agent.trace.record import build_trace, input_files
-from gar_agent.trace.store import write_trace
+from gar_agent.trace.record import input_files
 from gar_agent.video.clip import run_media
 
 app = typer.Typer(
@@ -129,22 +128,23 @@ def run(
             f"gar run · {image.name}{f' + {audio.name}' if audio else ''} · K={sources} N={n_votes} · graph {topology.name}"
         )
     try:
-        checkpointer = open_checkpointer(checkpoints, trace_dir)
-        outcome = run_clip(
+        # a video's frame and window are files in --out, overwritten by the next run: keep copies beside the trace
+        inputs = {**input_files(media), "video": video.input_file()} if video else None
+        done = run_and_record(
             media,
             settings,
             chat,
             topology=topology,
             prompts=prompt_set,
-            checkpointer=checkpointer,
+            trace_dir=trace_dir,
+            checkpointer=open_checkpointer(checkpoints, trace_dir),
             on_step=step_printer(as_json),
+            inputs=inputs,
+            embed_media=embed_media or video is not None,
         )
     except USER_ERRORS as e:  # a bug of ours keeps its traceback
         raise fail(str(e)) from None
-    # a video's frame and window are files in --out, overwritten by the next run: keep copies beside the trace
-    inputs = {**input_files(media), "video": video.input_file()} if video else None
-    trace = build_trace(outcome, media, topology, prompt_set, backend=settings.backend, inputs=inputs)
-    finish(outcome.result, media, out, as_json, write_trace(trace, trace_dir, embed_media or video is not None))
+    finish(done.outcome.result, media, out, as_json, done.trace_path)
 
 
 @app.command()

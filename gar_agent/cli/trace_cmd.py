@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from pathlib import Path
@@ -34,12 +33,11 @@ from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
 from gar_agent.topology import load_topology
 from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.diff import diff_traces
-from gar_agent.trace.record import build_trace
 from gar_agent.trace.replay import MissingRecording, Replayed, replay_model, trace_media
 from gar_agent.trace.replay import fork as fork_run
 from gar_agent.trace.replay import replay as replay_run
-from gar_agent.trace.schema import Fork, Trace
-from gar_agent.trace.store import list_traces, read_trace, resolve_trace, write_trace
+from gar_agent.trace.schema import Trace
+from gar_agent.trace.store import list_traces, read_trace, resolve_trace
 
 EXIT_MISSING_CALL = 3
 
@@ -196,30 +194,19 @@ def _fallback(backend: Optional[str], model: Optional[str]):
     return resolve_backend(backend, model) if backend else None
 
 
-def _save(done: Replayed, trace: Trace, media, topology, prompts, out, as_json, trace_dir, fork_info=None) -> None:
-    new = build_trace(
-        done.outcome,
-        media,
-        topology,
-        prompts,
-        backend=f"replay of {trace.run_id}",
-        parent=trace.run_id,
-        fork=fork_info,
-        prefix=done.prefix,
-        inputs=trace.inputs,
-    )
-    path = write_trace(new, trace_dir)
+def _finish(done: Replayed, media, out, as_json) -> None:
+    """After a replay or fork: exit 3 naming a call the recording lacked, else the usual result."""
     if done.model.missing:
-        finish_missing(done, path, as_json)
+        finish_missing(done, done.trace_path, as_json)
     if not as_json:
         console.print(f"served {done.model.served} recorded call(s), sent {done.model.forwarded} to the backend")
-    finish(done.outcome.result, media, out, as_json, path)
+    finish(done.outcome.result, media, out, as_json, done.trace_path)
 
 
 def finish_missing(done: Replayed, path: Path, as_json: bool) -> None:
     """A replay that needed an unrecorded call: exit 3, naming it."""
     if as_json:
-        sys.stdout.write(json.dumps(done.outcome.result, indent=2) + "\n")
+        sys.stdout.write(done.outcome.result.model_dump_json(indent=2) + "\n")
     raise fail(
         f"replay needs a call the recording lacks: {done.model.missing[0]}; give --backend to run it "
         f"(partial replay saved as {path})",
@@ -254,6 +241,7 @@ def replay(
             topology,
             prompt_set,
             chat,
+            trace_dir,
             checkpointer=open_checkpointer(checkpoints, trace_dir),
             on_step=step_printer(as_json),
             n_votes=n_votes,
@@ -262,7 +250,7 @@ def replay(
         )
     except USER_ERRORS as e:
         raise fail(str(e)) from None
-    _save(done, trace, media, topology, prompt_set, out, as_json, trace_dir)
+    _finish(done, media, out, as_json)
 
 
 def _prompts(trace, override: Path | None = None) -> PromptSet:
@@ -321,6 +309,9 @@ def fork(
         chat = replay_model(trace, _fallback(backend, model))
         for src, idx, answer in votes:
             chat.edit_answer("analyze", src, idx, answer)
+        edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [
+            f"source {s} vote {i} -> {a}" for s, i, a in votes
+        ]
         done = fork_run(
             trace,
             media,
@@ -328,12 +319,11 @@ def fork(
             prompt_set,
             chat,
             boxes,
+            trace_dir,
+            edits,
             checkpointer=open_checkpointer(checkpoints, trace_dir),
             on_step=step_printer(as_json),
         )
     except (MissingRecording, *USER_ERRORS) as e:
         raise fail(str(e)) from None
-    edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [
-        f"source {s} vote {i} -> {a}" for s, i, a in votes
-    ]
-    _save(done, trace, media, topology, prompt_set, out, as_json, trace_dir, Fork(from_node="generate", edits=edits))
+    _finish(done, media, out, as_json)

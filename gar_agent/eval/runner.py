@@ -33,11 +33,10 @@ from gar_agent.models.faults import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
 from gar_agent.result import RunResult
-from gar_agent.runner import run_clip
+from gar_agent.run import run_and_record
 from gar_agent.state import Settings
 from gar_agent.topology import Topology
-from gar_agent.trace.record import build_trace
-from gar_agent.trace.store import atomic_write, write_trace
+from gar_agent.trace.store import atomic_write
 
 FORMAT = 1  # of eval.json and samples/<id>.json
 GT_COLOR = (255, 215, 0)  # RGB yellow: apart from the source colours of gar_agent.overlay
@@ -273,10 +272,15 @@ def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
         doc = sample_document(score, None, time.perf_counter() - start, None, None)
     else:
         try:
-            outcome = run_clip(
-                media, job.settings, job.model, topology=job.topology, prompts=job.prompts, thread_id=sample.id
-            )
-            write_trace(build_trace(outcome, media, job.topology, job.prompts, backend=job.settings.backend), d.traces)
+            outcome = run_and_record(
+                media,
+                job.settings,
+                job.model,
+                topology=job.topology,
+                prompts=job.prompts,
+                trace_dir=d.traces,
+                thread_id=sample.id,
+            ).outcome
         except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
             raise SampleCrash(f"sample {sample.id}: {type(e).__name__}: {' '.join(str(e).split())}") from e
         result = outcome.result

@@ -9,7 +9,6 @@ given; otherwise the replay stops and names the missing call.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,12 @@ from pydantic import PrivateAttr
 
 from gar_agent.calls import answer_text
 from gar_agent.media import Media, MediaError, load_media
-from gar_agent.nodes.context import GarContext
 from gar_agent.prompts import PromptSet
-from gar_agent.runner import RunOutcome, stream_run
-from gar_agent.state import RunState, SourceRecord
+from gar_agent.run import Lineage, run_and_record
+from gar_agent.runner import RunOutcome
+from gar_agent.state import RunState
 from gar_agent.topology import Topology
-from gar_agent.trace.checkpoints import memory_saver
-from gar_agent.trace.schema import Trace, TraceCall
+from gar_agent.trace.schema import Fork, Trace, TraceCall
 
 
 class MissingRecording(LookupError):
@@ -213,11 +211,11 @@ def replay_model(trace: Trace, fallback: BaseChatModel | None = None) -> ReplayC
 
 @dataclass
 class Replayed:
-    """A replayed or forked run and how its model calls were served."""
+    """A replayed or forked run, where its trace went, and how its model calls were served."""
 
     outcome: RunOutcome
     model: ReplayChatModel
-    prefix: list = field(default_factory=list)  # parent steps a fork inherits
+    trace_path: Path | None
 
 
 def replay(
@@ -226,16 +224,26 @@ def replay(
     topology: Topology,
     prompts: PromptSet,
     model: ReplayChatModel,
+    trace_dir: str | Path | None = None,
     checkpointer=None,
     on_step=None,
     **overrides,
 ) -> Replayed:
-    """Re-execute the graph with answers served from the recording."""
-    state = start_state(trace, graph=topology.name, **overrides)
-    graph = topology.compile(checkpointer=checkpointer)
-    config = {"configurable": {"thread_id": uuid.uuid4().hex}}
-    context = GarContext(model=model, media=media, prompts=prompts)
-    return Replayed(stream_run(graph, state, config, context, on_step), model)
+    """Re-execute the graph with answers served from the recording, and record it (parent: the run)."""
+    done = run_and_record(
+        media,
+        trace.settings,
+        model,
+        topology=topology,
+        prompts=prompts,
+        trace_dir=trace_dir,
+        checkpointer=checkpointer,
+        on_step=on_step,
+        state=start_state(trace, graph=topology.name, **overrides),
+        inputs=trace.inputs,
+        lineage=Lineage(parent=trace.run_id, backend=f"replay of {trace.run_id}"),
+    )
+    return Replayed(done.outcome, model, done.trace_path)
 
 
 def fork(
@@ -245,34 +253,42 @@ def fork(
     prompts: PromptSet,
     model: ReplayChatModel,
     boxes: dict[int, list[int]],
+    trace_dir: str | Path,
+    edits: list[str],
     checkpointer=None,
     on_step=None,
 ) -> Replayed:
-    """Fork after Generate with edited sources, using the graph's checkpoint history.
+    """Fork after Generate with edited sources: Generate is served from the recording, then the
+    checkpoint after it is edited and the graph runs on, each branch from its edited record."""
 
-    The recording is first replayed up to Generate into a checkpointed thread; the checkpoint
-    after Generate is updated (`update_state(..., as_node="generate")`), and the graph runs on from
-    that fork, so each source branch starts from the edited record.
-    """
-    checkpointer = checkpointer or memory_saver()
-    graph = topology.compile(checkpointer=checkpointer)
-    state = start_state(trace, graph=topology.name)
-    thread = {"configurable": {"thread_id": uuid.uuid4().hex}}
-    context = GarContext(model=model, media=media, prompts=prompts)
-    # Run Generate only (served from the recording), stopping before the branches.
-    before = topology.builder.compile(checkpointer=checkpointer, interrupt_after=["generate"])
-    for _ in before.stream(state, thread, context=context, stream_mode="updates"):
-        pass
-    snapshot = before.get_state(thread)
-    sources = [SourceRecord.model_validate(s) for s in (snapshot.values.get("sources") or [])]
-    edited = []
-    for s in sources:
-        if s.index in boxes:
-            s = s.model_copy(update={"initial_box": boxes[s.index], "box": boxes[s.index]})
-        edited.append(s)
-    unknown = set(boxes) - {s.index for s in sources}
-    if unknown:
-        raise MissingRecording(f"the run has no source {sorted(unknown)[0]} (it has {len(sources)})")
-    forked = graph.update_state(snapshot.config, {"sources": edited}, as_node="generate")
-    outcome = stream_run(graph, None, forked, context, on_step)
-    return Replayed(outcome, model, prefix=[s for s in trace.steps if s.node == "generate"])
+    def edit(state: RunState) -> dict:
+        known = {s.index for s in state.sources}
+        unknown = set(boxes) - known
+        if unknown:
+            raise MissingRecording(f"the run has no source {sorted(unknown)[0]} (it has {len(known)})")
+        return {
+            "sources": [
+                s.model_copy(update={"initial_box": boxes[s.index], "box": boxes[s.index]}) if s.index in boxes else s
+                for s in state.sources
+            ]
+        }
+
+    done = run_and_record(
+        media,
+        trace.settings,
+        model,
+        topology=topology,
+        prompts=prompts,
+        trace_dir=trace_dir,
+        checkpointer=checkpointer,
+        on_step=on_step,
+        state=start_state(trace, graph=topology.name),
+        after_generate=edit,
+        inputs=trace.inputs,
+        lineage=Lineage(
+            parent=trace.run_id,
+            fork=Fork(from_node="generate", edits=edits),
+            backend=f"replay of {trace.run_id}",
+        ),
+    )
+    return Replayed(done.outcome, model, done.trace_path)

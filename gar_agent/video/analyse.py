@@ -10,20 +10,17 @@ asked twice.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
-from gar_agent.nodes.context import GarContext
 from gar_agent.prompts import PromptSet
-from gar_agent.runner import RunOutcome, initial_state, run_clip, stream_run
+from gar_agent.run import run_and_record
+from gar_agent.runner import STOP, RunOutcome
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology
-from gar_agent.trace.checkpoints import memory_saver
-from gar_agent.trace.record import build_trace, input_files
-from gar_agent.trace.store import write_trace
+from gar_agent.trace.record import input_files
 from gar_agent.video.clip import cut_clip
 from gar_agent.video.decode import VideoError, VideoInfo
 
@@ -54,10 +51,8 @@ class Analyser:
             self.stats["failed"] += 1
             return {**entry, "error": str(e)}
         entry.update(frame_time_s=clip.frame_time_s, window_s=list(clip.window_s), notices=list(media.notices))
-        outcome, reused = self._run(media, run_id, previous if self.reuse else None)
         inputs = {**input_files(media), "video": clip.input_file()}
-        trace = build_trace(outcome, media, self.topology, self.prompts, backend=self.settings.backend, inputs=inputs)
-        path = write_trace(trace, self.trace_dir)
+        outcome, path, reused = self._run(media, run_id, previous if self.reuse else None, inputs)
         entry.update(trace=str(path), usage=outcome.result.usage.model_dump(), error=outcome.result.error)
         if reused is not None:
             entry.update(status="reused", reused_from=reused["from"], sources=reused["sources"])
@@ -70,21 +65,30 @@ class Analyser:
             self.stats["analysed"] += 1
         return entry
 
-    def _run(self, media, run_id: str, previous: dict | None) -> tuple[RunOutcome, dict | None]:
+    def _run(self, media, run_id: str, previous: dict | None, inputs) -> tuple[RunOutcome, Path, dict | None]:
         can_stop = previous is not None and previous.get("status") in ("analysed", "reused") and previous["sources"]
-        if not can_stop or "generate" not in self.topology.builder.nodes:
-            return run_clip(media, self.settings, self.model, topology=self.topology, prompts=self.prompts,
-                            thread_id=run_id), None  # fmt: skip
-        graph = self.topology.builder.compile(checkpointer=memory_saver(), interrupt_after=["generate"])
-        config = {"configurable": {"thread_id": f"{run_id}-{uuid.uuid4().hex[:8]}"}}
-        context = GarContext(model=self.model, media=media, prompts=self.prompts)
-        first = stream_run(graph, initial_state(media, self.settings, self.model), config, context)
-        first.thread_id = run_id
-        carried = carry_over(first.state, previous)
-        if carried is not None:
-            return first, carried
-        rest = stream_run(graph, None, config, context)
-        return RunOutcome(rest.state, rest.result, first.steps + rest.steps, run_id, first.wall_s + rest.wall_s), None
+        carried: list[dict] = []
+
+        def after_generate(state: RunState):
+            # the same sounds, boxed where they were: keep the previous verdict, skip Analyze/Gate/Refine
+            verdict = carry_over(state, previous)
+            if verdict is None:
+                return None
+            carried.append(verdict)
+            return STOP
+
+        done = run_and_record(
+            media,
+            self.settings,
+            self.model,
+            topology=self.topology,
+            prompts=self.prompts,
+            trace_dir=self.trace_dir,
+            thread_id=run_id,
+            after_generate=after_generate if can_stop else None,
+            inputs=inputs,
+        )
+        return done.outcome, done.trace_path, (carried[0] if carried else None)
 
 
 def _sources(state: RunState) -> list[dict]:

@@ -1,0 +1,88 @@
+"""The one run path with its record: run a clip (`runner.run_clip`) and write its trace.
+
+`gar run`, `gar eval`, `gar replay`, `gar fork` and `gar track` all call `run_and_record`; what
+differs between them is what they pass: a model that answers from a recording, a start state, an
+edit after Generate, the parent run and the steps a fork inherits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
+
+from gar_agent.media import Media
+from gar_agent.prompts import PromptSet
+from gar_agent.runner import RunOutcome, Step, run_clip
+from gar_agent.state import RunState, Settings
+from gar_agent.topology import Topology
+from gar_agent.trace.record import build_trace, input_files
+from gar_agent.trace.schema import Fork, InputFile, TraceStep
+from gar_agent.trace.store import write_trace
+
+
+@dataclass
+class Lineage:
+    """How a run relates to a recorded one (replay and fork), and what its trace inherits."""
+
+    parent: str | None = None
+    fork: Fork | None = None
+    prefix: list[TraceStep] = field(default_factory=list)  # the parent's steps a fork starts after
+    backend: str | None = None  # how the trace names the model ("replay of <run>")
+
+
+@dataclass
+class Recorded:
+    """A finished run and where its trace was written."""
+
+    outcome: RunOutcome
+    trace_path: Path | None  # None: asked not to write one (a gate sweep's what-if replays)
+
+
+def run_and_record(
+    media: Media,
+    settings: Settings,
+    model: BaseChatModel,
+    *,
+    topology: Topology,
+    prompts: PromptSet,
+    trace_dir: str | Path | None,
+    checkpointer=None,
+    thread_id: str | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    state: RunState | None = None,
+    after_generate=None,
+    inputs: dict[str, InputFile] | None = None,
+    lineage: Lineage | None = None,
+    embed_media: bool = False,
+) -> Recorded:
+    """Run one clip through a topology and write its trace (inputs, steps, calls once, result) to trace_dir."""
+    lineage = lineage or Lineage()
+    outcome = run_clip(
+        media,
+        settings,
+        model,
+        topology=topology,
+        prompts=prompts,
+        checkpointer=checkpointer,
+        thread_id=thread_id,
+        on_step=on_step,
+        state=state,
+        after_generate=after_generate,
+    )
+    if trace_dir is None:
+        return Recorded(outcome, None)
+    trace = build_trace(
+        outcome,
+        media,
+        topology,
+        prompts,
+        backend=lineage.backend or settings.backend,
+        parent=lineage.parent,
+        fork=lineage.fork,
+        prefix=lineage.prefix,
+        inputs=inputs or input_files(media),
+    )
+    return Recorded(outcome, write_trace(trace, trace_dir, embed_media))
