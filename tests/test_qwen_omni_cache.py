@@ -218,8 +218,11 @@ def test_greedy_answers_equal_with_and_without_the_prefix_cache(tiny_dir):
         )
         assert want.usage_metadata["input_token_details"]["cache_read"] == 0
     # the second question of the clip read the image+audio prefix from the cache
-    second = cached.invoke(conversations[1])
-    assert second.usage_metadata["input_token_details"]["cache_read"] > 0
+    second = cached.invoke(conversations[1])  # asked again: the whole prompt's KV is cached
+    assert second.content == plain.invoke(conversations[1]).content
+    assert second.usage_metadata["input_token_details"]["cache_read"] == second.usage_metadata["input_tokens"] - 1
+    third = cached.invoke(prompt(img, wav, "A third question about the same clip."))
+    assert 0 < third.usage_metadata["input_token_details"]["cache_read"] < third.usage_metadata["input_tokens"] - 1
     assert second.usage_metadata["input_tokens"] == plain.invoke(conversations[1]).usage_metadata["input_tokens"]
 
 
@@ -241,9 +244,14 @@ def test_n_samples_come_from_one_prefill(tiny_dir, monkeypatch):
         expected = (t - 1 + 5) if flag else 5 * t
         assert meta["prefill_tokens"] == expected == counter.positions
         assert len(res) == 5 and len({g.message.response_metadata["call_id"] for g in res}) == 1
-    # a second pass over the same clip prefills only its own text
+    # the same prompt again (one call per vote) runs only its last token, once per sample
     chat = model(tiny_dir, max_tokens=4)
-    chat.generate([msgs], n=5, temperature=0.8, top_p=0.9, seed=0)
+    first = chat.generate([msgs], n=5, temperature=0.8, top_p=0.9, seed=0).generations[0][0].message
+    repeat = chat.generate([msgs], n=5, temperature=0.8, top_p=0.9, seed=0).generations[0][0].message
+    t = first.usage_metadata["input_tokens"]
+    assert repeat.response_metadata["prefill_tokens"] == 5
+    assert repeat.usage_metadata["input_token_details"]["cache_read"] == t - 1 and repeat.content == first.content
+    # a second pass over the same clip prefills only its own text
     again = chat.generate([prompt(img, wav, "Vote again, please.")], n=5, temperature=0.8, top_p=0.9, seed=1)
     m = again.generations[0][0].message
     cached = m.usage_metadata["input_token_details"]["cache_read"]
@@ -269,7 +277,8 @@ def test_memory_is_bounded_by_the_lru(tiny_dir):
     cfg = chat._loaded().model.config.text_config
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     per_token = kv_bytes_per_token(cfg.num_hidden_layers, cfg.num_key_value_heads, head_dim, 4)
-    assert size == per_token * sum(e.length for e in chat.prefix_kv_cache.entries.values())
+    kept = [*chat.prefix_kv_cache.entries.values(), *chat.prefix_kv_cache.prompts.values()]
+    assert len(chat.prefix_kv_cache.prompts) == 2 and size == per_token * sum(e.length for e in kept)
     # the first clip was evicted: its media and prefix are computed again
     first = chat.invoke(prompt(*clips[0], "a"))
     assert (

@@ -15,7 +15,8 @@ them by one per new token, as it does for its own).
 Memory, Qwen2.5-Omni-7B in bf16: 28 layers x (K and V) x 4 KV heads x 128 x 2 bytes = 56 KiB per
 token. A 640x360 frame is 299 image tokens (resized to 644x364, 14 px patches merged 2x2) and 3 s of
 audio 75 tokens: about 380 prefix tokens = 21 MiB, plus 4.4 MiB for the audio-only prefix of the
-audio call. The default LRU (8 prefixes, 4 clips) holds at most about 100 MiB at that size.
+audio call. The default LRUs (8 prefixes, 4 clips; 8 whole prompts of ~450 tokens) hold at most
+about 300 MiB at that size.
 """
 
 from __future__ import annotations
@@ -46,15 +47,20 @@ class PrefixEntry:
 
 
 class PrefixCache:
-    """Recently prefilled prefixes by `Prompt.prefix_key`, at most `max_items` (LRU)."""
+    """Recently prefilled prefixes by `Prompt.prefix_key`, and whole prompts by `Prompt.prompt_key`.
+
+    A whole prompt asked again (one call per vote, as the released code votes: every call of a pass is
+    the same prompt) then runs only its last token. Each map holds at most `max_items` (LRU).
+    """
 
     def __init__(self, max_items: int = 8):
         self.entries: LRUCache[str, PrefixEntry] = LRUCache(max_items)
+        self.prompts: LRUCache[str, PrefixEntry] = LRUCache(max_items)
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the cached prefixes."""
-        return sum(e.nbytes for e in self.entries.values())
+        """Memory held by the cached prefixes and prompts."""
+        return sum(e.nbytes for e in [*self.entries.values(), *self.prompts.values()])
 
 
 @dataclass
@@ -115,6 +121,9 @@ def prepare_row(net: Any, prompt: Prompt, prefixes: PrefixCache) -> Row:
     """The prompt's KV up to its last token: the prefix from the cache (or prefilled now), then its text."""
     positions = rope_positions(net, prompt)
     end = len(prompt.ids) - 1  # generate runs the last prompt token itself: it needs one uncached input
+    whole = prefixes.prompts.get(prompt.prompt_key)
+    if whole is not None:
+        return Row(prompt, whole.layers, positions, end, 0)
     p = min(prompt.prefix_len, end)
     prefilled, cached = 0, 0
     if p > 0:
@@ -132,7 +141,9 @@ def prepare_row(net: Any, prompt: Prompt, prefixes: PrefixCache) -> Row:
     if end > p:
         cache = _forward(net, prompt, positions, p, end, cache, {})
         prefilled += end - p
-    return Row(prompt, _layers(cache), positions, cached, prefilled)
+    layers = _layers(cache)
+    prefixes.prompts.put(prompt.prompt_key, PrefixEntry(layers, end))  # batch_inputs copies, never writes
+    return Row(prompt, layers, positions, cached, prefilled)
 
 
 def batch_inputs(net: Any, rows: list[Row], copies: int, pad_id: int) -> dict[str, Any]:

@@ -27,6 +27,8 @@ class Prompt:
     """Tokens up to and including the last media item's end token (0: no media)."""
     prefix_key: str
     """Hash of the prefix tokens and the media they hold: equal keys, equal prefix KV."""
+    prompt_key: str
+    """Hash of all tokens but the last and the media: equal keys, equal KV of the whole prompt."""
     media_cached: int
     """Media items served from the media cache."""
 
@@ -82,11 +84,12 @@ def build_prompt(processor: Any, cache: MediaCache, conversation: list[dict]) ->
     tok = processor.tokenizer
     ends = {tok.convert_tokens_to_ids(processor.vision_eos_token), tok.convert_tokens_to_ids(processor.audio_eos_token)}
     prefix_len = max((i + 1 for i, t in enumerate(ids) if t in ends), default=0) if refs else 0
-    digest = hashlib.sha256()
-    digest.update(repr(ids[:prefix_len]).encode())
-    for ref in refs:
-        digest.update(f"{ref.kind}:{ref.sha256};".encode())
-    return Prompt(ids, images, audios, prefix_len, digest.hexdigest(), cached)
+    media_key = "".join(f"{ref.kind}:{ref.sha256};" for ref in refs)
+
+    def key(tokens: list[int]) -> str:
+        return hashlib.sha256(f"{tokens!r}|{media_key}".encode()).hexdigest()
+
+    return Prompt(ids, images, audios, prefix_len, key(ids[:prefix_len]), key(ids[:-1]), cached)
 
 
 def stock_inputs(prompts: list[Prompt], pad_id: int) -> dict[str, Any]:
