@@ -14,7 +14,10 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -45,6 +48,9 @@ def _bright_boxes(image_b64: str) -> list[list[int]]:
     n, _, stats, _ = cv2.connectedComponentsWithStats((img > 128).astype(np.uint8))
     boxes = [[int(x), int(y), int(x + w - 1), int(y + h - 1)] for x, y, w, h, _ in stats[1:n]]
     return sorted(boxes)
+
+
+_lock = threading.Lock()
 
 
 class RectModel(BaseChatModel):
@@ -362,15 +368,34 @@ def test_a_backend_typo_does_not_claim_the_folder(mini, capsys, tmp_path):
     assert code == 0 and json.loads((out / "metrics.json").read_text()) == m
 
 
-def test_the_local_model_runs_one_sample_at_a_time(mini, capsys, tmp_path, monkeypatch):
-    import types
+class SerialRectModel(RectModel):
+    """Says what the local model says: one sample at a time is all it serves usefully."""
 
+    concurrent_samples: int = 1
+    in_flight: ClassVar[int] = 0
+    most: ClassVar[int] = 0
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        with _lock:
+            SerialRectModel.in_flight += 1
+            SerialRectModel.most = max(SerialRectModel.most, SerialRectModel.in_flight)
+        try:
+            time.sleep(0.01)
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        finally:
+            with _lock:
+                SerialRectModel.in_flight -= 1
+
+
+def test_a_model_that_serves_one_sample_at_a_time_gets_one(mini, capsys, tmp_path):
     args, _, m = mini
-    # stands in for gar_agent.models.qwen_omni (torch-free): its ChatQwenOmni is our RectModel
-    monkeypatch.setitem(sys.modules, "gar_agent.models.qwen_omni", types.SimpleNamespace(ChatQwenOmni=RectModel))
-    code, _, err = gar_eval(capsys, *args, "--out", tmp_path / "o", "--workers", "4")
+    # the CLI asks the model (concurrent_samples), it does not look for an adapter class
+    code, _, err = gar_eval(capsys, *args, "--out", tmp_path / "o", "--workers", "4", "--backend",
+                            "test_eval:SerialRectModel")  # fmt: skip
     assert code == 0 and "runs one sample at a time (--workers 4 ignored)" in err
-    assert json.loads((tmp_path / "o" / "metrics.json").read_text()) == m
+    assert SerialRectModel.most == 1
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert {k: metrics[k] for k in ("ciou@0.5", "ap", "n_total")} == {k: m[k] for k in ("ciou@0.5", "ap", "n_total")}
 
 
 # --------------------------------------------------------------------------- gate sweep

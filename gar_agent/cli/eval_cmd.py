@@ -255,10 +255,9 @@ def eval_command(
     _run(**options)
 
 
-def _serial_only(chat) -> bool:
-    """The local model runs one generate at a time on its device: no point queuing samples at it."""
-    qwen = sys.modules.get("gar_agent.models.qwen_omni")
-    return qwen is not None and isinstance(chat, qwen.ChatQwenOmni)
+def _concurrent_samples(chat) -> int | None:
+    """How many samples the model usefully serves at once, as it says (None: no limit, e.g. a server)."""
+    return getattr(chat, "concurrent_samples", None)
 
 
 def _run(
@@ -360,12 +359,13 @@ def _run(
             raise fail(str(e)) from None
         if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
             store_config(d, config)
-        if batch_size > 1 and _serial_only(chat):
+        limit = _concurrent_samples(chat)
+        if limit is not None and limit > 1:
             # B clips in one generate need B samples in flight; their calls meet in the model's batcher
-            workers = max(workers, batch_size)
-        elif workers > 1 and _serial_only(chat):
+            workers = max(workers, limit)
+        elif limit == 1 and workers > 1:
             err.print(
-                f"gar: note: the local qwen-omni model runs one sample at a time (--workers {workers} ignored); "
+                f"gar: note: the model runs one sample at a time (--workers {workers} ignored); "
                 "--batch-size B runs B samples as one batch",
                 markup=False,
                 soft_wrap=True,

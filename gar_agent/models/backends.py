@@ -19,6 +19,7 @@ from langchain_core.language_models import BaseChatModel
 
 from gar_agent.errors import BackendError
 from gar_agent.models.scripted import ScriptedChatModel
+from gar_agent.registry import backend_factory, backend_names, register_backend
 
 DEFAULT_QWEN = "Qwen/Qwen2.5-Omni-7B"
 
@@ -26,22 +27,30 @@ DEFAULT_QWEN = "Qwen/Qwen2.5-Omni-7B"
 __all__ = ["BackendError", "resolve_backend"]  # BackendError lives in gar_agent.errors (a leaf: no import cycle)
 
 
+@register_backend("qwen-omni", "qwen")
+def _qwen_omni(model: str | None, **options) -> BaseChatModel:
+    from gar_agent.models.qwen_omni import ChatQwenOmni  # torch import only when asked for
+
+    return ChatQwenOmni(model=model or DEFAULT_QWEN, **{k: v for k, v in options.items() if v is not None})
+
+
+@register_backend("openai")
+def _openai(model: str | None, **options) -> BaseChatModel:
+    from gar_agent.models.openai_backend import from_options  # langchain-openai only when asked for
+
+    return from_options(model, **options)
+
+
 def resolve_backend(spec: str, model: str | None = None, **options) -> BaseChatModel:
     """The chat model named by a --backend value."""
     if spec.startswith("scripted:"):
         return ScriptedChatModel.from_file(spec.split(":", 1)[1])
-    if spec in ("qwen-omni", "qwen"):
-        from gar_agent.models.qwen_omni import ChatQwenOmni  # torch import only when asked for
-
-        return ChatQwenOmni(model=model or DEFAULT_QWEN, **{k: v for k, v in options.items() if v is not None})
-    if spec == "openai":
-        from gar_agent.models.openai_backend import from_options  # langchain-openai only when asked for
-
-        return from_options(model, **options)
+    factory = backend_factory(spec)
+    if factory is not None:
+        return factory(model, **options)
     if ":" not in spec:
-        raise BackendError(
-            f"--backend {spec!r} is not 'qwen-omni', 'openai', 'scripted:FILE' or 'module:attr': use one of those forms"
-        )
+        names = ", ".join(repr(n) for n in backend_names())
+        raise BackendError(f"--backend {spec!r} is not {names}, 'scripted:FILE' or 'module:attr': use one of those forms")
     return _import_chat_model(spec)
 
 

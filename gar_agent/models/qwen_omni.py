@@ -27,8 +27,8 @@ from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from gar_agent.errors import BackendError
 from gar_agent.media import decode_audio
-from gar_agent.models.backends import BackendError
 from gar_agent.models.qwen_omni_batch import DynamicBatcher
 from gar_agent.models.qwen_omni_media import MediaCache, MediaRef
 from gar_agent.models.qwen_omni_prefix import PrefixCache, batch_inputs, prepare_row
@@ -360,6 +360,11 @@ class ChatQwenOmni(BaseChatModel):
     def supports_multiple_samples(self) -> bool:
         """n samples of one prompt come from one generate call."""
         return True
+
+    @property
+    def concurrent_samples(self) -> int:
+        """Samples worth having in flight: one device runs one generate at a time, batch_size clips per batch."""
+        return self.batch_size
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = LangSmithParams(
