@@ -13,12 +13,14 @@ from typing import Any
 Factory = Callable[..., Any]
 
 _BACKENDS: dict[str, Factory] = {}
+_PRIMARY: list[str] = []  # the first name of each backend, in registration order
 
 
 def register_backend(*names: str) -> Callable[[Factory], Factory]:
     """Register a backend factory under one or more `--backend` names."""
 
     def add(factory: Factory) -> Factory:
+        _PRIMARY.append(names[0])
         for name in names:
             _BACKENDS[name] = factory
         return factory
@@ -32,5 +34,5 @@ def backend_factory(name: str) -> Factory | None:
 
 
 def backend_names() -> list[str]:
-    """Every registered name, for help texts and errors."""
-    return sorted(_BACKENDS)
+    """The backends' names (aliases left out), in registration order, for help texts and errors."""
+    return list(_PRIMARY)
