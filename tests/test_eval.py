@@ -509,3 +509,23 @@ def test_every_sample_failing_writes_metrics_and_exits_1(capsys, tmp_path):
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert code == 1 and "every sample failed (2)" in err
     assert (m["n_total"], m["n_failed"], m["n_evaluated"], m["ciou@0.5"], m["ap"]) == (2, 2, 0, None, None)
+
+
+# --------------------------------------------------------------------------- subcommands
+
+
+def test_subcommands_do_what_the_older_spelling_does(mini, capsys, tmp_path):
+    args, out, m = mini
+    code, _, err = gar_eval(capsys, "run", *args, "--out", tmp_path / "o")
+    assert code == 0, err
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text()) == m
+    assert json.loads((tmp_path / "o" / "eval.json").read_text())["settings"]["n_votes"] == 5
+    # rescore and sweep take the folder as an argument
+    assert gar_eval(capsys, "rescore", tmp_path / "o", "--strict")[0] == 0
+    strict = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert strict["strict"] is True and strict["n_evaluated"] == strict["n_total"]
+    code, stdout, _ = gar_eval(capsys, "sweep", tmp_path / "o", "--tau-av", "0.3,0.5")
+    assert code == 0 and (tmp_path / "o" / "sweep.json").is_file()
+    # gar eval run shares --n-votes with gar run: one integer, not a list
+    code, _, err = gar_eval(capsys, "run", *args, "--out", tmp_path / "p", "--n-votes", "3,5")
+    assert code == 2 and "--n-votes" in err and not (tmp_path / "p").exists()

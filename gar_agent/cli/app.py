@@ -19,10 +19,16 @@ from gar_agent.cli.common import (
     USER_ERRORS,
     Backend,
     Checkpoints,
+    GraphOpt,
     JsonOpt,
     ModelOpt,
+    NVotesOpt,
+    PromptsOpt,
     ProtocolOpt,
+    TauAudioOpt,
+    TauAvOpt,
     TraceDir,
+    VotesPerCallOpt,
     check_votes,
     console,
     err,
@@ -71,12 +77,10 @@ def run(
         Optional[float], typer.Option(min=0.1, help="Video: seconds of audio centred on --at (default 3).")
     ] = None,
     sources: Annotated[int, typer.Option(min=1, max=8, help="K, sounding objects to find.")] = 1,
-    n_votes: Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")] = 5,
-    votes_per_call: Annotated[
-        Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")
-    ] = None,
-    tau_av: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")] = 0.5,
-    tau_audio: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on audio confidence.")] = 0.75,
+    n_votes: NVotesOpt = 5,
+    votes_per_call: VotesPerCallOpt = None,
+    tau_av: TauAvOpt = 0.5,
+    tau_audio: TauAudioOpt = 0.75,
     backend: Backend = "qwen-omni",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -84,11 +88,8 @@ def run(
     max_retries: MaxRetriesOpt = None,
     request_timeout: RequestTimeoutOpt = None,
     retry_backoff: RetryBackoffOpt = None,
-    graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
-    prompts: Annotated[
-        Optional[Path],
-        typer.Option(help="Prompt set: a folder of templates (an imported set for --protocol reference)."),
-    ] = None,
+    graph: GraphOpt = "gar",
+    prompts: PromptsOpt = None,
     protocol: ProtocolOpt = "gar",
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out"),
     max_audio_s: Annotated[
@@ -186,7 +187,7 @@ def demo(
 def _mount() -> None:
     """Sub-command groups that live in their own modules."""
     from gar_agent.cli.data_cmd import data_app
-    from gar_agent.cli.eval_cmd import eval_command
+    from gar_agent.cli.eval_cmd import eval_app
     from gar_agent.cli.graph_cmd import graph_app
     from gar_agent.cli.model_cmd import model_app
     from gar_agent.cli.prompts_cmd import prompts_app
@@ -201,7 +202,7 @@ def _mount() -> None:
     app.add_typer(
         prompts_app, name="prompts", help="Prompt sets: import the authors' prompts for --protocol reference."
     )
-    app.command("eval")(eval_command)
+    app.add_typer(eval_app, name="eval")
     app.command("track")(track_command)
     app.command()(replay)
     app.command()(fork)

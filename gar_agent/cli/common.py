@@ -50,6 +50,16 @@ Checkpoints = Annotated[
     typer.Option(help="Checkpoint store: memory | sqlite:PATH | postgresql://... (default SQLite in the trace dir)."),
 ]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Checkpoint for qwen-omni: hub id or local dir.")]
+# Options `gar run` and `gar eval run` share: one definition each, so types and help agree.
+NVotesOpt = Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")]
+VotesPerCallOpt = Annotated[Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")]
+TauAvOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")]
+TauAudioOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate threshold on the audio confidence.")]
+GraphOpt = Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")]
+PromptsOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="Prompt set (for --protocol reference: an imported set, or the import's root)."),
+]
 ProtocolOpt = Annotated[
     str,
     typer.Option(

@@ -12,7 +12,23 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, ProtocolOpt, check_votes, console, err, fail
+from gar_agent.cli.common import (
+    EXIT_RUN_FAILED,
+    USER_ERRORS,
+    Backend,
+    GraphOpt,
+    ModelOpt,
+    NVotesOpt,
+    PromptsOpt,
+    ProtocolOpt,
+    TauAudioOpt,
+    TauAvOpt,
+    VotesPerCallOpt,
+    check_votes,
+    console,
+    err,
+    fail,
+)
 from gar_agent.cli.local_model import BatchSizeOpt, PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
@@ -50,6 +66,8 @@ from gar_agent.topology import load_topology
 
 DEFAULT_BACKEND = "qwen-omni"
 DEFAULT_N = 5
+StrictOpt = Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")]
+GtBoxesOpt = Annotated[Optional[str], typer.Option(help="VGG-SS GT: first (GAR) | union (LVS); default first.")]
 METRIC_COLUMNS = [("ciou@0.3", "cIoU@0.3"), ("ciou@0.5", "cIoU@0.5"), ("auc", "AUC"), ("ap", "AP"), ("piap", "PIAP")]
 
 
@@ -144,7 +162,16 @@ def _given(**options) -> list[str]:
     return ["--" + k.replace("_", "-") for k, v in options.items() if v not in (None, False)]
 
 
+eval_app = typer.Typer(
+    help="Benchmarks: gar eval run | rescore | sweep (the older --out/--rescore/--sweep spellings still work).",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+)
+
+
+@eval_app.callback()
 def eval_command(
+    ctx: typer.Context,
     dataset: Annotated[Optional[str], typer.Option(help=f"Benchmark: {', '.join(DATASETS)}.")] = None,
     frames: Annotated[Optional[Path], typer.Option(help="Folder of frames <id>.jpg.")] = None,
     audio: Annotated[Optional[Path], typer.Option(help="Folder of audio <id>.wav.")] = None,
@@ -211,8 +238,14 @@ def eval_command(
         ),
     ] = None,
 ) -> None:
-    """Evaluate a benchmark: per-sample results, traces and overlays, then cIoU / AUC / AP / PIAP."""
-    options = {k: v for k, v in locals().items() if k not in ("rescore_dir", "sweep_dir")}
+    """Evaluate a benchmark: per-sample results, traces and overlays, then cIoU / AUC / AP / PIAP.
+
+    `gar eval run ...`, `gar eval rescore OUT`, `gar eval sweep OUT`; the options given here directly
+    (`gar eval --out DIR ...`, `--rescore OUT`, `--sweep OUT`) are the older spelling of the same.
+    """
+    if ctx.invoked_subcommand is not None:
+        return  # the subcommand's own options apply
+    options = {k: v for k, v in locals().items() if k not in ("rescore_dir", "sweep_dir", "ctx")}
     modes = [m for m, v in (("--out", out), ("--rescore", rescore_dir), ("--sweep", sweep_dir)) if v is not None]
     if len(modes) != 1:
         raise fail(
@@ -252,7 +285,80 @@ def eval_command(
         if gt_boxes is not None:
             raise fail("--gt-boxes is for a run or --rescore, not for --sweep")
         return _sweep(EvalDir(sweep_dir), tau_av, tau_audio, n_votes, strict)
+    options.update(
+        n_votes=_one(n_votes, "--n-votes", int, 1, 64) or DEFAULT_N,
+        tau_av=_one(tau_av, "--tau-av", float, 0.0, 1.0),
+        tau_audio=_one(tau_audio, "--tau-audio", float, 0.0, 1.0),
+    )
     _run(**options)
+
+
+@eval_app.command("run")
+def run_command(
+    dataset: Annotated[str, typer.Option(help=f"Benchmark: {', '.join(DATASETS)}.")],
+    frames: Annotated[Path, typer.Option(help="Folder of frames <id>.jpg.")],
+    audio: Annotated[Path, typer.Option(help="Folder of audio <id>.wav.")],
+    gt: Annotated[Path, typer.Option(help="Ground-truth file of the benchmark.")],
+    out: Annotated[Path, typer.Option(help="Evaluation folder to write (run the same command again to resume).")],
+    backend: Backend = DEFAULT_BACKEND,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key_env: ApiKeyEnvOpt = None,
+    max_retries: MaxRetriesOpt = None,
+    request_timeout: RequestTimeoutOpt = None,
+    retry_backoff: RetryBackoffOpt = None,
+    graph: GraphOpt = "gar",
+    prompts: PromptsOpt = None,
+    protocol: ProtocolOpt = "gar",
+    n_votes: NVotesOpt = DEFAULT_N,
+    votes_per_call: VotesPerCallOpt = None,
+    tau_av: TauAvOpt = None,
+    tau_audio: TauAudioOpt = None,
+    limit: Annotated[
+        Optional[int], typer.Option(min=1, help="Only the first K runnable samples (annotation order).")
+    ] = None,
+    ids: Annotated[Optional[Path], typer.Option(help="Only the ids listed in this file (one per line).")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=256, help="Samples in flight at once (for backends serving concurrent requests).")
+    ] = 1,
+    batch_size: BatchSizeOpt = 1,
+    prefix_cache: PrefixCacheOpt = True,
+    strict: StrictOpt = False,
+    gt_boxes: GtBoxesOpt = None,
+    retry_failed: Annotated[
+        bool, typer.Option(help="On resume, run again the samples whose stored run failed.")
+    ] = False,
+    vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
+) -> None:
+    """Run a benchmark into OUT (resumable); thresholds default to the dataset's (the released scripts')."""
+    if gt_boxes is not None and gt_boxes not in ("first", "union"):
+        raise fail(f"--gt-boxes {gt_boxes!r}: use first or union")
+    _run(**locals())
+
+
+@eval_app.command("rescore")
+def rescore_command(
+    out: Annotated[Path, typer.Argument(help="A gar eval folder.")],
+    strict: StrictOpt = False,
+    gt: Annotated[Optional[Path], typer.Option(help="Re-read the GT boxes from this annotation file.")] = None,
+    gt_boxes: GtBoxesOpt = None,
+) -> None:
+    """Recompute OUT/metrics.json from the stored samples (no model, no media)."""
+    if gt_boxes is not None and gt_boxes not in ("first", "union"):
+        raise fail(f"--gt-boxes {gt_boxes!r}: use first or union")
+    _rescore(EvalDir(out), strict, gt, gt_boxes)
+
+
+@eval_app.command("sweep")
+def sweep_command(
+    out: Annotated[Path, typer.Argument(help="A gar eval folder whose runs were recorded.")],
+    tau_av: Annotated[Optional[str], typer.Option(help="Values of tau_av, e.g. 0.3,0.5,0.7.")] = None,
+    tau_audio: Annotated[Optional[str], typer.Option(help="Values of tau_audio, e.g. 0.5,0.75.")] = None,
+    n_votes: Annotated[Optional[str], typer.Option(help="Values of N, e.g. 3,5 (at most the recorded N).")] = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Re-decide the gate of every recorded sample for a grid of thresholds and N (no model)."""
+    _sweep(EvalDir(out), tau_av, tau_audio, n_votes, strict)
 
 
 def _concurrent_samples(chat) -> int | None:
@@ -304,10 +410,8 @@ def _run(
     for flag, folder in (("--frames", frames), ("--audio", audio)):
         if not folder.is_dir():
             raise fail(f"{flag} folder {folder} not found: give the folder of the benchmark's {flag[2:]}")
-    n = _one(n_votes, "--n-votes", int, 1, 64) or DEFAULT_N
+    n, t_av, t_audio = n_votes, tau_av, tau_audio
     check_votes(n, votes_per_call)
-    t_av = _one(tau_av, "--tau-av", float, 0.0, 1.0)
-    t_audio = _one(tau_audio, "--tau-audio", float, 0.0, 1.0)
     wanted = _read_ids(ids) if ids is not None else None
     options = {"gt_boxes": gt_boxes or "first"} if dataset == "vggss-single" else {}
     try:
