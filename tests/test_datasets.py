@@ -12,6 +12,7 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from gar_agent.cli.data_cmd import data_app
+from gar_agent.data.duet import make_duet, read_pairs
 from gar_agent.eval.datasets import (
     DATASETS,
     DatasetError,
@@ -19,8 +20,6 @@ from gar_agent.eval.datasets import (
     load_music_solo,
     load_vggss,
     load_vggss_duet,
-    make_duet,
-    read_pairs,
 )
 
 ANNOTATIONS = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "annotations"

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from gar_agent.cli.common import fail
-from gar_agent.eval.datasets import DatasetError, make_duet
+from gar_agent.data.duet import make_duet
+from gar_agent.eval.datasets import DatasetError
 
 data_app = typer.Typer(
     help="Prepare benchmark data.", no_args_is_help=True, add_completion=False, rich_markup_mode=None

@@ -39,23 +39,19 @@ from gar_agent.cli.serving import (
     served_options,
 )
 from gar_agent.eval.datasets import DATASETS, DatasetError
+from gar_agent.eval.execute import EvalJob, SampleCrash, run_samples
 from gar_agent.eval.metrics import success_rate
-from gar_agent.eval.runner import (
+from gar_agent.eval.score import metrics_document, rescore, write_metrics
+from gar_agent.eval.store import (
     EvalDir,
-    EvalJob,
-    SampleCrash,
     SettingsMismatch,
     check_folder,
     clean_partial_writes,
     eval_config,
     load_scores,
-    metrics_document,
     read_config,
-    rescore,
-    run_samples,
     split_done,
     store_config,
-    write_metrics,
 )
 from gar_agent.eval.sweep import grid, sweep, write_sweep
 from gar_agent.models.backends import resolve_backend

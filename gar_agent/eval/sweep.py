@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gar_agent.eval.runner import EvalDir, load_scores, metrics_document, read_config, score_result
+from gar_agent.eval.score import metrics_document, score_result
+from gar_agent.eval.store import EvalDir, load_scores, read_config
 from gar_agent.media import MediaError
 from gar_agent.prompts import PromptError, PromptSet
 from gar_agent.topology import GraphError, Topology, load_topology

@@ -50,7 +50,9 @@ def resolve_backend(spec: str, model: str | None = None, **options) -> BaseChatM
         return factory(model, **options)
     if ":" not in spec:
         names = ", ".join(repr(n) for n in backend_names())
-        raise BackendError(f"--backend {spec!r} is not {names}, 'scripted:FILE' or 'module:attr': use one of those forms")
+        raise BackendError(
+            f"--backend {spec!r} is not {names}, 'scripted:FILE' or 'module:attr': use one of those forms"
+        )
     return _import_chat_model(spec)
 
 

@@ -60,7 +60,11 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     )
     calls.append(call)
     if call.error:
-        return {"generate": record, "calls": calls, "error": f"generate: the model failed on the audio call: {call.error}"}
+        return {
+            "generate": record,
+            "calls": calls,
+            "error": f"generate: the model failed on the audio call: {call.error}",
+        }
     value, error = parse_audio(call.answers[0], k)
     record.audio.append(ParsedAnswer(raw=call.answers[0], value=value, error=error))
     classes = value["classes"] if value else ["unknown"] * k
@@ -75,7 +79,11 @@ def generate(state: RunState, ctx: GarContext) -> dict:
         call = ask(ctx.model, ctx.media, request)
         calls.append(call)
         if call.error:
-            return {"generate": record, "calls": calls, "error": f"generate: the model failed on the box call: {call.error}"}
+            return {
+                "generate": record,
+                "calls": calls,
+                "error": f"generate: the model failed on the box call: {call.error}",
+            }
         boxes, error = parse_boxes(call.answers[0], k)
         record.boxes.append(ParsedAnswer(raw=call.answers[0], value=boxes, error=error))
         if boxes is not None:

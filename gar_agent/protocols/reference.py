@@ -301,7 +301,11 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     call = ask(ctx.model, ctx.media, _request(ctx, state, "generate", None, ("image", "audio"), {}))
     calls.append(call)
     if call.error:
-        return {"generate": record, "calls": calls, "error": f"generate: the model failed on the box call: {call.error}"}
+        return {
+            "generate": record,
+            "calls": calls,
+            "error": f"generate: the model failed on the box call: {call.error}",
+        }
     try:
         boxes, descriptions = _locate(call.answers[0], k, image.width, image.height)
     except ScriptFailure as e:
@@ -312,7 +316,11 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     call = ask(ctx.model, ctx.media, _request(ctx, state, "audio", None, ("audio",), {}))
     calls.append(call)
     if call.error:
-        return {"generate": record, "calls": calls, "error": f"generate: the model failed on the audio call: {call.error}"}
+        return {
+            "generate": record,
+            "calls": calls,
+            "error": f"generate: the model failed on the audio call: {call.error}",
+        }
     try:
         classes, confidences = _audio(call.answers[0], k)
     except ScriptFailure as e:

@@ -2,7 +2,7 @@
 
 This is the one module that knows the saved formats: traces are read only with the trace store
 (`gar_agent.trace.store`, typed by `gar_agent.trace.schema`), differences with `gar trace diff`'s
-`diff_traces`, evaluation samples with the eval store (`gar_agent.eval.runner`), and a run's result
+`diff_traces`, evaluation samples with the eval store (`gar_agent.eval.store`), and a run's result
 document through `result_view` below. When the trace format changes (e.g. each call stored once),
 this module is what follows it; the page and the server only see the documents built here.
 """
@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gar_agent.eval.runner import EvalDir, read_sample
+from gar_agent.eval.store import EvalDir, read_sample
 from gar_agent.trace.diff import diff_traces
 from gar_agent.trace.schema import Trace
 from gar_agent.trace.store import TRACE_FILE, TraceError, read_trace

@@ -1,0 +1,129 @@
+"""Running an evaluation: each sample through the one run path, `workers` at a time, its file written last.
+
+A sample whose media cannot be read fails alone; a crash of the graph itself stops the benchmark
+(SampleCrash, with its traceback); an interruption leaves no half-written sample.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from langchain_core.language_models import BaseChatModel
+
+from gar_agent.eval.datasets import Sample
+from gar_agent.eval.score import score_result
+from gar_agent.eval.store import EvalDir, sample_document
+from gar_agent.media import Media, MediaError, load_media
+from gar_agent.overlay import result_items, save_overlay
+from gar_agent.prompts import PromptSet
+from gar_agent.run import run_and_record
+from gar_agent.state import Settings
+from gar_agent.topology import Topology
+from gar_agent.trace.store import atomic_write
+
+GT_COLOR = (255, 215, 0)  # RGB yellow: apart from the source colours of gar_agent.overlay
+
+
+class SampleCrash(RuntimeError):
+    """The graph raised on a sample (a bug or a broken graph/prompt, not a model or media failure)."""
+
+
+def _gt_items(gt_boxes: list[list[float]], width: int, height: int) -> list[dict]:
+    items = []
+    for box in gt_boxes:
+        x1, y1, x2, y2 = box
+        px = [round(x1 * width), round(y1 * height), round(x2 * width), round(y2 * height)]
+        px = [min(max(v, 0), (width if i % 2 == 0 else height) - 1) for i, v in enumerate(px)]
+        items.append({"box": px, "label": "GT", "color": GT_COLOR})
+    return items
+
+
+@dataclass
+class EvalJob:
+    """What every sample of a run shares: one model instance, one graph, one prompt set."""
+
+    d: EvalDir
+    settings: Settings
+    model: BaseChatModel
+    topology: Topology
+    prompts: PromptSet
+    max_audio_s: float = 30.0
+    vis: bool = True
+
+
+def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
+    """Run the graph on one sample, write its trace, overlay and (last, atomically) its sample file."""
+    start = time.perf_counter()
+    d = job.d
+    try:
+        media: Media = load_media(sample.frame, sample.audio, job.max_audio_s)
+    except MediaError as e:  # one bad file fails its sample, not the benchmark
+        score = score_result(sample.id, sample.gt_boxes, None, f"media: {e}")
+        doc = sample_document(score, None, time.perf_counter() - start, None, None)
+    else:
+        try:
+            outcome = run_and_record(
+                media,
+                job.settings,
+                job.model,
+                topology=job.topology,
+                prompts=job.prompts,
+                trace_dir=d.traces,
+                thread_id=sample.id,
+            ).outcome
+        except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
+            raise SampleCrash(f"sample {sample.id}: {type(e).__name__}: {' '.join(str(e).split())}") from e
+        result = outcome.result
+        vis = None
+        if job.vis:
+            vis = f"vis/{sample.id}.jpg"
+            items = result_items(result) + _gt_items(sample.gt_boxes, media.image_info.width, media.image_info.height)
+            save_overlay(media.image, items, d.root / vis)
+        score = score_result(sample.id, sample.gt_boxes, result)
+        doc = sample_document(score, result, time.perf_counter() - start, f"traces/{sample.id}/trace.json", vis)
+    d.samples.mkdir(parents=True, exist_ok=True)
+    # written last and atomically: a sample file exists only for a finished sample
+    atomic_write(d.sample(sample.id), json.dumps(doc, indent=1) + "\n")
+    doc["score"] = score
+    return doc
+
+
+def run_samples(
+    job: EvalJob, samples: Sequence[Sample], workers: int = 1, on_done: Callable[[dict], None] | None = None
+) -> None:
+    """Evaluate samples, `workers` at a time; `on_done` gets each sample document in the calling thread.
+
+    On an interruption (Ctrl-C) the samples not yet started are cancelled; the ones running finish
+    and are written, so nothing is lost or half-counted.
+    """
+    on_done = on_done or (lambda doc: None)
+    if workers <= 1:
+        for s in samples:
+            on_done(evaluate_sample(job, s))
+        return
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gar-eval")
+    try:
+        queue = iter(samples)
+        running = {pool.submit(evaluate_sample, job, s) for s in _take(queue, workers)}
+        while running:
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                on_done(f.result())
+            # submit as others finish (not all at once), so an interruption leaves little queued
+            running |= {pool.submit(evaluate_sample, job, s) for s in _take(queue, len(finished))}
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _take(it, n: int) -> list:
+    out = []
+    for _ in range(n):
+        try:
+            out.append(next(it))
+        except StopIteration:
+            break
+    return out
