@@ -5,7 +5,8 @@ language model actually prefilled, model calls and wall time, for
   (a) the released code's style: one call per vote, the processor on every call, no cache;
   (b) votes batched: N samples in one call (the prompt is still prefilled N times);
   (b+m) votes batched, media encoded once per clip;
-  (c) votes batched, media encoded once, the clip's prefix prefilled once (the default).
+  (c) votes batched, media encoded once, the clip's prefix prefilled once (the default);
+  (a+c) one call per vote with media and prefix once (a repeated prompt runs only its last token).
 Part 2: samples per second of `gar eval` on synthetic samples at --batch-size 1, 4, 16.
 
     python scripts/bench_local.py                          # tiny random checkpoint, CPU
@@ -49,6 +50,7 @@ STYLES = {
     "b": ("votes batched", {"media_cache": False}, None),
     "b+m": ("votes batched, media once", {"prefix_cache": False}, None),
     "c": ("votes batched, media once, prefix once", {}, None),
+    "a+c": ("one call per vote, media once, prefix once", {}, 1),
 }
 
 
@@ -195,11 +197,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(figures, indent=2))
         return 0
     print(f"model {model_path}  N={args.n_votes}  frame {args.size}  audio {args.audio_s:g} s  median of {args.clips}")
-    print(f"{'style':6}{'':42}{'calls':>6}{'processor s':>12}{'prompt tok':>11}{'x (a)':>7}{'cached':>8}{'wall s':>8}")
+    print(f"{'style':6}{'':44}{'calls':>6}{'processor s':>12}{'prompt tok':>11}{'x (a)':>7}{'cached':>8}{'wall s':>8}")
     for style, (label, _, _) in STYLES.items():
         f = per_clip[style]
         print(
-            f"{style:6}{label:42}{f['calls']:>6.0f}{f['processor_s']:>12.3f}{f['prompt_tokens']:>11.0f}"
+            f"{style:6}{label:44}{f['calls']:>6.0f}{f['processor_s']:>12.3f}{f['prompt_tokens']:>11.0f}"
             f"{f['prompt_tokens'] / base:>7.2f}{f['cached_tokens']:>8.0f}{f['wall_s']:>8.2f}"
         )
     print("gar eval, samples/s: " + "  ".join(f"B={b}: {r:.2f}" for b, r in rates.items()))
