@@ -94,12 +94,41 @@ def test_replay_with_fewer_votes_uses_the_first_ones(recorded, capsys, tmp_path)
     assert code == 0 and analysis["n_votes"] == 2 and analysis["av_consistency"] == pytest.approx(0.8)
 
 
-def test_a_looser_gate_replays_without_the_model(recorded, capsys, tmp_path):
-    traces, run_id, result, _ = recorded
-    code, out, _ = cli(
-        capsys, "replay", run_id, "--trace-dir", traces, "--json", "--tau-audio", "0.1", "--out", tmp_path
+def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_path):
+    traces, _, _, script = recorded
+    image, audio, _ = example
+    # recorded with a strict tau_audio (audio confidence 0.8 < 0.9): the source was refined
+    code, out, _ = cli(capsys, "run", image, audio, "--backend", f"scripted:{script}", "--trace-dir", traces,
+                       "--json", "--tau-av", "0.4", "--tau-audio", "0.9", "--out", tmp_path / "strict")  # fmt: skip
+    strict = json.loads(out)["sources"][0]
+    assert code == 0 and strict["refined"] is True and strict["status"] == "refined"
+    run_id = max(list_traces(traces), key=lambda item: item[1].created)[1].run_id
+    # replayed with a looser tau_audio the gate skips Refine: no call is missing, no model is needed
+    code, out, err = cli(
+        capsys, "replay", run_id, "--trace-dir", traces, "--json", "--tau-audio", "0.5", "--out", tmp_path / "loose"
     )
-    assert code == 0 and json.loads(out)["sources"][0]["refined"] is False
+    loose = json.loads(out)["sources"][0]
+    assert code == 0, err
+    assert loose["refined"] is False and loose["status"] == "skipped" and loose["gate"]["reasons"] == []
+    assert loose["box"] == strict["initial_box"] != strict["box"]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def checkpoints(request, tmp_path) -> str:
+    """Each checkpoint store replay and fork must work against (langgraph's own test pattern)."""
+    return "memory" if request.param == "memory" else f"sqlite:{tmp_path / 'checkpoints.sqlite'}"
+
+
+def test_replay_and_fork_against_each_checkpoint_store(recorded, capsys, tmp_path, checkpoints):
+    traces, run_id, result, script = recorded
+    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--checkpoints", checkpoints,
+                       "--out", tmp_path / "r")  # fmt: skip
+    assert code == 0 and json.loads(out) == result
+    code, out, err = cli(capsys, "fork", run_id, "--box", "0=20,30,90,120", "--trace-dir", traces, "--json",
+                         "--backend", f"scripted:{script}", "--checkpoints", checkpoints, "--out", tmp_path / "f")  # fmt: skip
+    assert code == 0, err
+    forked = json.loads(out)["sources"][0]
+    assert forked["initial_box"] == [20, 30, 90, 120] and forked["box"] == [20, 30, 90, 120]
 
 
 def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_path):
