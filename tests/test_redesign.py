@@ -121,3 +121,19 @@ def test_help_shows_flags_without_a_bool_metavar(capsys):
 
 if __name__ == "__main__":  # pragma: no cover
     print(json.dumps(pytest.main([__file__])))
+
+
+def test_an_uncached_hub_model_offline_fails_at_once(monkeypatch):
+    import socket
+    import time
+
+    from gar_agent.models import qwen_omni
+
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    start = time.perf_counter()
+    with pytest.raises(BackendError, match=r"not in the local Hugging Face cache .* cannot be reached \(offline\)"):
+        qwen_omni._read_config("someone/not-a-cached-model")
+    assert time.perf_counter() - start < 5  # no retries against an unreachable hub

@@ -49,7 +49,12 @@ Checkpoints = Annotated[
     Optional[str],
     typer.Option(help="Checkpoint store: memory | sqlite:PATH | postgresql://... (default SQLite in the trace dir)."),
 ]
-ModelOpt = Annotated[Optional[str], typer.Option("--model", help="Checkpoint for qwen-omni: hub id or local dir.")]
+ModelOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model", help="qwen-omni: a hub id or local checkpoint dir (default Qwen/Qwen2.5-Omni-7B); openai: the served name."
+    ),
+]
 # Options `gar run` and `gar eval run` share: one definition each, so types and help agree.
 NVotesOpt = Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")]
 VotesPerCallOpt = Annotated[Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")]

@@ -10,6 +10,7 @@ import base64
 import importlib.util
 import io
 import json
+import socket
 import threading
 import time
 import uuid
@@ -98,6 +99,7 @@ def _read_config(model: str) -> dict:
         raise ModelLoadError(f"model path {path} does not exist: give --model an existing checkpoint dir or a hub id")
     from transformers import PretrainedConfig
 
+    _check_reachable(model)
     try:
         cfg, _ = PretrainedConfig.get_config_dict(model)
     except OSError as e:
@@ -106,6 +108,25 @@ def _read_config(model: str) -> dict:
             "download it and give --model its local dir"
         ) from None
     return cfg
+
+
+def _check_reachable(model: str) -> None:
+    """A hub id that is neither cached nor downloadable fails at once (not after ~30 s of retries)."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str):
+        return  # cached: loads without the network
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    if not constants.HF_HUB_OFFLINE:
+        try:
+            socket.create_connection((host, 443), timeout=3).close()
+            return
+        except OSError:
+            pass
+    raise ModelLoadError(
+        f"{model} is not in the local Hugging Face cache and {host} cannot be reached (offline): download it "
+        f"where there is network (huggingface-cli download {model}) and give --model its local dir"
+    )
 
 
 def _resolve_family(model: str) -> tuple[str, bool]:
@@ -177,10 +198,15 @@ def _load(model: str, dtype: str, device: str, attn: str, quantization: str | No
             )
             kwargs["device_map"] = device
         t0 = time.perf_counter()
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would cut through gar's step view
         try:
             net = model_cls.from_pretrained(model, **kwargs)
         except (OSError, ImportError) as e:
             raise ModelLoadError(f"cannot load {model}: {str(e).splitlines()[0]}") from None
+        finally:
+            hf_logging.enable_progress_bar()
         if quantization is None and device != "cpu":
             net = net.to(device)
         net.eval()

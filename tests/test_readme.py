@@ -1,0 +1,45 @@
+"""The README's commands run as written: its "Try it" block, executed by bash in a fresh folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _try_it_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"### Try it .*?\n```bash\n(.*?)```", text, re.S)
+    assert match, "README.md has no 'Try it' bash block"
+    return match.group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_try_it_block_runs_as_written(tmp_path):
+    block = _try_it_block()
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "120"}
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = tmp_path / "out"
+    # the demo's trace is in out/traces; the replays, the fork and the tiny run saved theirs in ./traces
+    docs = [
+        json.loads(p.read_text()) for p in (*out.glob("traces/*/trace.json"), *tmp_path.glob("traces/*/trace.json"))
+    ]
+    assert len(docs) == 5
+    parents = [d["parent"] for d in docs if d["parent"]]
+    assert len(parents) == 3 and len(set(parents)) == 1
+    assert json.loads((out / "fork" / "result.json").read_text())["sources"][0]["initial_box"] == [20, 30, 150, 200]
+    assert json.loads((out / "replay3" / "result.json").read_text())["sources"][0]["analysis"]["n_votes"] == 3
+    assert (out / "demo.html").stat().st_size > 10_000
+    tiny = json.loads((out / "tiny" / "result.json").read_text())
+    assert tiny["error"].startswith("generate:")
+    assert "Loading weights" not in proc.stdout + proc.stderr  # no progress bar through the step view
