@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from langgraph.graph import StateGraph
 
@@ -30,10 +31,19 @@ class Topology:
     path: Path
     sha256: str
     builder: StateGraph
+    _plain: Any = field(default=None, repr=False, compare=False)
 
     def compile(self, checkpointer=None):
-        """The runnable graph, checkpointed when a checkpointer is given."""
-        return self.builder.compile(checkpointer=checkpointer)
+        """The runnable graph, checkpointed when a checkpointer is given.
+
+        Without a checkpointer the compiled graph is made once and shared: an evaluation runs
+        thousands of clips through it (compiled graphs are safe to invoke concurrently).
+        """
+        if checkpointer is not None:
+            return self.builder.compile(checkpointer=checkpointer)
+        if self._plain is None:
+            self._plain = self.builder.compile()
+        return self._plain
 
 
 def available() -> list[str]:

@@ -92,3 +92,27 @@ def test_a_damaged_trace_is_one_clear_error(media, tmp_path, damage):
     path.write_text(json.dumps(doc))
     with pytest.raises(TraceError, match="is corrupt"):
         read_trace(path)
+
+
+@pytest.mark.parametrize(
+    "before, after",
+    [
+        ({}, {"box": [1, 2, 3, 4], "votes": []}),
+        ({"votes": [{"i": 0}], "box": [1, 2, 3, 4]}, {"votes": [{"i": 0}, {"i": 1}], "box": [1, 2, 3, 5]}),
+        (
+            {"analysis": {"anchor_votes": [{"a": "x", "s": 0.5}, {"a": "y", "s": 0.4}], "keep": True}},
+            {"analysis": {"anchor_votes": [{"a": "z", "s": 0.9}, {"a": "x", "s": 0.5}], "keep": False}},
+        ),
+        ({"gate": {"reasons": ["a/b", "c~d"]}, "gone": 1}, {"gate": None, "new/key": {"x~y": 2}}),
+    ],
+)
+def test_a_record_patch_turns_one_record_into_the_next(before, after):
+    import copy
+
+    import jsonpatch
+
+    from gar_agent.trace.schema import record_patch
+
+    ops = record_patch(before, after)
+    assert jsonpatch.apply_patch(copy.deepcopy(before), ops) == after
+    assert record_patch(after, after) == []

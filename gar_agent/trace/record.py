@@ -14,9 +14,18 @@ from gar_agent.state import ModelCall, SourceRecord, Usage
 from gar_agent.topology import Topology
 from gar_agent.trace.schema import Fork, GraphInfo, InputFile, MediaRef, Trace, TraceCall, TraceStep
 
+_GRAPH_INFO: dict[tuple[str, str], GraphInfo] = {}
+
 
 def graph_info(topology: Topology) -> GraphInfo:
-    """Name, file hash, nodes and edges (subgraphs expanded) of a topology."""
+    """Name, file hash, nodes and edges (subgraphs expanded) of a topology (drawn once per file version)."""
+    key = (str(topology.path), topology.sha256)
+    if key not in _GRAPH_INFO:
+        _GRAPH_INFO[key] = _draw(topology)
+    return _GRAPH_INFO[key]
+
+
+def _draw(topology: Topology) -> GraphInfo:
     drawn = topology.compile().get_graph(xray=True)
     return GraphInfo(
         name=topology.name,

@@ -153,6 +153,39 @@ def _resolve(value: Any, attachments: dict[str, str]) -> Any:
     return value
 
 
+def _pointer(key: str) -> str:
+    return "/" + str(key).replace("~", "~0").replace("/", "~1")
+
+
+def record_patch(before: Any, after: Any, path: str = "") -> list[dict]:
+    """RFC 6902 operations turning one source record into the next.
+
+    Objects are compared key by key; a list that only grew (the votes) gets one `add` per new item;
+    another changed list (the aggregate's anchors, re-sorted) gets jsonpatch's list diff. What a
+    step does to a record costs what it changed, not the record's size.
+    """
+    if isinstance(before, dict) and isinstance(after, dict):
+        ops: list[dict] = []
+        for key, new in after.items():
+            if key not in before:
+                ops.append({"op": "add", "path": path + _pointer(key), "value": new})
+            elif before[key] != new:
+                ops.extend(record_patch(before[key], new, path + _pointer(key)))
+        ops.extend({"op": "remove", "path": path + _pointer(k)} for k in before if k not in after)
+        return ops
+    if isinstance(before, list) and isinstance(after, list) and before != after:
+        if len(after) > len(before) and after[: len(before)] == before:
+            return [
+                {"op": "add", "path": f"{path}/{i}", "value": v}
+                for i, v in enumerate(after[len(before) :], len(before))
+            ]
+        return [
+            {**op, "path": path + op["path"], **({"from": path + op["from"]} if "from" in op else {})}
+            for op in jsonpatch.make_patch(before, after).patch
+        ]
+    return [] if before == after else [{"op": "replace", "path": path, "value": after}]
+
+
 def _record(state: dict, source: int) -> dict | None:
     record = state.get("source")
     if isinstance(record, dict) and record.get("index") == source:
@@ -173,7 +206,7 @@ def to_document(trace: Trace) -> dict:
         record = _record(wrote, step["source"]) if step["source"] is not None else None
         if record is not None:
             wrote = {k: v for k, v in wrote.items() if k not in ("source", "sources")}
-            step["changes"] = jsonpatch.make_patch(records.get(step["source"], {}), record).patch
+            step["changes"] = record_patch(records.get(step["source"], {}), record)
             records[step["source"]] = record
         else:
             for r in wrote.get("sources") or []:
