@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from gar_agent.state import AnchorVote, Box, RunState, SourceRecord, Usage
+from gar_agent.state import Analysis, Box, RunState, SourceRecord, Usage
 
 SourceStatus = Literal["refined", "skipped", "not_refined", "not_analysed", "failed"]
 STATUS_TEXT: dict[str, str] = {
@@ -45,15 +45,6 @@ class ResultSettings(BaseModel):
     protocol: str = "gar"
 
 
-class ResultAnalysis(BaseModel):
-    av_consistency: float
-    keep: bool
-    role_tags: list[str]
-    anchor_votes: list[AnchorVote]
-    n_votes: int
-    n_parsed: int
-
-
 class ResultGate(BaseModel):
     refine: bool
     reasons: list[str] = Field(default_factory=list)
@@ -67,7 +58,7 @@ class ResultSource(BaseModel):
     description: str = ""
     audio_class: str = "unknown"
     audio_confidence: float = 0.0
-    analysis: ResultAnalysis | None = None
+    analysis: Analysis | None = None
     gate: ResultGate | None = None
     refined: bool = False
     refined_description: str | None = None
@@ -123,10 +114,7 @@ def source_status(src: SourceRecord) -> SourceStatus:
 
 def run_usage(state: RunState) -> Usage:
     """Sum of every model call's usage in the run."""
-    total = Usage()
-    for c in state.calls:
-        total = total + c.usage
-    return total
+    return sum((c.usage for c in state.calls), Usage())
 
 
 def run_error(state: RunState) -> str | None:
@@ -147,7 +135,7 @@ def run_result(state: RunState) -> RunResult:
                 description=src.description,
                 audio_class=src.audio_class,
                 audio_confidence=src.audio_confidence,
-                analysis=None if a is None else ResultAnalysis(**a.model_dump()),
+                analysis=a,
                 gate=None if src.gate is None else ResultGate(refine=src.gate.refine, reasons=src.gate.reasons),
                 refined=refinement is not None,
                 refined_description=(refinement.refined_description or None) if refinement else None,

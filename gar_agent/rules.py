@@ -9,6 +9,8 @@ import math
 import re
 from collections import Counter, defaultdict
 
+import numpy as np
+
 from gar_agent.state import (
     Analysis,
     AnchorVote,
@@ -39,6 +41,22 @@ def clip_box(box: list[float], width: int, height: int) -> Box:
         x1, x2 = (x1 - 1, x2) if x2 == width - 1 else (x1, x2 + 1)
     if y1 == y2:
         y1, y2 = (y1 - 1, y2) if y2 == height - 1 else (y1, y2 + 1)
+    return [x1, y1, x2, y2]
+
+
+def gar_clip_box(box: list, width: int, height: int) -> Box:
+    """The released scripts' clip_box: each corner clipped into [0, side-1] (np.clip, then int), corners
+    re-ordered, a zero-size side grows by one pixel, capped at the border (where it stays zero-size).
+
+    Protocol `reference` clips boxes with it; the metrics put boxes on the 224 grid with it.
+    """
+    x1, y1, x2, y2 = (int(np.clip(v, 0, side - 1)) for v, side in zip(box, (width, height, width, height)))
+    x1, x2 = min(x1, x2), max(x1, x2)
+    y1, y2 = min(y1, y2), max(y1, y2)
+    if x2 == x1:
+        x2 = min(x1 + 1, width - 1)
+    if y2 == y1:
+        y2 = min(y1 + 1, height - 1)
     return [x1, y1, x2, y2]
 
 

@@ -15,6 +15,8 @@ from pydantic import BaseModel, Field
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import average_precision_score
 
+from gar_agent.rules import gar_clip_box
+
 MASK_SIZE = 224
 # GAR: `np.linspace(0, 1, 21)` + `sklearn.metrics.auc` (trapezoid); the same 21 thresholds as LVS/AVGN.
 THRESHOLDS = np.linspace(0.0, 1.0, 21)
@@ -28,14 +30,6 @@ def normalize_box(box_px: Box, width: int, height: int) -> list[float]:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     x1, y1, x2, y2 = (float(v) for v in box_px)
     return [x1 / width, y1 / height, x2 / width, y2 / height]
-
-
-def _code_clip(box: Sequence[int], width: int, height: int) -> tuple[int, int, int, int]:
-    # GAR's clip_box: each corner into [0, side-1], corners re-ordered, a zero-size side gets +1 (capped).
-    x1, y1, x2, y2 = (min(max(v, 0), side - 1) for v, side in zip(box, (width, height, width, height)))
-    x1, x2 = min(x1, x2), max(x1, x2)
-    y1, y2 = min(y1, y2), max(y1, y2)
-    return x1, y1, x2 if x2 != x1 else min(x1 + 1, width - 1), y2 if y2 != y1 else min(y1 + 1, height - 1)
 
 
 def box_to_grid(
@@ -62,8 +56,8 @@ def box_to_grid(
         raise ValueError(f"a box needs 4 finite numbers, got {list(box_norm)!r}")
     if image_size is not None:
         w, h = image_size
-        px = _code_clip([round(v * side) for v, side in zip(vals, (w, h, w, h))], w, h)
-        return _code_clip([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size)
+        px = gar_clip_box([round(v * side) for v, side in zip(vals, (w, h, w, h))], w, h)
+        return tuple(gar_clip_box([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size))
     x1, y1, x2, y2 = (min(max(round(round(v * size, 9)), 0), size - 1) for v in vals)
     x1, x2 = min(x1, x2), max(x1, x2)
     y1, y2 = min(y1, y2), max(y1, y2)

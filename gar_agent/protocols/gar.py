@@ -18,6 +18,7 @@ from gar_agent.calls import Request, ask, question_history
 from gar_agent.nodes.common import classes_text, frame_values, source_values
 from gar_agent.nodes.context import GarContext
 from gar_agent.prompts import template_name
+from gar_agent.protocols.common import ended, model_failed
 from gar_agent.rules import aggregate_votes, clip_box, max_delta, resolve_refinement, scale_box
 from gar_agent.state import (
     Analysis,
@@ -60,11 +61,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     )
     calls.append(call)
     if call.error:
-        return {
-            "generate": record,
-            "calls": calls,
-            "error": f"generate: the model failed on the audio call: {call.error}",
-        }
+        return model_failed(record, calls, "audio")
     value, error = parse_audio(call.answers[0], k)
     record.audio.append(ParsedAnswer(raw=call.answers[0], value=value, error=error))
     classes = value["classes"] if value else ["unknown"] * k
@@ -79,11 +76,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
         call = ask(ctx.model, ctx.media, request)
         calls.append(call)
         if call.error:
-            return {
-                "generate": record,
-                "calls": calls,
-                "error": f"generate: the model failed on the box call: {call.error}",
-            }
+            return model_failed(record, calls, "box")
         boxes, error = parse_boxes(call.answers[0], k)
         record.boxes.append(ParsedAnswer(raw=call.answers[0], value=boxes, error=error))
         if boxes is not None:
@@ -94,11 +87,9 @@ def generate(state: RunState, ctx: GarContext) -> dict:
             request = _request(ctx, state, "generate", None, "repair.txt", repair, history=history)
     if boxes is None:
         tries = len(record.boxes)
-        return {
-            "generate": record,
-            "calls": calls,
-            "error": f"generate: the box answer was unusable after {tries} tries: {record.boxes[-1].error}",
-        }
+        return ended(
+            record, calls, f"generate: the box answer was unusable after {tries} tries: {record.boxes[-1].error}"
+        )
 
     image = state.image
     sources = []

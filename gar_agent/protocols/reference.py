@@ -22,6 +22,8 @@ import numpy as np
 
 from gar_agent.calls import Request, ask
 from gar_agent.nodes.context import GarContext
+from gar_agent.protocols.common import ended, model_failed
+from gar_agent.rules import gar_clip_box
 from gar_agent.state import (
     Analysis,
     AnchorVote,
@@ -91,16 +93,7 @@ def _ints(values: list, stage: str) -> list[int]:
         raise ScriptFailure(f"{stage}: a coordinate is not an integer ({e})") from None
 
 
-def clip_box(box: list, width: int, height: int) -> Box:
-    """The scripts' clip: clip each corner into the image, re-order, a zero-size side gets +1 (capped)."""
-    x1, y1, x2, y2 = (int(np.clip(v, 0, limit - 1)) for v, limit in zip(box, (width, height, width, height)))
-    x1, x2 = min(x1, x2), max(x1, x2)
-    y1, y2 = min(y1, y2), max(y1, y2)
-    if x2 == x1:
-        x2 = min(x1 + 1, width - 1)
-    if y2 == y1:
-        y2 = min(y1 + 1, height - 1)
-    return [x1, y1, x2, y2]
+clip_box = gar_clip_box  # the scripts' clip, one definition (rules.py)
 
 
 def clamp_delta(previous: Box, box: Box, limit: int, width: int, height: int) -> Box:
@@ -301,31 +294,23 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     call = ask(ctx.model, ctx.media, _request(ctx, state, "generate", None, ("image", "audio"), {}))
     calls.append(call)
     if call.error:
-        return {
-            "generate": record,
-            "calls": calls,
-            "error": f"generate: the model failed on the box call: {call.error}",
-        }
+        return model_failed(record, calls, "box")
     try:
         boxes, descriptions = _locate(call.answers[0], k, image.width, image.height)
     except ScriptFailure as e:
         record.boxes.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
-        return {"generate": record, "calls": calls, "error": f"{e}: the released code drops this sample"}
+        return ended(record, calls, f"{e}: the released code drops this sample")
     record.boxes.append(ParsedAnswer(raw=call.answers[0], value={"boxes": boxes, "descriptions": descriptions}))
 
     call = ask(ctx.model, ctx.media, _request(ctx, state, "audio", None, ("audio",), {}))
     calls.append(call)
     if call.error:
-        return {
-            "generate": record,
-            "calls": calls,
-            "error": f"generate: the model failed on the audio call: {call.error}",
-        }
+        return model_failed(record, calls, "audio")
     try:
         classes, confidences = _audio(call.answers[0], k)
     except ScriptFailure as e:
         record.audio.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
-        return {"generate": record, "calls": calls, "error": f"{e}: the released code drops this sample"}
+        return ended(record, calls, f"{e}: the released code drops this sample")
     record.audio.append(ParsedAnswer(raw=call.answers[0], value={"classes": classes, "confidences": confidences}))
     sources = [
         SourceRecord(

@@ -60,9 +60,7 @@ def trace_steps(steps: list[Step], media: Media, start_index: int = 0) -> list[T
         if step.node != "generate" and isinstance(record, SourceRecord):
             source = record.index
         passes[(step.node, source)] += 1
-        usage = Usage()
-        for c in calls:
-            usage = usage + c.usage
+        usage = sum((c.usage for c in calls), Usage())
         out.append(
             TraceStep(
                 index=start_index + len(out),

@@ -230,18 +230,25 @@ def replay(
     **overrides,
 ) -> Replayed:
     """Re-execute the graph with answers served from the recording, and record it (parent: the run)."""
+    state = start_state(trace, graph=topology.name, **overrides)
+    return _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state)
+
+
+def _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state, fork=None, edit=None):
+    """A replay or a fork: the one run path, answered from the recording, its trace naming the parent."""
     done = run_and_record(
         media,
-        trace.settings,
+        state.settings,
         model,
         topology=topology,
         prompts=prompts,
         trace_dir=trace_dir,
         checkpointer=checkpointer,
         on_step=on_step,
-        state=start_state(trace, graph=topology.name, **overrides),
+        state=state,
+        after_generate=edit,
         inputs=trace.inputs,
-        lineage=Lineage(parent=trace.run_id, backend=f"replay of {trace.run_id}"),
+        lineage=Lineage(parent=trace.run_id, fork=fork, backend=f"replay of {trace.run_id}"),
     )
     return Replayed(done.outcome, model, done.trace_path)
 
@@ -273,22 +280,6 @@ def fork(
             ]
         }
 
-    done = run_and_record(
-        media,
-        trace.settings,
-        model,
-        topology=topology,
-        prompts=prompts,
-        trace_dir=trace_dir,
-        checkpointer=checkpointer,
-        on_step=on_step,
-        state=start_state(trace, graph=topology.name),
-        after_generate=edit,
-        inputs=trace.inputs,
-        lineage=Lineage(
-            parent=trace.run_id,
-            fork=Fork(from_node="generate", edits=edits),
-            backend=f"replay of {trace.run_id}",
-        ),
-    )
-    return Replayed(done.outcome, model, done.trace_path)
+    fork = Fork(from_node="generate", edits=edits)
+    state = start_state(trace, graph=topology.name)
+    return _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state, fork, edit)
