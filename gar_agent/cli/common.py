@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -19,8 +20,8 @@ from gar_agent.prompts import PromptError
 from gar_agent.topology import GraphError
 from gar_agent.trace.store import TraceError
 
-# Piped output (files, CI logs) gets a wide page instead of rich's 80-column default.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+# Piped output (files, CI logs) gets a wide page instead of rich's 80-column default; COLUMNS sets another.
+console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
 err = Console(stderr=True, highlight=False)
 
 # Errors a user can fix: one line on stderr, exit 2, no traceback.
@@ -60,7 +61,9 @@ NVotesOpt = Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes p
 VotesPerCallOpt = Annotated[Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")]
 TauAvOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")]
 TauAudioOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate threshold on the audio confidence.")]
-GraphOpt = Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")]
+GraphOpt = Annotated[
+    str, typer.Option(help="Topology: a shipped name (gar, adaptive, no_gate, ...) or a .py file (a path from here).")
+]
 PromptsOpt = Annotated[
     Optional[Path],
     typer.Option(help="Prompt set (for --protocol reference: an imported set, or the import's root)."),
