@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -137,3 +138,26 @@ def test_an_uncached_hub_model_offline_fails_at_once(monkeypatch):
     with pytest.raises(BackendError, match=r"not in the local Hugging Face cache .* cannot be reached \(offline\)"):
         qwen_omni._read_config("someone/not-a-cached-model")
     assert time.perf_counter() - start < 5  # no retries against an unreachable hub
+
+
+def test_a_researchers_own_node_is_shown_live_and_by_trace_show(example, tmp_path, capsys):
+    image, audio, _ = example
+    keep = '{"av_consistency": 0.9, "keep": true}'
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps({
+        "audio": ['{"audio_class": "violin", "audio_confidence_score": 0.95}'],
+        "generate": ['{"bbox": [10, 20, 110, 220], "description": "a violin"}'],
+        "analyze": [keep] * 5 + ['{"av_consistency": 0.2, "keep": false}'],  # the 6th: the second opinion
+        "refine": ['{"bbox": [12, 22, 112, 222]}'],
+    }))  # fmt: skip
+    graph = str(Path(__file__).parent / "data" / "second_opinion.py")
+    args = ["run", str(image), str(audio), "--graph", graph, "--backend", f"scripted:{script}",
+            "--trace-dir", str(tmp_path / "t"), "--out", str(tmp_path / "o")]  # fmt: skip
+    assert main(args) == 0
+    live = capsys.readouterr().out
+    assert "second_opinion · source 0" in live and "gate now: refine (second opinion: keep is false)" in live
+    (run,) = (tmp_path / "t").glob("*/trace.json")
+    assert main(["trace", "show", str(run)]) == 0
+    shown = capsys.readouterr().out
+    assert "second_opinion · source 0" in shown and "gate now: refine (second opinion: keep is false)" in shown
+    assert "-> [12, 22, 112, 222] · refined" in shown  # what happened, not a gate panel saying "skip"
