@@ -34,6 +34,12 @@ from openai_stub import make_samples  # noqa: E402
 from gar_agent.cli.app import main as gar  # noqa: E402
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of its finished children (gar eval --processes)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def free_port() -> int:
     """A port nothing listens on now."""
     with socket.socket() as s:
@@ -60,12 +66,14 @@ def stub_process(latency: float):
         proc.wait(timeout=10)
 
 
-def run_eval(data: tuple[Path, Path, Path], out: Path, url: str, model: str, workers: int, limit: int) -> float:
+def run_eval(
+    data: tuple[Path, Path, Path], out: Path, url: str, model: str, workers: int, limit: int, processes: int = 1
+) -> float:
     """Run gar eval quietly; seconds it took."""
     frames, audio, gt = data
     args = ["eval", "--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt, "--out", out]
     args += ["--backend", "openai", "--base-url", url, "--model", model, "--no-vis"]
-    args += ["--workers", workers, "--limit", limit]
+    args += ["--workers", workers, "--limit", limit, "--processes", processes]
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         code = gar([str(a) for a in args])
@@ -90,6 +98,7 @@ def main() -> None:
     parser.add_argument("--min-samples", type=int, default=40)
     parser.add_argument("--base-url", help="measure this server instead of the stub")
     parser.add_argument("--model", default="stub-model")
+    parser.add_argument("--processes", type=int, default=1, help="gar eval --processes (W is shared among them)")
     args = parser.parse_args()
 
     counts = {w: max(args.min_samples, args.rounds * w) for w in args.workers}
@@ -100,14 +109,15 @@ def main() -> None:
             url = args.base_url or stack.enter_context(stub_process(args.latency))
             run_eval(data, root / "warm", url, args.model, 2, 4)  # imports, first connections
             where = url if args.base_url else f"stub, {args.latency * 1000:.0f} ms a request, unlimited parallelism"
-            print(f"gar eval --backend openai · {where} · {os.cpu_count()} CPUs · one process")
+            procs = "one process" if args.processes == 1 else f"--processes {args.processes}"
+            print(f"gar eval --backend openai · {where} · {os.cpu_count()} CPUs · {procs}")
             head = f"{'W':>5} {'samples':>8} {'wall s':>8} {'samples/s':>10} {'CPU ms/sample':>14}"
             print(head + ("" if args.base_url else f" {'ideal':>8} {'ratio':>6}"))
             for w in args.workers:
                 out = root / f"w{w}"
-                cpu = time.process_time()
-                took = run_eval(data, out, url, args.model, w, counts[w])
-                cpu_ms = (time.process_time() - cpu) / counts[w] * 1000
+                cpu = _cpu()
+                took = run_eval(data, out, url, args.model, w, counts[w], args.processes)
+                cpu_ms = (_cpu() - cpu) / counts[w] * 1000
                 rate = counts[w] / took
                 line = f"{w:>5} {counts[w]:>8} {took:>8.2f} {rate:>10.2f} {cpu_ms:>14.1f}"
                 if not args.base_url:

@@ -529,3 +529,16 @@ def test_subcommands_do_what_the_older_spelling_does(mini, capsys, tmp_path):
     # gar eval run shares --n-votes with gar run: one integer, not a list
     code, _, err = gar_eval(capsys, "run", *args, "--out", tmp_path / "p", "--n-votes", "3,5")
     assert code == 2 and "--n-votes" in err and not (tmp_path / "p").exists()
+
+
+def test_processes_share_the_samples_and_give_the_same_numbers(mini, capsys, tmp_path):
+    args, _, m = mini
+    code, _, err = gar_eval(capsys, "run", *args, "--out", tmp_path / "o", "--workers", "4", "--processes", "2")
+    assert code == 0, err
+    assert json.loads((tmp_path / "o" / "metrics.json").read_text()) == m
+    ids = [json.loads(p.read_text())["id"] for p in (tmp_path / "o" / "samples").glob("*.json")]
+    assert len(ids) == len(set(ids)) == m["n_total"]  # every sample once, none twice
+    # a model that runs on one device in this process is not forked
+    code, _, err = gar_eval(capsys, "run", *args, "--out", tmp_path / "p", "--processes", "2",
+                            "--backend", "test_eval:SerialRectModel")  # fmt: skip
+    assert code == 2 and "--processes 2" in err and not (tmp_path / "p" / "eval.json").exists()

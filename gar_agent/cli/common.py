@@ -53,7 +53,8 @@ Checkpoints = Annotated[
 ModelOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--model", help="qwen-omni: a hub id or local checkpoint dir (default Qwen/Qwen2.5-Omni-7B); openai: the served name."
+        "--model",
+        help="qwen-omni: a hub id or local checkpoint dir (default Qwen/Qwen2.5-Omni-7B); openai: the served name.",
     ),
 ]
 # Options `gar run` and `gar eval run` share: one definition each, so types and help agree.

@@ -39,7 +39,7 @@ from gar_agent.cli.serving import (
     served_options,
 )
 from gar_agent.eval.datasets import DATASETS, DatasetError
-from gar_agent.eval.execute import EvalJob, SampleCrash, run_samples
+from gar_agent.eval.execute import EvalJob, SampleCrash, run_in_processes, run_samples
 from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.score import metrics_document, rescore, write_metrics
 from gar_agent.eval.store import (
@@ -62,6 +62,14 @@ from gar_agent.topology import load_topology
 
 DEFAULT_BACKEND = "qwen-omni"
 DEFAULT_N = 5
+ProcessesOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        max=64,
+        help="Processes sharing the samples (served backends: one process's Python is the client's limit).",
+    ),
+]
 StrictOpt = Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")]
 GtBoxesOpt = Annotated[Optional[str], typer.Option(help="VGG-SS GT: first (GAR) | union (LVS); default first.")]
 METRIC_COLUMNS = [("ciou@0.3", "cIoU@0.3"), ("ciou@0.5", "cIoU@0.5"), ("auc", "AUC"), ("ap", "AP"), ("piap", "PIAP")]
@@ -213,6 +221,7 @@ def eval_command(
     workers: Annotated[
         int, typer.Option(min=1, max=256, help="Samples run at once (for backends serving concurrent requests).")
     ] = 1,
+    processes: ProcessesOpt = 1,
     batch_size: BatchSizeOpt = 1,
     prefix_cache: PrefixCacheOpt = True,
     strict: Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")] = False,
@@ -317,6 +326,7 @@ def run_command(
     workers: Annotated[
         int, typer.Option(min=1, max=256, help="Samples in flight at once (for backends serving concurrent requests).")
     ] = 1,
+    processes: ProcessesOpt = 1,
     batch_size: BatchSizeOpt = 1,
     prefix_cache: PrefixCacheOpt = True,
     strict: StrictOpt = False,
@@ -386,6 +396,7 @@ def _run(
     limit,
     ids,
     workers,
+    processes,
     batch_size,
     prefix_cache,
     strict,
@@ -457,13 +468,15 @@ def _run(
             )  # created once, shared by every sample and worker
         except USER_ERRORS as e:
             raise fail(str(e)) from None
+        serves = _concurrent_samples(chat)
+        if processes > 1 and serves is not None:
+            raise fail(f"--processes {processes}: {backend} runs on one device in this process; use --batch-size")
         if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
             store_config(d, config)
-        limit = _concurrent_samples(chat)
-        if limit is not None and limit > 1:
+        if serves is not None and serves > 1:
             # B clips in one generate need B samples in flight; their calls meet in the model's batcher
-            workers = max(workers, limit)
-        elif limit == 1 and workers > 1:
+            workers = max(workers, serves)
+        elif serves == 1 and workers > 1:
             err.print(
                 f"gar: note: the model runs one sample at a time (--workers {workers} ignored); "
                 "--batch-size B runs B samples as one batch",
@@ -472,7 +485,7 @@ def _run(
             )
             workers = 1
         job = EvalJob(d, settings, chat, topology, prompt_set, vis=vis)
-        _run_with_progress(job, todo, done, workers)
+        _run_with_progress(job, todo, done, workers, processes)
     scores, unreadable = load_scores(d, [s.id for s in samples])
     if unreadable:  # a sample file vanished or was damaged while we ran: never count it half
         raise fail(
@@ -485,7 +498,7 @@ def _run(
     _exit_for(metrics)
 
 
-def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int) -> None:
+def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, processes: int = 1) -> None:
     cious = [doc["ciou"] for doc in done if doc["ciou"] is not None]
     total = len(todo) + len(done)
     new = 0
@@ -520,7 +533,11 @@ def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int) -> No
 
     try:
         with progress:
-            run_samples(job, todo, workers, on_done)
+            processes = min(processes, workers)  # W in flight in all: ceil(W / P) threads in each process
+            if processes > 1:
+                run_in_processes(job, todo, processes, -(-workers // processes), on_done)
+            else:
+                run_samples(job, todo, workers, on_done)
     except SampleCrash as e:
         # our graph raised: show where (a bug is never a one-liner), then what is kept
         traceback.print_exception(e.__cause__ or e, file=sys.stderr)

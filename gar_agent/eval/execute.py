@@ -7,7 +7,9 @@ A sample whose media cannot be read fails alone; a crash of the graph itself sto
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -117,6 +119,57 @@ def run_samples(
             running |= {pool.submit(evaluate_sample, job, s) for s in _take(queue, len(finished))}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_in_processes(
+    job: EvalJob,
+    samples: Sequence[Sample],
+    processes: int,
+    workers: int,
+    on_done: Callable[[dict], None] | None = None,
+) -> None:
+    """Evaluate samples in `processes` forked processes, each `workers` samples at a time.
+
+    One process's GIL caps what its threads can do for a served model (the client's CPU per sample
+    is the limit, not the server); each process adds a core. Samples are dealt out round-robin;
+    every sample file is still written atomically by whoever ran it, so a resume works as usual.
+    `on_done` gets {"id", "ciou"} of each finished sample in the calling process.
+    """
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    shards = [list(samples[i::processes]) for i in range(processes)]
+    procs = [ctx.Process(target=_shard, args=(job, shard, workers, queue), daemon=True) for shard in shards if shard]
+    for p in procs:
+        p.start()
+    crash, running = None, len(procs)
+    try:
+        while running:
+            kind, payload = queue.get()
+            if kind == "done" and on_done:
+                on_done(payload)
+            elif kind == "crash":
+                crash = crash or payload
+            elif kind == "exit":
+                running -= 1
+    finally:
+        for p in procs:  # on Ctrl-C the children got it too: they finish the samples they run
+            p.join(timeout=60)
+            if p.is_alive():
+                p.terminate()
+    if crash:
+        raise SampleCrash(crash)
+
+
+def _shard(job: EvalJob, samples: list[Sample], workers: int, queue) -> None:
+    """A child process's share of the samples; what it finished and how it ended go to the parent."""
+    try:
+        run_samples(job, samples, workers, lambda doc: queue.put(("done", {"id": doc["id"], "ciou": doc["ciou"]})))
+    except SampleCrash as e:
+        queue.put(("crash", f"{e}\n{''.join(traceback.format_exception(e.__cause__ or e))}"))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        queue.put(("exit", None))
 
 
 def _take(it, n: int) -> list:
