@@ -34,6 +34,7 @@ from gar_agent.cli.common import (
     err,
     fail,
     finish,
+    run_settings,
     step_printer,
 )
 from gar_agent.cli.local_model import PrefixCacheOpt, local_options
@@ -47,9 +48,8 @@ from gar_agent.cli.serving import (
 )
 from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
-from gar_agent.prompts import PromptSet, protocol_settings
+from gar_agent.prompts import PromptSet
 from gar_agent.run import run_and_record
-from gar_agent.state import Settings
 from gar_agent.topology import load_topology
 from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.record import input_files
@@ -106,22 +106,15 @@ def run(
     try:
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
-        fixed = protocol_settings(prompt_set, protocol, sources)
+        settings = run_settings(
+            topology, prompt_set, protocol, backend, model,
+            sources=sources, n_votes=n_votes, votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
+        )  # fmt: skip
         media, video = run_media(image, audio, at=at, window=window, max_audio_s=max_audio_s, out=out)
         serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
         chat = resolve_backend(backend, model, **serving, **local_options(backend, prefix_cache))
     except USER_ERRORS as e:
         raise fail(str(e)) from None
-    settings = Settings(
-        sources=sources,
-        n_votes=n_votes,
-        votes_per_call=votes_per_call,
-        tau_av=tau_av,
-        tau_audio=tau_audio,
-        graph=topology.name,
-        backend=backend if not model else f"{backend} --model {model}",
-        **fixed,
-    )
     for notice in media.notices:
         err.print(f"gar: note: {notice}", markup=False)
     if not as_json:

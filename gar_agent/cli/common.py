@@ -16,8 +16,9 @@ from gar_agent.media import MediaError
 from gar_agent.models.backends import BackendError
 from gar_agent.models.scripted import ScriptError
 from gar_agent.overlay import result_items, save_overlay
-from gar_agent.prompts import PromptError
-from gar_agent.topology import GraphError
+from gar_agent.prompts import PromptError, PromptSet, protocol_settings
+from gar_agent.state import Settings
+from gar_agent.topology import GraphError, Topology
 from gar_agent.trace.store import TraceError
 
 # Piped output (files, CI logs) gets a wide page instead of rich's 80-column default; COLUMNS sets another.
@@ -28,6 +29,33 @@ err = Console(stderr=True, highlight=False)
 USER_ERRORS = (UserError, MediaError, BackendError, ScriptError, PromptError, GraphError, TraceError, FileNotFoundError)
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
+
+
+def run_settings(
+    topology: Topology,
+    prompts: PromptSet,
+    protocol: str,
+    backend: str,
+    model: str | None,
+    *,
+    sources: int,
+    n_votes: int,
+    votes_per_call: int | None,
+    tau_av: float,
+    tau_audio: float,
+) -> Settings:
+    """The Settings of a clip's run from the options gar run and gar track share (PromptError if the
+    prompt set and protocol do not belong together; the protocol fixes its own decoding)."""
+    return Settings(
+        sources=sources,
+        n_votes=n_votes,
+        votes_per_call=votes_per_call,
+        tau_av=tau_av,
+        tau_audio=tau_audio,
+        graph=topology.name,
+        backend=backend if not model else f"{backend} --model {model}",
+        **protocol_settings(prompts, protocol, sources),
+    )
 
 
 def check_votes(n_votes: int, votes_per_call: int | None) -> None:

@@ -8,10 +8,26 @@ from typing import Annotated, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from gar_agent.cli.common import EXIT_RUN_FAILED, USER_ERRORS, Backend, ModelOpt, console, err, fail
+from gar_agent.cli.common import (
+    EXIT_RUN_FAILED,
+    USER_ERRORS,
+    Backend,
+    GraphOpt,
+    ModelOpt,
+    NVotesOpt,
+    PromptsOpt,
+    ProtocolOpt,
+    TauAudioOpt,
+    TauAvOpt,
+    VotesPerCallOpt,
+    check_votes,
+    console,
+    err,
+    fail,
+    run_settings,
+)
 from gar_agent.models.backends import resolve_backend
 from gar_agent.prompts import PromptSet
-from gar_agent.state import Settings
 from gar_agent.topology import load_topology
 from gar_agent.video.analyse import Analyser
 from gar_agent.video.clip import DEFAULT_WINDOW_S
@@ -34,36 +50,31 @@ def track_command(
         bool, typer.Option(help="Skip Analyze/Refine when Generate agrees with the previous time (see README).")
     ] = True,
     sources: Annotated[int, typer.Option(min=1, max=8, help="K, sounding objects to find.")] = 1,
-    n_votes: Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")] = 5,
-    votes_per_call: Annotated[
-        Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")
-    ] = None,
-    tau_av: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")] = 0.5,
-    tau_audio: Annotated[float, typer.Option(min=0.0, max=1.0, help="Gate threshold on audio confidence.")] = 0.75,
+    n_votes: NVotesOpt = 5,
+    votes_per_call: VotesPerCallOpt = None,
+    tau_av: TauAvOpt = 0.5,
+    tau_audio: TauAudioOpt = 0.75,
     backend: Backend = "qwen-omni",
     model: ModelOpt = None,
-    graph: Annotated[str, typer.Option(help="Topology: a name in graphs/ or a .py file.")] = "gar",
-    prompts: Annotated[Optional[Path], typer.Option(help="Directory of prompt templates.")] = None,
+    graph: GraphOpt = "gar",
+    prompts: PromptsOpt = None,
+    protocol: ProtocolOpt = "gar",
 ) -> None:
     """Localize the sound every --every seconds of VIDEO and follow it between; run again to resume."""
     if tracker not in TRACKERS:
         raise fail(f"--tracker {tracker!r} is not one of {', '.join(TRACKERS)}")
+    check_votes(n_votes, votes_per_call)
     try:
         info = probe(video)
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
+        settings = run_settings(
+            topology, prompt_set, protocol, backend, model,
+            sources=sources, n_votes=n_votes, votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
+        )  # fmt: skip
         chat = resolve_backend(backend, model)  # created once: every analysed time shares it
     except USER_ERRORS as e:
         raise fail(str(e)) from None
-    settings = Settings(
-        sources=sources,
-        n_votes=n_votes,
-        votes_per_call=votes_per_call,
-        tau_av=tau_av,
-        tau_audio=tau_audio,
-        graph=topology.name,
-        backend=backend if not model else f"{backend} --model {model}",
-    )
     folder = TrackFolder(out or Path("out/track") / video.stem, video.name)
     analyser = Analyser(
         info, settings, chat, topology, prompt_set, window, folder.media, folder.traces, reuse=reuse
