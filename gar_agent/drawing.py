@@ -16,6 +16,7 @@ import numpy as np
 from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from gar_agent.graph_layout import layers
 from gar_agent.topology import Topology
 
 START_END = ("__start__", "__end__")
@@ -125,35 +126,6 @@ INK, MUTED, FILL, TERMINAL, FRAME = (
 ROW, GAP, PAD = 90, 40, 14
 
 
-def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
-    """Longest-path layering after dropping the edges that close a cycle (found by DFS)."""
-    out: dict[str, list[str]] = {n: [] for n in nodes}
-    for s, t in edges:
-        if s != t:
-            out[s].append(t)
-    back, state = set(), {}
-
-    def visit(n: str) -> None:
-        state[n] = 1
-        for t in out[n]:
-            if state.get(t) == 1:
-                back.add((n, t))
-            elif t not in state:
-                visit(t)
-        state[n] = 2
-
-    for n in nodes:
-        if n not in state:
-            visit(n)
-    layer = {n: 0 for n in nodes}
-    for _ in nodes:  # Bellman-Ford style relaxation: the graphs are small
-        for s in nodes:
-            for t in out[s]:
-                if (s, t) not in back and layer[t] < layer[s] + 1:
-                    layer[t] = layer[s] + 1
-    return layer
-
-
 def _inside(p, rect) -> bool:
     x1, y1, x2, y2 = rect
     return x1 <= p[0] <= x2 and y1 <= p[1] <= y2
@@ -180,7 +152,7 @@ def _draw_path(img, pts: np.ndarray, dashed: bool) -> None:
 
 def png(drawing: Drawing, title: str, path: str | Path) -> Path:
     """Draw the topology top to bottom (layered), subgraphs framed, conditional edges dashed."""
-    layer = _layers(drawing.nodes, [(s, t) for s, t, _, _ in drawing.edges])
+    layer = layers(drawing.nodes, [(s, t) for s, t, _, _ in drawing.edges])
     rows: dict[int, list[str]] = {}
     for n in drawing.nodes:
         rows.setdefault(layer[n], []).append(n)

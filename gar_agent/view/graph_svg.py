@@ -10,42 +10,10 @@ from __future__ import annotations
 
 from html import escape
 
+from gar_agent.graph_layout import layers
+
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 100, 32, 30, 24, 20
 ENDS = ("__start__", "__end__")
-
-
-def _layers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
-    """Longest-path layer of each node over the graph with back edges (found by DFS) removed."""
-    out: dict[str, list[str]] = {n: [] for n in nodes}
-    for u, v in edges:
-        if u in out and v in out and u != v:
-            out[u].append(v)
-    state: dict[str, int] = {}
-    back: set[tuple[str, str]] = set()
-
-    def dfs(u: str) -> None:
-        state[u] = 1
-        for v in out[u]:
-            if state.get(v) == 1:
-                back.add((u, v))
-            elif v not in state:
-                dfs(v)
-        state[u] = 2
-
-    for n in [*(x for x in nodes if x == "__start__"), *nodes]:
-        if n not in state:
-            dfs(n)
-    layer = {n: 0 for n in nodes}
-    for _ in range(len(nodes)):  # relax: a DAG settles in at most len(nodes) rounds
-        changed = False
-        for u in nodes:
-            for v in out[u]:
-                if (u, v) not in back and layer[v] < layer[u] + 1:
-                    layer[v] = layer[u] + 1
-                    changed = True
-        if not changed:
-            break
-    return layer
 
 
 def taken_path(edges, steps: list[tuple[str, int | None]]) -> tuple[set[str], set[tuple[str, str]]]:
@@ -85,7 +53,7 @@ def taken_path(edges, steps: list[tuple[str, int | None]]) -> tuple[set[str], se
 def graph_svg(nodes: list[str], edges, path_nodes: set[str], path_edges: set[tuple[str, str]]) -> str:
     """The topology as inline SVG; `data-node` / `data-edge` let the page mark the selected step."""
     pairs = [(u, v) for u, v, *_ in edges]
-    layer = _layers(nodes, pairs)
+    layer = layers(nodes, pairs)
     rows: dict[int, list[str]] = {}
     for n in nodes:
         rows.setdefault(layer[n], []).append(n)
