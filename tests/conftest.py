@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,10 @@ from gar_agent.media import load_media
 from gar_agent.models.scripted import ScriptedChatModel
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+# pytest-xdist workers export COLUMNS=80. Piped gar output honours COLUMNS (else 140 columns), so
+# without this the tests that read tables would see a page narrower than any pipe gives them.
+os.environ.pop("COLUMNS", None)
 
 
 @pytest.fixture(scope="session")

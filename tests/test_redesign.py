@@ -161,3 +161,20 @@ def test_a_researchers_own_node_is_shown_live_and_by_trace_show(example, tmp_pat
     shown = capsys.readouterr().out
     assert "second_opinion · source 0" in shown and "gate now: refine (second opinion: keep is false)" in shown
     assert "-> [12, 22, 112, 222] · refined" in shown  # what happened, not a gate panel saying "skip"
+
+
+def test_piped_output_is_140_columns_unless_columns_says_otherwise(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    widths = {}
+    for columns in (None, "100"):
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        if columns:
+            env["COLUMNS"] = columns
+        out = subprocess.run([sys.executable, "-m", "gar_agent", "demo", "--out", str(tmp_path / "d"),
+                              "--trace-dir", str(tmp_path / "t")], env=env, capture_output=True, text=True)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        widths[columns] = max(len(line) for line in out.stdout.splitlines())
+    assert widths == {None: 140, "100": 100}
