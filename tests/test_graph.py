@@ -91,9 +91,7 @@ def test_generate_still_unusable_ends_the_run_with_a_clear_error(media):
     model = scripted(audio=[audio_answer(["violin"], [0.9])], generate=["no idea", '{"bbox": [1, 2]}'])
     out = run_clip(media, Settings(), model)
     assert out.result.sources == []
-    assert (
-        out.result.error == "generate: the box answer was unusable after 2 tries: 'bbox' is not a list of 4 numbers"
-    )
+    assert out.result.error == "generate: the box answer was unusable after 2 tries: 'bbox' is not a list of 4 numbers"
     assert [s.node for s in out.steps] == ["generate"]
 
 

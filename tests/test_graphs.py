@@ -17,11 +17,11 @@ from test_graph import audio_answer, boxes_answer
 from gar_agent.early_stop import decision_settled, refines, votes_used
 from gar_agent.models.scripted import ScriptedChatModel
 from gar_agent.paths import GRAPHS_DIR
-
-ROOT = Path(__file__).resolve().parents[1]
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings, Vote, VoteAnswer
 from gar_agent.topology import GraphError, available, load_topology
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHIPPED = ["adaptive", "gar", "generate_only", "no_analysis", "no_gate"]
 SECOND_OPINION = Path(__file__).parent / "data" / "second_opinion.py"
