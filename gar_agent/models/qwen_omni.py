@@ -1,16 +1,15 @@
 """Qwen2.5-Omni (and Qwen3-Omni) run locally through transformers, as a LangChain chat model.
 
+Loading lives in qwen_omni_load, message conversion in qwen_omni_content, the media and prefix
+caches and the batcher in their own modules; this one is the chat model that joins them.
+
 Only the thinker (text out) is loaded: the talker is not needed for localization answers. Weights are
 loaded once per process on first use and shared by every instance with the same load settings.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import io
-import json
-import socket
 import threading
 import time
 import uuid
@@ -19,311 +18,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlparse
 
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
-from langchain_core.messages import AIMessage, BaseMessage, ChatMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from gar_agent.errors import BackendError
-from gar_agent.media import decode_audio
 from gar_agent.models.qwen_omni_batch import DynamicBatcher
-from gar_agent.models.qwen_omni_media import MediaCache, MediaRef
+from gar_agent.models.qwen_omni_content import ContentBlockError, to_conversation
+from gar_agent.models.qwen_omni_load import _LOADED, ModelLoadError, _get_processor, _load, _Loaded, _read_config
+from gar_agent.models.qwen_omni_media import MediaCache
 from gar_agent.models.qwen_omni_prefix import PrefixCache, batch_inputs, prepare_row
 from gar_agent.models.qwen_omni_prompt import Prompt, build_prompt, processor_mismatch, stock_inputs
-
-
-class ModelLoadError(BackendError, RuntimeError):
-    """The checkpoint cannot be loaded (missing path, wrong architecture, missing package).
-
-    A BackendError, so the command line reports it as one line like any other bad --backend.
-    """
-
-
-class ContentBlockError(ValueError):
-    """A message content block this adapter cannot turn into model input."""
-
-
-# model_type -> (family, is a composite checkpoint with `thinker.` weights)
-_SUPPORTED = {
-    "qwen2_5_omni_thinker": ("qwen2_5_omni", False),
-    "qwen2_5_omni": ("qwen2_5_omni", True),
-    "qwen3_omni_moe_thinker": ("qwen3_omni_moe", False),
-    "qwen3_omni_moe": ("qwen3_omni_moe", True),
-}
-
-
-def _family_classes(family: str) -> tuple[Any, Any, Any]:
-    """(model class, processor class, composite config class) of a family; ModelLoadError if absent."""
-    import transformers
-
-    names = {
-        "qwen2_5_omni": (
-            "Qwen2_5OmniThinkerForConditionalGeneration",
-            "Qwen2_5OmniProcessor",
-            "Qwen2_5OmniConfig",
-        ),
-        "qwen3_omni_moe": (
-            "Qwen3OmniMoeThinkerForConditionalGeneration",
-            "Qwen3OmniMoeProcessor",
-            "Qwen3OmniMoeConfig",
-        ),
-    }[family]
-    try:
-        return tuple(getattr(transformers, n) for n in names)  # type: ignore[return-value]
-    except AttributeError:
-        raise ModelLoadError(
-            f"transformers {transformers.__version__} has no {names[0]}; upgrade transformers to load {family}"
-        ) from None
-
-
-def _looks_like_path(model: str) -> bool:
-    # a hub id is "org/name"; anything else with a path shape is meant as a local directory
-    return (
-        model.startswith(("/", "./", "../", "~", "\\")) or model.count("/") > 1 or (len(model) > 1 and model[1] == ":")
-    )
-
-
-def _read_config(model: str) -> dict:
-    """The checkpoint's config.json as a dict, without loading weights."""
-    path = Path(model).expanduser()
-    if path.exists():
-        cfg = path / "config.json"
-        if not cfg.is_file():
-            raise ModelLoadError(f"no config.json in {path}: give --model a transformers checkpoint directory")
-        return json.loads(cfg.read_text())
-    if _looks_like_path(model):
-        raise ModelLoadError(f"model path {path} does not exist: give --model an existing checkpoint dir or a hub id")
-    from transformers import PretrainedConfig
-
-    _check_reachable(model)
-    try:
-        cfg, _ = PretrainedConfig.get_config_dict(model)
-    except OSError as e:
-        raise ModelLoadError(
-            f"cannot fetch config of {model!r} (not a local path; hub unreachable?): {str(e).splitlines()[0]}; "
-            "download it and give --model its local dir"
-        ) from None
-    return cfg
-
-
-def _check_reachable(model: str) -> None:
-    """A hub id that is neither cached nor downloadable fails at once (not after ~30 s of retries)."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(model, "config.json"), str):
-        return  # cached: loads without the network
-    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
-    if not constants.HF_HUB_OFFLINE:
-        try:
-            socket.create_connection((host, 443), timeout=3).close()
-            return
-        except OSError:
-            pass
-    raise ModelLoadError(
-        f"{model} is not in the local Hugging Face cache and {host} cannot be reached (offline): download it "
-        f"where there is network (huggingface-cli download {model}) and give --model its local dir"
-    )
-
-
-def _resolve_family(model: str) -> tuple[str, bool]:
-    cfg = _read_config(model)
-    model_type = cfg.get("model_type")
-    if model_type not in _SUPPORTED:
-        raise ModelLoadError(
-            f"{model} is a {model_type!r} checkpoint (architectures {cfg.get('architectures')}); "
-            f"supported model_type: {', '.join(sorted(_SUPPORTED))}; give --model a Qwen-Omni checkpoint"
-        )
-    return _SUPPORTED[model_type]
-
-
-@dataclass
-class _Loaded:
-    model: Any
-    processor: Any
-    family: str
-    load_s: float
-    lock: threading.Lock
-    media_path_ok: bool | None = None  # the media cache path reproduces this processor (checked once)
-
-
-_LOAD_LOCK = threading.Lock()
-_LOADED: dict[tuple, _Loaded] = {}
-_PROCESSORS: dict[str, Any] = {}
-
-
-def _get_processor(model: str) -> Any:
-    """The checkpoint's processor, loaded once per process."""
-    with _LOAD_LOCK:
-        if model not in _PROCESSORS:
-            family, _ = _resolve_family(model)
-            _, processor_cls, _ = _family_classes(family)
-            _PROCESSORS[model] = processor_cls.from_pretrained(model)
-        return _PROCESSORS[model]
-
-
-def _load(model: str, dtype: str, device: str, attn: str, quantization: str | None) -> _Loaded:
-    """Load (once per settings) the thinker and its processor."""
-    key = (model, dtype, device, attn, quantization)
-    if key in _LOADED:
-        return _LOADED[key]
-    processor = _get_processor(model)  # also validates path and architecture
-    with _LOAD_LOCK:
-        if key in _LOADED:
-            return _LOADED[key]
-        import torch
-
-        family, composite = _resolve_family(model)
-        model_cls, _, composite_cfg_cls = _family_classes(family)
-        kwargs: dict[str, Any] = {
-            "use_safetensors": True,
-            "attn_implementation": attn,
-            "dtype": dtype if dtype == "auto" else getattr(torch, dtype),
-        }
-        if composite:
-            # hub checkpoints hold the whole omni model; its thinker sub-config describes the weights we load
-            kwargs["config"] = composite_cfg_cls.from_pretrained(model).thinker_config
-        if quantization is not None:
-            if importlib.util.find_spec("bitsandbytes") is None:
-                raise ModelLoadError(f"quantization={quantization!r} needs bitsandbytes: pip install bitsandbytes")
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = (
-                BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-                if quantization == "4bit"
-                else BitsAndBytesConfig(load_in_8bit=True)
-            )
-            kwargs["device_map"] = device
-        t0 = time.perf_counter()
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # its "Loading weights" bar would cut through gar's step view
-        try:
-            net = model_cls.from_pretrained(model, **kwargs)
-        except (OSError, ImportError) as e:
-            raise ModelLoadError(f"cannot load {model}: {str(e).splitlines()[0]}") from None
-        finally:
-            hf_logging.enable_progress_bar()
-        if quantization is None and device != "cpu":
-            net = net.to(device)
-        net.eval()
-        loaded = _Loaded(net, processor, family, time.perf_counter() - t0, threading.Lock())
-        _LOADED[key] = loaded
-        return loaded
-
-
-# ---- content blocks -> processor conversation items ------------------------------------------------
-
-
-def _bytes_from_url(url: str) -> bytes | str:
-    """Bytes of a data: URI, else a local filesystem path (file:// stripped)."""
-    if url.startswith("data:"):
-        header, _, data = url.partition(",")
-        if ";base64" not in header:
-            return unquote(data).encode()
-        return base64.b64decode(data)
-    if url.startswith("file://"):
-        return unquote(urlparse(url).path)
-    if url.startswith(("http://", "https://")):
-        raise ContentBlockError(f"remote media URLs are not fetched by the local model: {url[:80]}")
-    return url
-
-
-def _load_image(src: bytes | str) -> Any:
-    from PIL import Image
-
-    if isinstance(src, str):
-        if not Path(src).is_file():
-            raise ContentBlockError(f"image file not found: {src}")
-        with Image.open(src) as im:
-            return im.convert("RGB")
-    with Image.open(io.BytesIO(src)) as im:
-        return im.convert("RGB")
-
-
-def _load_audio(src: bytes | str) -> Any:
-    if isinstance(src, str) and not Path(src).is_file():
-        raise ContentBlockError(f"audio file not found: {src}")
-    return decode_audio(src)
-
-
-def _media_source(block: dict, kind: str) -> bytes | str:
-    """The bytes or path of an image/audio block in any of LangChain's standard forms."""
-    b64 = block.get("base64") or (block.get("data") if block.get("source_type", "base64") == "base64" else None)
-    if isinstance(b64, str):
-        return base64.b64decode(b64)
-    for key in ("url", "path", "file_path"):
-        if isinstance(block.get(key), str):
-            return _bytes_from_url(block[key])
-    raise ContentBlockError(f"{kind} block has no base64, url or path: keys {sorted(block)}")
-
-
-def _media_ref(kind: Literal["image", "audio"], src: bytes | str) -> dict:
-    """A media item by content: the bytes (a path is read now) and their hash, decoded only on a cache miss."""
-    if isinstance(src, str):
-        if not Path(src).is_file():
-            raise ContentBlockError(f"{kind} file not found: {src}")
-        src = Path(src).read_bytes()
-    return {"type": kind, "ref": MediaRef.of(kind, src)}
-
-
-def _convert_block(block: Any, role: str, refs: bool = False) -> dict | None:
-    """One LangChain content block -> one processor item ({"type": "text"|"image"|"audio", ...}).
-
-    With `refs`, media items carry a `MediaRef` (bytes + hash) instead of the decoded image/waveform.
-    """
-    if isinstance(block, str):
-        return {"type": "text", "text": block}
-    if not isinstance(block, dict):
-        raise ContentBlockError(f"unsupported content block of type {type(block).__name__}")
-    kind = block.get("type")
-    if kind == "text":
-        return {"type": "text", "text": block.get("text", "")}
-    src: bytes | str
-    if kind in ("image", "image_url"):
-        if kind == "image":
-            src = _media_source(block, "image")
-        else:
-            ref = block.get("image_url")
-            url = ref.get("url") if isinstance(ref, dict) else ref
-            if not isinstance(url, str):
-                raise ContentBlockError("image_url block without a url")
-            src = _bytes_from_url(url)
-        return _media_ref("image", src) if refs else {"type": "image", "image": _load_image(src)}
-    if kind in ("audio", "input_audio"):
-        if kind == "audio":
-            src = _media_source(block, "audio")
-        else:
-            data = (block.get("input_audio") or {}).get("data")
-            if not isinstance(data, str):
-                raise ContentBlockError("input_audio block without base64 data")
-            src = base64.b64decode(data)
-        return _media_ref("audio", src) if refs else {"type": "audio", "audio": _load_audio(src)}
-    if role == "assistant" and kind in ("reasoning", "tool_call", "tool_call_chunk"):
-        return None  # not part of what the model reads back
-    raise ContentBlockError(
-        f"unsupported content block type {kind!r} (supported: text, image, image_url, audio, input_audio)"
-    )
-
-
-_ROLES = {"system": "system", "human": "user", "user": "user", "ai": "assistant", "assistant": "assistant"}
-
-
-def to_conversation(messages: Sequence[BaseMessage], refs: bool = False) -> list[dict]:
-    """LangChain messages -> the processor's chat-template conversation with decoded media (or `MediaRef`s)."""
-    conversation = []
-    for msg in messages:
-        role = _ROLES.get(msg.role if isinstance(msg, ChatMessage) else msg.type)
-        if role is None:
-            raise ContentBlockError(f"unsupported message type {msg.type!r} (system, human and ai only)")
-        blocks = [msg.content] if isinstance(msg.content, str) else msg.content
-        items = [item for b in blocks if (item := _convert_block(b, role, refs)) is not None]
-        conversation.append({"role": role, "content": items})
-    return conversation
-
 
 # ---- the chat model --------------------------------------------------------------------------------
 
@@ -728,3 +436,6 @@ class _RowOut:
     wall_s: float
     batch_prompts: int
     processor_s: float = 0.0
+
+
+__all__ = ["_LOADED", "ChatQwenOmni", "ContentBlockError", "ModelLoadError", "_read_config", "to_conversation"]
