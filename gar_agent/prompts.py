@@ -105,6 +105,7 @@ class PromptSet:
             if not isinstance(self.manifest, dict) or self.manifest.get("protocol") not in PROTOCOLS:
                 raise PromptError(f"{directory / MANIFEST} names no known protocol: run `gar prompts import` again")
         self._cache: dict[str, str] = {}
+        self._hashes: dict[str, str] | None = None
 
     @property
     def protocol(self) -> str:
@@ -130,9 +131,15 @@ class PromptSet:
         return render_text(self.text(name), values, str(self.directory / name))
 
     def hashes(self) -> dict[str, str]:
-        """sha256 of every template file (and the manifest), for the trace."""
-        files = [*self.directory.glob("*.txt"), *self.directory.glob(MANIFEST)]
-        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
+        """sha256 of every template file (and the manifest), for the trace.
+
+        Computed once per set (the files are read once, as `text` reads them): every trace of an
+        evaluation records them without re-reading and hashing ten files per sample.
+        """
+        if self._hashes is None:
+            files = sorted([*self.directory.glob("*.txt"), *self.directory.glob(MANIFEST)])
+            self._hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+        return dict(self._hashes)
 
 
 def protocol_settings(prompts: PromptSet, protocol: str, sources: int) -> dict:
