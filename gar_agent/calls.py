@@ -44,7 +44,7 @@ class Request:
     source: int | None
     template: str
     prompt: str
-    media: tuple[str, ...] = ("image", "audio")
+    media: tuple[str, ...] = ("image", "audio")  # what is attached, in the order it is sent
     temperature: float = 0.0
     top_p: float = 1.0
     n: int = 1
@@ -59,12 +59,8 @@ def supports_samples(model: BaseChatModel) -> bool:
 
 
 def user_message(media: Media, request: Request) -> HumanMessage:
-    """The request's text with its media as LangChain standard content blocks."""
-    blocks: list = []
-    if "image" in request.media:
-        blocks.append(media.image_block())
-    if "audio" in request.media:
-        blocks.append(media.audio_block())
+    """The request's text after its media, as LangChain standard content blocks, in the request's order."""
+    blocks: list = [media.image_block() if kind == "image" else media.audio_block() for kind in request.media]
     blocks.append({"type": "text", "text": request.prompt})
     return HumanMessage(content=blocks)
 

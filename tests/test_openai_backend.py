@@ -416,6 +416,8 @@ def test_gar_run_against_a_server(servers, bench, tmp_path, capsys):
     system = requests[0].body["messages"][0]
     assert system["role"] == "system" and all(r.body["messages"][0] == system for r in requests)
     parts = [[p["type"] for p in r.body["messages"][1]["content"]] for r in requests]
-    assert parts == [["input_audio", "text"]] + [["image_url", "input_audio", "text"]] * 3
+    # audio first: the audio-only call shares the system message and the audio with every other call
+    assert parts == [["input_audio", "text"]] + [["input_audio", "image_url", "text"]] * 3
     media = [r.body["messages"][1]["content"][:-1] for r in requests[1:]]
-    assert media[0] == media[1] == media[2]  # byte-identical image and audio in the three image calls
+    assert media[0] == media[1] == media[2]  # byte-identical audio and image in the three image calls
+    assert all(m[0] == requests[0].body["messages"][1]["content"][0] for m in media)  # the same audio block

@@ -33,6 +33,9 @@ from gar_agent.state import (
 )
 
 SYSTEM = "system.txt"
+# Audio before the image: the audio-only call then shares the system message and the audio with every
+# other call of the clip, so a prefix cache (a server's, or the local adapter's) holds the audio once.
+CLIP_MEDIA = ("audio", "image")
 
 
 def system_text(ctx: GarContext) -> str | None:
@@ -41,6 +44,7 @@ def system_text(ctx: GarContext) -> str | None:
 
 
 def _request(ctx: GarContext, state, stage: str, source: int | None, template: str, prompt: str, **kw) -> Request:
+    kw.setdefault("media", CLIP_MEDIA)
     return Request(
         stage, source, template, prompt, system=system_text(ctx), max_tokens=state.settings.max_new_tokens, **kw
     )
