@@ -148,8 +148,13 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
             record.error = "the model returned no answer"
             break
         record.answers.extend(answer_text(m) for m in gens[:want])
-        if isinstance(gens[0].response_metadata.get("wall_s"), (int, float)):
-            reported.append(float(gens[0].response_metadata["wall_s"]))
+        meta = gens[0].response_metadata
+        if isinstance(meta.get("wall_s"), (int, float)):
+            reported.append(float(meta["wall_s"]))
+        if isinstance(meta.get("server"), str):  # a served backend says where and after how many tries
+            record.server = meta["server"]
+        if isinstance(meta.get("attempts"), int):
+            record.attempts = (record.attempts or 0) + meta["attempts"]
         tokens_in, tokens_out, cached = _usage(gens, want)
         usage = usage + Usage(
             model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cached_input_tokens=cached

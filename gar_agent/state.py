@@ -109,6 +109,8 @@ class ModelCall(BaseModel):
     answers: list[str] = Field(default_factory=list, description="Raw answer texts, in order.")
     usage: Usage = Field(default_factory=Usage)
     error: str | None = Field(None, description="The model raised: its message.")
+    server: str | None = Field(None, description="Which server answered (a served backend), if it says.")
+    attempts: int | None = Field(None, description="Attempts the answer took (retries + 1), if the model says.")
 
 
 class AnchorVote(BaseModel):

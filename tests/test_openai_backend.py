@@ -189,6 +189,7 @@ def test_transient_faults_are_retried_until_an_answer(servers, clip):
     kinds = [s.fault.kind if s.fault else None for s in stub.requests()]
     assert kinds == ["status", "status", "reset", "slow", None]
     assert call.usage.model_calls == 1  # one call, whatever it took
+    assert call.attempts == 5 and call.server == url  # recorded with the call, so the trace shows them
     assert model.server_stats()[0] | {"url": None} == {"url": None, "sent": 5, "failed": 4, "in_flight": 0}
 
 
