@@ -542,3 +542,9 @@ def test_processes_share_the_samples_and_give_the_same_numbers(mini, capsys, tmp
     code, _, err = gar_eval(capsys, "run", *args, "--out", tmp_path / "p", "--processes", "2",
                             "--backend", "test_eval:SerialRectModel")  # fmt: skip
     assert code == 2 and "--processes 2" in err and not (tmp_path / "p" / "eval.json").exists()
+
+
+def test_sample_files_carry_the_benchmarks_classes(mini):
+    _, out, _ = mini
+    docs = [json.loads(p.read_text()) for p in (out / "samples").glob("*.json")]
+    assert docs and all(d["gt_classes"] == ["a"] for d in docs)  # the annotation's class of each sample

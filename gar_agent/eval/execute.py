@@ -65,7 +65,7 @@ def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
         media: Media = load_media(sample.frame, sample.audio, job.max_audio_s)
     except MediaError as e:  # one bad file fails its sample, not the benchmark
         score = score_result(sample.id, sample.gt_boxes, None, f"media: {e}")
-        doc = sample_document(score, None, time.perf_counter() - start, None, None)
+        doc = sample_document(score, None, time.perf_counter() - start, None, None, sample.classes)
     else:
         try:
             outcome = run_and_record(
@@ -86,7 +86,8 @@ def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
             items = result_items(result) + _gt_items(sample.gt_boxes, media.image_info.width, media.image_info.height)
             save_overlay(media.image, items, d.root / vis)
         score = score_result(sample.id, sample.gt_boxes, result)
-        doc = sample_document(score, result, time.perf_counter() - start, f"traces/{sample.id}/trace.json", vis)
+        trace = f"traces/{sample.id}/trace.json"
+        doc = sample_document(score, result, time.perf_counter() - start, trace, vis, sample.classes)
     d.samples.mkdir(parents=True, exist_ok=True)
     # written last and atomically: a sample file exists only for a finished sample
     atomic_write(d.sample(sample.id), json.dumps(doc, indent=1) + "\n")

@@ -171,7 +171,12 @@ def _finite(x: float | None) -> float | None:
 
 
 def sample_document(
-    score: SampleScore, result: RunResult | None, wall_s: float, trace: str | None, vis: str | None
+    score: SampleScore,
+    result: RunResult | None,
+    wall_s: float,
+    trace: str | None,
+    vis: str | None,
+    gt_classes: list[str] | None = None,
 ) -> dict:
     """samples/<id>.json: the score fields, the sample's own metrics and the run's result JSON."""
     own = {"ciou": None, "ap": None, "per_source_iou": None, "matched_mean_iou": None}
@@ -183,6 +188,7 @@ def sample_document(
         **own,
         "score": score.model_dump(mode="json"),
         "result": result.model_dump(mode="json") if result is not None else None,
+        "gt_classes": list(gt_classes or []),  # the benchmark's classes of the sample's sources
         "trace": trace,
         "vis": vis,
         "wall_s": round(wall_s, 6),

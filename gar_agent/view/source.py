@@ -369,7 +369,10 @@ def sample_row(sid: str, doc: dict | None) -> dict:
         "matched_mean_iou": doc.get("matched_mean_iou"),
         "refined": score.refined,
         "skipped": score.skipped,
-        "classes": [s["audio_class"] for s in res["sources"] if s["audio_class"]],
+        # the benchmark's classes (ground truth), then the predicted ones: the class filter finds either
+        "classes": list(
+            dict.fromkeys([*doc.get("gt_classes", []), *(s["audio_class"] for s in res["sources"] if s["audio_class"])])
+        ),
         "wall_s": doc.get("wall_s"),
         "calls": res["calls"],
         "trace": f"traces/{sid}" if doc.get("trace") else None,
