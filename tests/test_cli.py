@@ -96,6 +96,17 @@ def test_run_step_view(example, script, tmp_path, capsys):
         "result",
     ):
         assert piece in out, piece
+    # the values, not only the labels: the script's answers as the view shows them
+    lines = out.splitlines()
+
+    def row(label: str) -> list[str]:
+        return next(line.strip("│ ").split() for line in lines if line.strip("│ ").startswith(label))
+
+    assert row("0 ")[:3] == ["0", "violin", "0.50"]  # Generate's source table: index, class, confidence
+    assert row("av_consistency")[1:4] == ["0.900", ">=", "0.5"] and row("av_consistency")[4] == "yes"
+    assert row("audio_confidence")[1:5] == ["0.500", ">=", "0.75", "no"]  # why it was refined
+    assert "box [38, 70, 128, 215] -> [40, 72, 130, 217]" in out
+    assert any("[38, 70, 128, 215]" in line and "[40, 72, 130, 217]" in line and "refined" in line for line in lines)
 
 
 def test_model_error_is_in_the_result_and_exit_is_nonzero(example, tmp_path, capsys):
