@@ -161,8 +161,3 @@ def run_result(state: RunState) -> RunResult:
         usage=run_usage(state),
         error=run_error(state),
     )
-
-
-def result_document(state: RunState) -> dict:
-    """The result as JSON-ready data (kept for scripts that want the dict)."""
-    return run_result(state).model_dump(mode="json")

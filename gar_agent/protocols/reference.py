@@ -23,7 +23,7 @@ import numpy as np
 from gar_agent.calls import Request, ask
 from gar_agent.nodes.context import GarContext
 from gar_agent.protocols.common import ended, model_failed
-from gar_agent.rules import gar_clip_box
+from gar_agent.rules import gar_clip_box, max_delta  # max(4, round(0.08 * min(W, H))): the scripts' clamp
 from gar_agent.state import (
     Analysis,
     AnchorVote,
@@ -122,11 +122,6 @@ def apply_ops(previous: Box, ops: Any, width: int, height: int, limit: int) -> B
     else:
         return previous
     return clamp_delta(previous, clip_box(candidate, width, height), limit, width, height)
-
-
-def max_delta(width: int, height: int) -> int:
-    """The scripts' clamp size: int(max(4, round(min(W, H) * 0.08)))."""
-    return int(max(4, round(min(width, height) * 0.08)))
 
 
 def vote_fields(obj: dict) -> VoteAnswer:
@@ -390,7 +385,7 @@ def refine(state: SourceState, ctx: GarContext) -> tuple[Request, Any]:
                 candidate = clamp_delta(previous, clip_box(_ints(bbox, "refine"), w, h), limit, w, h)
                 applied.append("bbox")
             description = str(obj.get("refined_description", "")).strip()
-        except (ScriptFailure, TypeError, ValueError, OverflowError, AttributeError) as e:
+        except (ScriptFailure, TypeError, ValueError, OverflowError) as e:  # where int() raises in the scripts
             return Refinement(
                 raw=answer,
                 error=f"{e} (the released code keeps the previous box)",
