@@ -190,7 +190,7 @@ def test_transient_faults_are_retried_until_an_answer(servers, clip):
     assert kinds == ["status", "status", "reset", "slow", None]
     assert call.usage.model_calls == 1  # one call, whatever it took
     assert call.attempts == 5 and call.server == url  # recorded with the call, so the trace shows them
-    assert model.server_stats()[0] | {"url": None} == {"url": None, "sent": 5, "failed": 4, "in_flight": 0}
+    assert model.server_stats()[0] | {"url": None} == {"url": None, "sent": 5, "failed": 4, "in_flight": 0, "down": False}
 
 
 def test_retry_after_is_honoured_and_capped(servers, clip):

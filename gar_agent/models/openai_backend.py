@@ -1,18 +1,18 @@
 """A served model over the OpenAI-compatible chat-completions API (vLLM, SGLang, OpenAI itself).
 
-`ChatOpenAIServed` is a LangChain chat model built on LangChain's own `ChatOpenAI` (one per
-server), which already turns standard image blocks into `image_url` data URIs and audio blocks
-into `input_audio`, passes `n` and returns one generation per choice, and maps
+`ChatOpenAIServed` is a LangChain chat model that uses LangChain's own `ChatOpenAI` to build each
+request and read each answer: it turns standard image blocks into `image_url` data URIs and audio
+blocks into `input_audio`, passes `n` and returns one generation per choice, and maps
 `usage.prompt_tokens_details.cached_tokens` to `usage_metadata["input_token_details"]["cache_read"]`.
-Each attempt is ChatOpenAI's payload builder and result conversion around the OpenAI SDK's HTTP
-client. What it lacks for a benchmark against a fleet of servers is added here:
+What it adds for a benchmark against a fleet of servers:
 
-- several base URLs: a request goes to the server with the fewest requests in flight (ties in
-  turn), except that a clip's calls stay on the server that took its first call while that server
-  is not clearly busier (its prefix cache holds the clip's media); a retry prefers another server;
+- the requests of a process share one event loop and aiohttp connections
+  (gar_agent/models/openai_transport.py), so hundreds can be in flight without a thread each;
+- several base URLs, least loaded first, a clip's calls kept on one server for its prefix cache,
+  and a circuit breaker per server (gar_agent/models/servers.py);
 - fault handling of our own (the SDK's retries are off): bounded retries with exponential backoff
   and jitter on 429 (honouring `Retry-After`), 408/409/425, 5xx, connection errors and timeouts,
-  all configurable, so tests can use millisecond backoffs;
+  a per-attempt time limit, all configurable, so tests can use millisecond backoffs;
 - one-line errors that say whose fault it is (gar_agent/models/faults.py): `BackendUnavailable`
   after the last retry, `MalformedResponse` for a body that is not a chat completion (not
   retried: an error for that call, never a crash), `BackendRefused` for 401/403/404; `gar eval`
@@ -21,21 +21,19 @@ client. What it lacks for a benchmark against a fleet of servers is added here:
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
 import math
 import os
 import random
-import threading
 import time
 import weakref
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import httpx
+import httpx2
 import openai
-from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatResult
@@ -43,6 +41,8 @@ from langchain_openai import ChatOpenAI
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from gar_agent.models.faults import BackendRefused, BackendUnavailable, MalformedResponse
+from gar_agent.models.openai_transport import LoopClients
+from gar_agent.models.servers import AllServersDown, Server, ServerPool
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 425, 429}
 # Refusals that every request of the run would get (key, permission, model name): a setup fault.
 SETUP_STATUS = {401, 403, 404}
-AFFINITY_CLIPS = 4096  # clips whose server is remembered (far more than are ever in flight)
 # Qwen2.5-Omni's image processor (preprocessor_config.json of the 7B/3B checkpoints): the model
 # answers in the frame of the image resized to multiples of patch_size * merge_size = 28.
 QWEN25_FRAME = {"factor": 28, "min_pixels": 3136, "max_pixels": 12845056}
@@ -71,7 +70,7 @@ def qwen_resize(width: int, height: int, factor: int = 28, min_pixels: int = 313
     return w, h
 
 
-def retry_after_s(response: httpx.Response | None) -> float | None:
+def retry_after_s(response: httpx2.Response | None) -> float | None:
     """Seconds a server asked us to wait (`retry-after-ms`, `Retry-After` as seconds or a date)."""
     if response is None:
         return None
@@ -129,20 +128,6 @@ def clip_key(messages: list[BaseMessage]) -> int | None:
     return first
 
 
-def _close_clients(clients: list[httpx.Client]) -> None:
-    for client in clients:
-        client.close()
-
-
-@dataclass(eq=False)  # servers are told apart by identity
-class _Server:
-    url: str
-    chat: ChatOpenAI
-    in_flight: int = 0
-    sent: int = 0
-    failed: int = 0
-
-
 class ChatOpenAIServed(BaseChatModel):
     """A model behind one or more OpenAI-compatible servers; images and audio in, text out."""
 
@@ -172,29 +157,38 @@ class ChatOpenAIServed(BaseChatModel):
     """Send X-Gar-Stage / X-Gar-Source headers (for server logs, proxies and test servers)."""
     affinity_slack: int = Field(default=2, ge=0)
     """A clip's next call stays on its server while that has at most this many more requests in flight."""
+    breaker_failures: int = Field(default=5, ge=1)
+    """Transient faults in a row (connection errors, timeouts, 5xx) after which a server is skipped."""
+    breaker_cooloff: float = Field(default=5.0, ge=0)
+    """Seconds a failing server is skipped before one request probes it (doubling, up to 120 s)."""
 
-    _servers: list[_Server] = PrivateAttr(default_factory=list)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _turn: int = PrivateAttr(default=0)
-    _homes: OrderedDict = PrivateAttr(default_factory=OrderedDict)  # clip key -> server, LRU
+    _codec: ChatOpenAI = PrivateAttr()
+    _pool: ServerPool = PrivateAttr()
+    _http: LoopClients = PrivateAttr()
 
     def model_post_init(self, __context: Any) -> None:
-        """One ChatOpenAI (and one pooled HTTP client) per server, the SDK's own retries off."""
-        limits = httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections)
-        for url in self.base_urls:
-            chat = ChatOpenAI(
-                model=self.model,
-                base_url=url,
-                api_key=self.api_key,
-                max_retries=0,
-                timeout=self.request_timeout,
-                max_tokens=self.max_tokens,
-                use_responses_api=False,
-                http_client=httpx.Client(limits=limits, timeout=self.request_timeout),
-            )
-            self._servers.append(_Server(url=url, chat=chat))
-        # close the pools when the model goes away (a CLI run, a test), not only on close()
-        weakref.finalize(self, _close_clients, [s.chat.http_client for s in self._servers])
+        """The request/answer codec, the server pool, and the (lazily started) loop with its clients."""
+        # ChatOpenAI only builds payloads and reads answers here: it never sends (max_retries and
+        # timeouts of its own clients do not apply)
+        self._codec = ChatOpenAI(
+            model=self.model,
+            base_url=self.base_urls[0],
+            api_key=self.api_key,
+            max_retries=0,
+            max_tokens=self.max_tokens,
+            use_responses_api=False,
+        )
+        self._pool = ServerPool(
+            self.base_urls,
+            affinity_slack=self.affinity_slack,
+            failures=self.breaker_failures,
+            cooloff_s=self.breaker_cooloff,
+        )
+        self._http = LoopClients(
+            self.base_urls, self.api_key.get_secret_value(), self.request_timeout, self.max_connections
+        )
+        # close the connections when the model goes away (a CLI run, a test), not only on close()
+        weakref.finalize(self, self._http.close)
 
     @property
     def _llm_type(self) -> str:
@@ -217,45 +211,18 @@ class ChatOpenAIServed(BaseChatModel):
         return qwen_resize(width, height, **QWEN25_FRAME) if frame == "qwen2.5" else (width, height)
 
     def server_stats(self) -> list[dict]:
-        """Per server: requests sent, failed attempts and requests in flight now."""
-        with self._lock:
-            return [{"url": s.url, "sent": s.sent, "failed": s.failed, "in_flight": s.in_flight} for s in self._servers]
+        """Per server: requests sent, failed attempts, requests in flight now, whether it is skipped."""
+        return self._pool.stats()
+
+    def backend_down(self) -> str | None:
+        """Why no server can take a request now (every circuit breaker open), else None."""
+        return self._pool.down()
 
     def close(self) -> None:
-        """Close the HTTP connection pools."""
-        for s in self._servers:
-            s.chat.http_client.close()
+        """Close the HTTP connections and stop this process's request loop."""
+        self._http.close()
 
-    # -- choosing a server
-
-    def _acquire(self, avoid: _Server | None, clip: int | None = None) -> _Server:
-        with self._lock:
-            pool = [s for s in self._servers if s is not avoid] or self._servers
-            start = self._turn
-            self._turn += 1
-            # fewest in flight; among equals, the next in turn (round-robin when all are idle)
-            order = sorted(range(len(pool)), key=lambda i: (pool[i].in_flight, (i - start) % len(pool)))
-            server = pool[order[0]]
-            # a clip's calls share their prefix (media first): keep them on the server whose prefix
-            # cache holds it, unless that server is now clearly busier than the least loaded one
-            home = self._homes.get(clip) if clip is not None else None
-            if home is not None and home in pool and home.in_flight <= server.in_flight + self.affinity_slack:
-                server = home
-            if clip is not None:
-                self._homes[clip] = server
-                self._homes.move_to_end(clip)
-                if len(self._homes) > AFFINITY_CLIPS:
-                    self._homes.popitem(last=False)
-            server.in_flight += 1
-            server.sent += 1
-            return server
-
-    def _release(self, server: _Server, failed: bool) -> None:
-        with self._lock:
-            server.in_flight -= 1
-            server.failed += int(failed)
-
-    def _delay(self, attempt: int, error: BaseException) -> float:
+    def _delay(self, attempt: int, error: BaseException | None) -> float:
         """How long to wait before attempt `attempt + 1`: the server's Retry-After, else backoff."""
         asked = retry_after_s(getattr(error, "response", None)) if isinstance(error, openai.APIStatusError) else None
         if asked is not None:
@@ -265,20 +232,13 @@ class ChatOpenAIServed(BaseChatModel):
 
     # -- generation
 
-    @staticmethod
-    def _send(chat: ChatOpenAI, messages: list[BaseMessage], stop, headers: dict, kwargs: dict) -> ChatResult:
-        """One attempt: ChatOpenAI's payload and result conversion around the SDK's own HTTP client.
-
-        This is ChatOpenAI._generate minus the SDK's typed request transform and response model,
-        which cost about 1.2 ms of CPU a call (measured: 2.96 -> 1.77 ms); with hundreds of
-        requests in flight in one process that CPU is the ceiling on throughput. Status errors,
-        timeouts and connection errors are still the SDK's exceptions.
-        """
-        payload = chat._get_request_payload(messages, stop=stop, **kwargs)
-        response = chat.root_client.post(
-            "/chat/completions", body=payload, cast_to=httpx.Response, options={"headers": headers}
-        )
-        return chat._create_chat_result(response.json())
+    def _prepare(self, messages: list[BaseMessage], stop, run_manager, kwargs: dict) -> tuple[dict, dict, int | None]:
+        """(payload, headers, clip key), built in the caller's thread: ChatOpenAI's own payload."""
+        meta = (run_manager.metadata if run_manager else None) or {}
+        headers = dict(kwargs.pop("extra_headers", None) or {})
+        if self.send_stage_headers and meta.get("gar_stage") is not None:
+            headers = {"X-Gar-Stage": str(meta["gar_stage"]), "X-Gar-Source": str(meta.get("gar_source")), **headers}
+        return self._codec._get_request_payload(messages, stop=stop, **kwargs), headers, clip_key(messages)
 
     def _generate(
         self,
@@ -287,44 +247,68 @@ class ChatOpenAIServed(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        meta = (run_manager.metadata if run_manager else None) or {}
-        headers = dict(kwargs.pop("extra_headers", None) or {})
-        if self.send_stage_headers and meta.get("gar_stage") is not None:
-            headers = {"X-Gar-Stage": str(meta["gar_stage"]), "X-Gar-Source": str(meta.get("gar_source")), **headers}
-        server: _Server | None = None
-        clip = clip_key(messages)
+        return self._http.run(self._exchange(*self._prepare(messages, stop, run_manager, kwargs)))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await self._http.arun(self._exchange(*self._prepare(messages, stop, run_manager, kwargs)))
+
+    async def _exchange(self, payload: dict, headers: dict, clip: int | None) -> ChatResult:
+        """Send one request (on the loop), retrying transient faults; the answer as a ChatResult."""
+        server: Server | None = None
         start = time.perf_counter()
         for attempt in range(self.max_retries + 1):
-            server = self._acquire(avoid=server if attempt else None, clip=clip)
+            last = attempt == self.max_retries
             try:
-                result = self._send(server.chat, messages, stop, headers, kwargs)
+                server = self._pool.acquire(avoid=server if attempt else None, clip=clip)
+            except AllServersDown as e:  # nothing to send to: a failed attempt, backed off as usual
+                if last:
+                    raise BackendUnavailable(f"{e} (attempt {attempt + 1} of {self.max_retries + 1})") from None
+                await asyncio.sleep(self._delay(attempt, None))
+                continue
+            client = self._http.clients[server.index]
+            try:
+                response = await asyncio.wait_for(
+                    client.post(
+                        "/chat/completions", body=payload, cast_to=httpx2.Response, options={"headers": headers}
+                    ),
+                    self.request_timeout,
+                )
+                result = self._codec._create_chat_result(response.json())
             except openai.APIResponseValidationError as e:
-                self._release(server, failed=True)
+                self._pool.release(server, describe(e))
                 raise MalformedResponse(f"{server.url} answered with a malformed body ({describe(e)})") from None
-            except openai.APIError as e:
-                self._release(server, failed=True)
-                if not is_retryable(e):
+            except (openai.APIError, asyncio.TimeoutError) as e:
+                if not isinstance(e, asyncio.TimeoutError) and not is_retryable(e):
+                    self._pool.release(server, describe(e))
                     status = getattr(e, "status_code", None)
                     if status in SETUP_STATUS:
                         raise BackendRefused(f"{server.url} refused the request: {describe(e)}") from None
                     # e.g. 400: this request (its prompt, its media) is what the server rejects
                     raise RuntimeError(f"{server.url} refused the request: {describe(e)}") from None
-                if attempt == self.max_retries:
+                # a 429 is a live server asking us to slow down; anything else counts toward its breaker
+                self._pool.release(server, describe(e), dead=getattr(e, "status_code", None) != 429)
+                if last:
                     raise BackendUnavailable(
                         f"{server.url}: {describe(e)} (attempt {attempt + 1} of {self.max_retries + 1})"
                     ) from None
                 wait = self._delay(attempt, e)
                 log.info("%s: %s; retrying in %.2f s", server.url, describe(e), wait)
-                time.sleep(wait)
+                await asyncio.sleep(wait)
                 continue
             except (ValueError, KeyError, TypeError, AttributeError) as e:
                 # the server answered 200 with something that is not a chat completion
-                self._release(server, failed=True)
+                self._pool.release(server, f"{type(e).__name__}")
                 text = " ".join(str(e).split())[:200]
                 raise MalformedResponse(
                     f"{server.url} answered with a malformed body ({type(e).__name__}: {text})"
                 ) from None
-            self._release(server, failed=False)
+            self._pool.release(server)
             if not result.generations:
                 raise MalformedResponse(f"{server.url} answered with no choices")
             for gen in result.generations:
