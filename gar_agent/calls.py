@@ -106,64 +106,111 @@ def answer_text(message: BaseMessage) -> str:
     return "".join(b.get("text", "") if isinstance(b, dict) else str(b) for b in content)
 
 
-def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
-    """Send one request (topping up samples as needed) and record everything that came back."""
-    if request.history:  # a repair: the original question came first, this turn is the repair text
-        messages = [*request.history, HumanMessage(content=request.prompt)]
-    else:
-        messages = [user_message(media, request)]
-    if request.system and not isinstance(messages[0], SystemMessage):
-        messages.insert(0, SystemMessage(content=request.system))
-    metadata = {
-        "gar_stage": request.stage,
-        "gar_source": request.source,
-        "gar_template": request.template,
-        "gar_thread": _thread_id(),
-    }
-    record = ModelCall(
-        stage=request.stage,
-        source=request.source,
-        template=request.template,
-        prompt=request.prompt,
-        system=request.system,
-        media=list(request.media),  # a repair re-sends the question with its media
-        temperature=request.temperature,
-        top_p=request.top_p,
-        n=request.n,
-    )
-    batch = supports_samples(model)
-    usage = Usage()
-    reported: list[float] = []  # model-reported call times (a replay reports the recorded ones)
-    start = time.perf_counter()
-    while len(record.answers) < request.n:
-        want = request.n - len(record.answers) if batch else 1
-        try:
-            result = model.generate([messages], metadata=metadata, **_sampling(request, want))
-        except Exception as e:  # whatever the model raised (any adapter, any server): this call failed
-            record.error = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
-            break
-        # What follows is our own code: a bug here is a crash with its traceback, not a failed call.
+class _Asking:
+    """One call in progress: the messages sent, the record being filled, how many samples are still due.
+
+    `ask` and `aask` differ only in how they wait for the model; what is sent and what is recorded
+    is decided here, once.
+    """
+
+    def __init__(self, model: BaseChatModel, media: Media, request: Request) -> None:
+        if request.history:  # a repair: the original question came first, this turn is the repair text
+            messages = [*request.history, HumanMessage(content=request.prompt)]
+        else:
+            messages = [user_message(media, request)]
+        if request.system and not isinstance(messages[0], SystemMessage):
+            messages.insert(0, SystemMessage(content=request.system))
+        self.messages = messages
+        self.metadata = {
+            "gar_stage": request.stage,
+            "gar_source": request.source,
+            "gar_template": request.template,
+            "gar_thread": _thread_id(),
+        }
+        self.request = request
+        self.record = ModelCall(
+            stage=request.stage,
+            source=request.source,
+            template=request.template,
+            prompt=request.prompt,
+            system=request.system,
+            media=list(request.media),  # a repair re-sends the question with its media
+            temperature=request.temperature,
+            top_p=request.top_p,
+            n=request.n,
+        )
+        self.batch = supports_samples(model)
+        self.usage = Usage()
+        self.reported: list[float] = []  # model-reported call times (a replay reports the recorded ones)
+        self.start = time.perf_counter()
+        self.want = 0
+
+    def next_kwargs(self) -> dict | None:
+        """The sampling arguments of the next model call, or None when every sample is in."""
+        due = self.request.n - len(self.record.answers)
+        if due <= 0 or self.record.error:
+            return None
+        self.want = due if self.batch else 1
+        return _sampling(self.request, self.want)
+
+    def failed(self, error: BaseException) -> None:
+        """Whatever the model raised (any adapter, any server): this call failed."""
+        self.record.error = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
+
+    def took(self, result) -> None:
+        """Record what one model call returned."""
+        # Our own code from here: a bug is a crash with its traceback, not a failed call.
         gens = [g.message for g in result.generations[0] if hasattr(g, "message")]
         if not gens:
-            record.error = "the model returned no answer"
-            break
+            self.record.error = "the model returned no answer"
+            return
+        record, want = self.record, self.want
         record.answers.extend(answer_text(m) for m in gens[:want])
         meta = gens[0].response_metadata
         if isinstance(meta.get("wall_s"), (int, float)):
-            reported.append(float(meta["wall_s"]))
+            self.reported.append(float(meta["wall_s"]))
         if isinstance(meta.get("server"), str):  # a served backend says where and after how many tries
             record.server = meta["server"]
         if isinstance(meta.get("attempts"), int):
             record.attempts = (record.attempts or 0) + meta["attempts"]
         tokens_in, tokens_out, cached = _usage(gens, want)
-        usage = usage + Usage(
+        self.usage = self.usage + Usage(
             model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cached_input_tokens=cached
         )
-    calls_made = usage.model_calls
-    measured = time.perf_counter() - start
-    usage.wall_s = round(sum(reported) if calls_made and len(reported) == calls_made else measured, 6)
-    record.usage = usage
-    return record
+
+    def done(self) -> ModelCall:
+        """The finished record, with its usage and wall time."""
+        usage, calls_made = self.usage, self.usage.model_calls
+        measured = time.perf_counter() - self.start
+        usage.wall_s = round(sum(self.reported) if calls_made and len(self.reported) == calls_made else measured, 6)
+        self.record.usage = usage
+        return self.record
+
+
+def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
+    """Send one request (topping up samples as needed) and record everything that came back."""
+    asking = _Asking(model, media, request)
+    while (kwargs := asking.next_kwargs()) is not None:
+        try:
+            result = model.generate([asking.messages], metadata=asking.metadata, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the model's failure is this call's, recorded
+            asking.failed(e)
+            break
+        asking.took(result)
+    return asking.done()
+
+
+async def aask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
+    """`ask` under an event loop: the model's own async path (a served model needs no thread per call)."""
+    asking = _Asking(model, media, request)
+    while (kwargs := asking.next_kwargs()) is not None:
+        try:
+            result = await model.agenerate([asking.messages], metadata=asking.metadata, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the model's failure is this call's, recorded
+            asking.failed(e)
+            break
+        asking.took(result)
+    return asking.done()
 
 
 def question_history(media: Media, request: Request, answer: str) -> list[BaseMessage]:

@@ -11,19 +11,20 @@ from __future__ import annotations
 from typing import Literal
 
 from langgraph.graph import END
-from langgraph.runtime import Runtime
 
 from gar_agent.early_stop import decision_settled
 from gar_agent.nodes.analyze import analyze
+from gar_agent.nodes.asking import Asks, model_node
 from gar_agent.nodes.context import GarContext
 from gar_agent.state import SourceState
 
 
-def analyze_incremental(state: SourceState, runtime: Runtime[GarContext]) -> dict:
+@model_node
+def analyze_incremental(state: SourceState, ctx: GarContext) -> Asks:
     """One Analyze pass asking at most `votes_per_call` votes (default 1), so the loop can stop early."""
     # With votes_per_call unset, Analyze asks for all N at once and there would be nothing to save.
     per_pass = state.settings.model_copy(update={"votes_per_call": state.settings.votes_per_call or 1})
-    return analyze(state.model_copy(update={"settings": per_pass}), runtime)
+    return (yield from analyze.body(state.model_copy(update={"settings": per_pass}), ctx))
 
 
 def votes_settled(state: SourceState) -> Literal["analyze", "gate", "__end__"]:

@@ -10,10 +10,8 @@ votes are in, so each loop is a step you can inspect and fork.
 
 from __future__ import annotations
 
-from langgraph.runtime import Runtime
-
 from gar_agent import protocols
-from gar_agent.calls import ask
+from gar_agent.nodes.asking import Asks, model_node
 from gar_agent.nodes.common import report, source_values
 from gar_agent.nodes.context import GarContext
 from gar_agent.state import SourceState
@@ -21,17 +19,19 @@ from gar_agent.state import SourceState
 __all__ = ["analyze", "source_values"]
 
 
-def analyze(state: SourceState, runtime: Runtime[GarContext]) -> dict:
+@model_node
+def analyze(state: SourceState, ctx: GarContext) -> Asks:
     """Collect the next votes for this source and re-aggregate."""
-    ctx, settings, src = runtime.context, state.settings, state.source.model_copy(deep=True)
+    # a shallow copy with fields replaced, never mutated in place: the input is the recorded state
+    settings, src = state.settings, state.source.model_copy()
     protocol = protocols.protocol(settings.protocol)
     want = min(settings.batch, settings.n_votes - len(src.votes))
-    call = ask(ctx.model, ctx.media, protocol.analysis_request(state, ctx, want))
+    call = yield protocol.analysis_request(state, ctx, want)
     if call.error:
         src.error = f"analyze (source {src.index}): the model failed: {call.error}"
         return report(src, call)
     votes, fatal = protocol.parse_votes(call.answers, len(src.votes))
-    src.votes.extend(votes)
+    src.votes = [*src.votes, *votes]
     if fatal:
         src.error = f"analyze (source {src.index}): {fatal}"
         return report(src, call)

@@ -92,6 +92,15 @@ class GarContext:
     prompts: Any = _Resolved(_resolve_prompts)
     """The prompt templates (read from prompts_dir when not given)."""
 
+    def resolved(self) -> bool:
+        """Whether the model, the media and the prompts are ready (given, or resolved already)."""
+        return all(self.__dict__.get(slot) is not None for slot in ("_model", "_media", "_prompts"))
+
+    def resolve(self) -> None:
+        """Resolve the model, the media and the prompts now (what a node would do on first use)."""
+        for name in ("model", "media", "prompts"):
+            getattr(self, name)
+
 
 def _stamp(*paths: str) -> tuple:
     # the cache key includes size and mtime, so an edited file is loaded again

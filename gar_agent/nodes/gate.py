@@ -14,7 +14,7 @@ from gar_agent.state import SourceState
 
 def gate(state: SourceState) -> dict:
     """Decide whether this source goes to Refine; the route itself is `gate_decision`."""
-    src = state.source.model_copy(deep=True)
+    src = state.source.model_copy()  # fields are replaced below, never mutated: a shallow copy will do
     analysis = src.analysis or rules.aggregate_votes(src.votes)
     src.analysis = analysis
     src.gate = rules.gate(analysis, src.audio_confidence, state.settings)

@@ -10,9 +10,8 @@ sound i"; `reference` asks for boxes first, then the sounds, and pairs them by l
 
 from __future__ import annotations
 
-from langgraph.runtime import Runtime
-
 from gar_agent import protocols
+from gar_agent.nodes.asking import Asks, model_node
 from gar_agent.nodes.context import GarContext
 from gar_agent.state import RunState, Settings
 
@@ -27,11 +26,12 @@ def initial_state(media, settings: Settings, model) -> RunState:
     return RunState(settings=settings, image=image, audio=media.audio_info)
 
 
-def generate(state: RunState, runtime: Runtime[GarContext]) -> dict:
+@model_node
+def generate(state: RunState, ctx: GarContext) -> Asks:
     """Boxes and sound classes for the K sources, as the run's protocol asks for them."""
-    ctx, inputs = runtime.context, {}
+    inputs = {}
     if state.image is None or state.audio is None:  # started from a run configuration (LangGraph's server)
         start = initial_state(ctx.media, state.settings, ctx.model)
         inputs = {"image": start.image, "audio": start.audio}
         state = state.model_copy(update=inputs)
-    return {**inputs, **protocols.protocol(state.settings.protocol).generate(state, ctx)}
+    return {**inputs, **(yield from protocols.protocol(state.settings.protocol).generate(state, ctx))}

@@ -7,22 +7,21 @@ source.box, source.error.
 
 from __future__ import annotations
 
-from langgraph.runtime import Runtime
-
 from gar_agent import protocols
-from gar_agent.calls import ask
+from gar_agent.nodes.asking import Asks, model_node
 from gar_agent.nodes.common import report
 from gar_agent.nodes.context import GarContext
 from gar_agent.rules import max_delta
 from gar_agent.state import Refinement, SourceState
 
 
-def refine(state: SourceState, runtime: Runtime[GarContext]) -> dict:
+@model_node
+def refine(state: SourceState, ctx: GarContext) -> Asks:
     """Ask for a refined box and apply it within the method's clamps (in image pixels)."""
-    ctx, image = runtime.context, state.image
-    src = state.source.model_copy(deep=True)
+    image = state.image
+    src = state.source.model_copy()  # fields are replaced below, never mutated: a shallow copy will do
     request, resolve = protocols.protocol(state.settings.protocol).refine(state, ctx)
-    call = ask(ctx.model, ctx.media, request)
+    call = yield request
     if call.error:
         src.error = f"refine (source {src.index}): the model failed: {call.error}"
         src.refinement = Refinement(

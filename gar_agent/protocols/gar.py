@@ -12,9 +12,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Generator
 
 from gar_agent.answers import parse_audio, parse_boxes, parse_refine, parse_vote
-from gar_agent.calls import Request, ask, question_history
+from gar_agent.calls import Request, question_history
 from gar_agent.nodes.common import classes_text, frame_values, source_values
 from gar_agent.nodes.context import GarContext
 from gar_agent.prompts import template_name
@@ -50,19 +51,18 @@ def _request(ctx: GarContext, state, stage: str, source: int | None, template: s
     )
 
 
-def generate(state: RunState, ctx: GarContext) -> dict:
-    """Ask for the K sound classes (audio only), then for K boxes and descriptions (image + audio)."""
+def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, dict]:
+    """Ask for the K sound classes (audio only), then for K boxes and descriptions (image + audio).
+
+    Yields each request (the node sends back its call) and returns the update.
+    """
     k = state.settings.sources
     record = GenerateRecord()
     calls: list[ModelCall] = []
 
     # Call B: audio only. A failed answer means "unknown" with confidence 0 (no repair).
     audio_tpl = template_name("audio", k)
-    call = ask(
-        ctx.model,
-        ctx.media,
-        _request(ctx, state, "audio", None, audio_tpl, ctx.prompts.render(audio_tpl, k=k), media=("audio",)),
-    )
+    call = yield _request(ctx, state, "audio", None, audio_tpl, ctx.prompts.render(audio_tpl, k=k), media=("audio",))
     calls.append(call)
     if call.error:
         return model_failed(record, calls, "audio")
@@ -77,7 +77,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
     question = _request(ctx, state, "generate", None, box_tpl, prompt)
     request, boxes = question, None
     for attempt in range(state.settings.max_repairs + 1):
-        call = ask(ctx.model, ctx.media, request)
+        call = yield request
         calls.append(call)
         if call.error:
             return model_failed(record, calls, "box")

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Generator
 from typing import Any
 
 import numpy as np
 
-from gar_agent.calls import Request, ask
+from gar_agent.calls import Request
 from gar_agent.nodes.context import GarContext
 from gar_agent.protocols.common import ended, model_failed
 from gar_agent.rules import gar_clip_box, max_delta  # max(4, round(0.08 * min(W, H))): the scripts' clamp
@@ -281,12 +282,15 @@ def _audio(answer: str, k: int) -> tuple[list[str], list[float]]:
     return names, [float(np.clip(c, 0.0, 1.0)) for c in values]
 
 
-def generate(state: RunState, ctx: GarContext) -> dict:
-    """Stage A (boxes, image + audio) then Stage B (classes, audio only); pairing by list order."""
+def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, dict]:
+    """Stage A (boxes, image + audio) then Stage B (classes, audio only); pairing by list order.
+
+    Yields each request (the node sends back its call) and returns the update.
+    """
     k, image = state.settings.sources, state.image
     record = GenerateRecord(pairing="list order (the released code: box i goes with class i)")
     calls: list[ModelCall] = []
-    call = ask(ctx.model, ctx.media, _request(ctx, state, "generate", None, ("image", "audio"), {}))
+    call = yield _request(ctx, state, "generate", None, ("image", "audio"), {})
     calls.append(call)
     if call.error:
         return model_failed(record, calls, "box")
@@ -297,7 +301,7 @@ def generate(state: RunState, ctx: GarContext) -> dict:
         return ended(record, calls, f"{e}: the released code drops this sample")
     record.boxes.append(ParsedAnswer(raw=call.answers[0], value={"boxes": boxes, "descriptions": descriptions}))
 
-    call = ask(ctx.model, ctx.media, _request(ctx, state, "audio", None, ("audio",), {}))
+    call = yield _request(ctx, state, "audio", None, ("audio",), {})
     calls.append(call)
     if call.error:
         return model_failed(record, calls, "audio")

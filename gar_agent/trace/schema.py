@@ -126,17 +126,22 @@ class Trace(BaseModel):
 # --- storage ---------------------------------------------------------------------------------------
 
 
+_PLAIN = (int, float, bool, type(None))  # values _intern passes through without a call (most of a trace)
+
+
 def _intern(value: Any, attachments: dict[str, str]) -> Any:
-    if isinstance(value, str):
+    """The value with every long string replaced by a reference to its attachment (stored once)."""
+    kind = type(value)
+    if kind is str:
         if len(value) <= INLINE_LIMIT and not value.startswith(ATTACHMENT):
             return value
         key = hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
         attachments[key] = value
         return ATTACHMENT + key
-    if isinstance(value, list):
-        return [_intern(v, attachments) for v in value]
-    if isinstance(value, dict):
-        return {k: _intern(v, attachments) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _PLAIN else _intern(v, attachments) for v in value]
+    if kind is dict:
+        return {k: v if type(v) in _PLAIN else _intern(v, attachments) for k, v in value.items()}
     return value
 
 

@@ -1,0 +1,71 @@
+"""Nodes that ask the model, written once and run by LangGraph's sync API and its async API alike.
+
+A model node's body is a generator: it yields each `Request` it has for the model and is sent back
+the `ModelCall` that came of it; what it returns is the node's update. `model_node` turns such a
+body into a node with both a sync function (each request through `calls.ask`, in the node's
+thread) and an async one (through `calls.aask`, awaited on the event loop). So `graph.invoke`,
+replay and fork keep working unchanged, while `gar eval` with a served model runs hundreds of
+clips as tasks on one loop instead of a thread each (scripts/bench_serving.py shows the difference).
+
+A researcher's own node may stay a plain function that calls `ask`: LangGraph's async API runs it
+in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Generator
+from typing import Any
+
+from langgraph._internal._runnable import RunnableCallable  # what LangGraph makes of every node
+from langgraph.runtime import Runtime
+
+from gar_agent.calls import Request, aask, ask
+from gar_agent.nodes.context import GarContext
+from gar_agent.state import ModelCall
+
+Asks = Generator[Request, ModelCall, dict]
+"""A model node's body: yields requests, receives their calls, returns the state update."""
+
+
+def drive(body: Asks, ctx: GarContext) -> dict:
+    """Run a body to its update, each request answered by `ask` (blocking this thread)."""
+    try:
+        request = next(body)
+        while True:
+            request = body.send(ask(ctx.model, ctx.media, request))
+    except StopIteration as end:
+        return end.value
+
+
+async def adrive(body: Asks, ctx: GarContext) -> dict:
+    """Run a body to its update, each request awaited through `aask`."""
+    if not ctx.resolved():  # loading a model or decoding a clip must not block the event loop
+        await asyncio.to_thread(ctx.resolve)
+    try:
+        request = next(body)
+        while True:
+            request = body.send(await aask(ctx.model, ctx.media, request))
+    except StopIteration as end:
+        return end.value
+
+
+class ModelNode(RunnableCallable):
+    """A node made from a body by `model_node`; `body` is kept so another node can build on it."""
+
+    body: Callable[[Any, GarContext], Asks]
+
+
+def model_node(body: Callable[[Any, GarContext], Asks]) -> ModelNode:
+    """The node (state, runtime) -> update of a body (state, ctx) -> Asks, for both LangGraph APIs."""
+
+    def node(state: Any, runtime: Runtime[GarContext]) -> dict:
+        return drive(body(state, runtime.context), runtime.context)
+
+    async def anode(state: Any, runtime: Runtime[GarContext]) -> dict:
+        return await adrive(body(state, runtime.context), runtime.context)
+
+    made = ModelNode(node, anode, name=body.__name__, trace=False)
+    made.body = body
+    made.__doc__ = body.__doc__
+    return made
