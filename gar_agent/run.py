@@ -15,7 +15,7 @@ from langchain_core.language_models import BaseChatModel
 
 from gar_agent.media import Media
 from gar_agent.prompts import PromptSet
-from gar_agent.runner import RunOutcome, Step, run_clip
+from gar_agent.runner import RunOutcome, Step, arun_clip, run_clip
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.record import build_trace, input_files
@@ -59,7 +59,6 @@ def run_and_record(
     embed_media: bool = False,
 ) -> Recorded:
     """Run one clip through a topology and write its trace (inputs, steps, calls once, result) to trace_dir."""
-    lineage = lineage or Lineage()
     outcome = run_clip(
         media,
         settings,
@@ -72,6 +71,37 @@ def run_and_record(
         state=state,
         after_generate=after_generate,
     )
+    return _record(outcome, media, settings, topology, prompts, trace_dir, inputs, lineage, embed_media)
+
+
+async def arun_and_record(
+    media: Media,
+    settings: Settings,
+    model: BaseChatModel,
+    *,
+    topology: Topology,
+    prompts: PromptSet,
+    trace_dir: str | Path | None,
+    thread_id: str | None = None,
+) -> Recorded:
+    """`run_and_record` for a whole fresh run on the event loop (`runner.arun_clip`), as `gar eval` makes them."""
+    outcome = await arun_clip(media, settings, model, topology=topology, prompts=prompts, thread_id=thread_id)
+    return _record(outcome, media, settings, topology, prompts, trace_dir)
+
+
+def _record(
+    outcome: RunOutcome,
+    media: Media,
+    settings: Settings,
+    topology: Topology,
+    prompts: PromptSet,
+    trace_dir: str | Path | None,
+    inputs: dict[str, InputFile] | None = None,
+    lineage: Lineage | None = None,
+    embed_media: bool = False,
+) -> Recorded:
+    """Write a finished run's trace (unless trace_dir is None)."""
+    lineage = lineage or Lineage()
     if trace_dir is None:
         return Recorded(outcome, None)
     trace = build_trace(

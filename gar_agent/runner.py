@@ -49,6 +49,14 @@ class RunOutcome:
     wall_s: float = 0.0
 
 
+def _start(media, settings, model, topology, prompts, thread_id, state):
+    """What every run begins with: the topology, the context, the LangGraph config and the start state."""
+    topology = topology or load_topology(settings.graph)
+    context = GarContext(model=model, media=media, prompts=prompts or PromptSet())
+    config = {"configurable": {"thread_id": thread_id or uuid.uuid4().hex}}
+    return topology, context, config, state or initial_state(media, settings, model)
+
+
 def run_clip(
     media: Media,
     settings: Settings,
@@ -69,11 +77,7 @@ def run_clip(
     the state there (a fork: `update_state(..., as_node="generate")` on the checkpoint history),
     STOP ends the run after Generate.
     """
-    topology = topology or load_topology(settings.graph)
-    context = GarContext(model=model, media=media, prompts=prompts or PromptSet())
-    thread_id = thread_id or uuid.uuid4().hex
-    config = {"configurable": {"thread_id": thread_id}}
-    state = state or initial_state(media, settings, model)
+    topology, context, config, state = _start(media, settings, model, topology, prompts, thread_id, state)
     if after_generate is None or "generate" not in topology.builder.nodes:
         return stream_run(topology.compile(checkpointer=checkpointer), state, config, context, on_step)
     checkpointer = checkpointer or memory_saver()
@@ -87,36 +91,74 @@ def run_clip(
         config = graph.update_state(paused.get_state(config).config, decision, as_node="generate")
     rest = stream_run(graph, None, config, context, on_step)
     rest.steps[:0] = first.steps
-    rest.thread_id, rest.wall_s = thread_id, round(first.wall_s + rest.wall_s, 6)
+    rest.thread_id, rest.wall_s = first.thread_id, round(first.wall_s + rest.wall_s, 6)
     return rest
 
 
-def stream_run(graph, graph_input, config: dict, context: GarContext, on_step=None) -> RunOutcome:
-    """Stream a compiled graph (from an input, or from a checkpoint when the input is None)."""
-    steps: list[Step] = []
-    final: dict | None = None
-    start = last = time.perf_counter()
-    for namespace, mode, chunk in graph.stream(
-        graph_input, config, context=context, stream_mode=["updates", "values"], subgraphs=True
-    ):
+async def arun_clip(
+    media: Media,
+    settings: Settings,
+    model: BaseChatModel,
+    *,
+    topology: Topology | None = None,
+    prompts: PromptSet | None = None,
+    thread_id: str | None = None,
+    on_step: Callable[[Step], None] | None = None,
+    state: RunState | None = None,
+) -> RunOutcome:
+    """`run_clip` on the event loop (LangGraph's async API): a whole run, as `gar eval` makes them.
+
+    Replay, fork and track, which pause after Generate or keep checkpoints, use `run_clip`.
+    """
+    topology, context, config, state = _start(media, settings, model, topology, prompts, thread_id, state)
+    steps = _Steps(config, on_step)
+    async for part in topology.compile().astream(state, config, **_stream_options(context)):
+        steps.take(*part)
+    return steps.outcome()
+
+
+def _stream_options(context: GarContext) -> dict:
+    return {"context": context, "stream_mode": ["updates", "values"], "subgraphs": True}
+
+
+class _Steps:
+    """Collects a streamed run: each node's update as a Step (timed), and the final values."""
+
+    def __init__(self, config: dict, on_step: Callable[[Step], None] | None) -> None:
+        self.config, self.on_step = config, on_step
+        self.steps: list[Step] = []
+        self.final: dict | None = None
+        self.start = self.last = time.perf_counter()
+
+    def take(self, namespace: tuple[str, ...], mode: str, chunk: dict) -> None:
         if mode == "values":
             if not namespace:
-                final = chunk
-            continue
+                self.final = chunk
+            return
         now = time.perf_counter()
         for node, update in chunk.items():
             if node.startswith("__") or update is None:
                 continue
-            step = Step(node=node, namespace=namespace, update=update, elapsed_s=round(now - last, 6))
-            steps.append(step)
-            if on_step:
-                on_step(step)
-        last = now
-    end_state = RunState.model_validate(final)
-    return RunOutcome(
-        state=end_state,
-        result=run_result(end_state),
-        steps=steps,
-        thread_id=config["configurable"]["thread_id"],
-        wall_s=round(time.perf_counter() - start, 6),
-    )
+            step = Step(node=node, namespace=namespace, update=update, elapsed_s=round(now - self.last, 6))
+            self.steps.append(step)
+            if self.on_step:
+                self.on_step(step)
+        self.last = now
+
+    def outcome(self) -> RunOutcome:
+        end_state = RunState.model_validate(self.final)
+        return RunOutcome(
+            state=end_state,
+            result=run_result(end_state),
+            steps=self.steps,
+            thread_id=self.config["configurable"]["thread_id"],
+            wall_s=round(time.perf_counter() - self.start, 6),
+        )
+
+
+def stream_run(graph, graph_input, config: dict, context: GarContext, on_step=None) -> RunOutcome:
+    """Stream a compiled graph (from an input, or from a checkpoint when the input is None)."""
+    steps = _Steps(config, on_step)
+    for part in graph.stream(graph_input, config, **_stream_options(context)):
+        steps.take(*part)
+    return steps.outcome()

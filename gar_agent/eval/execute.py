@@ -6,8 +6,10 @@ A sample whose media cannot be read fails alone; a crash of the graph itself sto
 
 from __future__ import annotations
 
+import asyncio
 import json
 import multiprocessing
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -19,10 +21,11 @@ from langchain_core.language_models import BaseChatModel
 from gar_agent.eval.datasets import Sample
 from gar_agent.eval.score import score_result
 from gar_agent.eval.store import EvalDir, sample_document
+from gar_agent.loop import BackgroundLoop
 from gar_agent.media import Media, MediaError, load_media
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
-from gar_agent.run import run_and_record
+from gar_agent.run import arun_and_record, run_and_record
 from gar_agent.state import Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.store import atomic_write
@@ -60,54 +63,97 @@ class EvalJob:
 def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
     """Run the graph on one sample, write its trace, overlay and (last, atomically) its sample file."""
     start = time.perf_counter()
-    d = job.d
+    media = _media(sample, job)
+    if isinstance(media, dict):
+        return media
     try:
-        media: Media = load_media(sample.frame, sample.audio, job.max_audio_s)
-    except MediaError as e:  # one bad file fails its sample, not the benchmark
+        recorded = run_and_record(
+            media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
+            trace_dir=job.d.traces, thread_id=sample.id,
+        )  # fmt: skip
+    except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
+        raise _crash(sample, e) from e
+    return _finish(job, sample, media, recorded.outcome.result, start)
+
+
+async def aevaluate_sample(job: EvalJob, sample: Sample) -> dict:
+    """`evaluate_sample` with the run on the event loop (a model with its own async path)."""
+    start = time.perf_counter()
+    media = _media(sample, job)
+    if isinstance(media, dict):
+        return media
+    try:
+        recorded = await arun_and_record(
+            media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
+            trace_dir=job.d.traces, thread_id=sample.id,
+        )  # fmt: skip
+    except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
+        raise _crash(sample, e) from e
+    return _finish(job, sample, media, recorded.outcome.result, start)
+
+
+def _crash(sample: Sample, e: Exception) -> SampleCrash:
+    return SampleCrash(f"sample {sample.id}: {type(e).__name__}: {' '.join(str(e).split())}")
+
+
+def _media(sample: Sample, job: EvalJob) -> Media | dict:
+    """The sample's decoded media, or (one bad file fails its sample, not the benchmark) its written failure."""
+    start = time.perf_counter()
+    try:
+        return load_media(sample.frame, sample.audio, job.max_audio_s)
+    except MediaError as e:
         score = score_result(sample.id, sample.gt_boxes, None, f"media: {e}")
         doc = sample_document(score, None, time.perf_counter() - start, None, None, sample.classes)
-    else:
-        try:
-            outcome = run_and_record(
-                media,
-                job.settings,
-                job.model,
-                topology=job.topology,
-                prompts=job.prompts,
-                trace_dir=d.traces,
-                thread_id=sample.id,
-            ).outcome
-        except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
-            raise SampleCrash(f"sample {sample.id}: {type(e).__name__}: {' '.join(str(e).split())}") from e
-        result = outcome.result
-        vis = None
-        if job.vis:
-            vis = f"vis/{sample.id}.jpg"
-            items = result_items(result) + _gt_items(sample.gt_boxes, media.image_info.width, media.image_info.height)
-            save_overlay(media.image, items, d.root / vis)
-        score = score_result(sample.id, sample.gt_boxes, result)
-        trace = f"traces/{sample.id}/trace.json"
-        doc = sample_document(score, result, time.perf_counter() - start, trace, vis, sample.classes)
-    d.samples.mkdir(parents=True, exist_ok=True)
+        return _write(job, sample, doc, score)
+
+
+def _finish(job: EvalJob, sample: Sample, media: Media, result, start: float) -> dict:
+    """Score a finished run, draw its overlay and write its sample file."""
+    d, vis = job.d, None
+    if job.vis:
+        vis = f"vis/{sample.id}.jpg"
+        items = result_items(result) + _gt_items(sample.gt_boxes, media.image_info.width, media.image_info.height)
+        save_overlay(media.image, items, d.root / vis)
+    score = score_result(sample.id, sample.gt_boxes, result)
+    trace = f"traces/{sample.id}/trace.json"
+    doc = sample_document(score, result, time.perf_counter() - start, trace, vis, sample.classes)
+    return _write(job, sample, doc, score)
+
+
+def _write(job: EvalJob, sample: Sample, doc: dict, score) -> dict:
+    job.d.samples.mkdir(parents=True, exist_ok=True)
     # written last and atomically: a sample file exists only for a finished sample
-    atomic_write(d.sample(sample.id), json.dumps(doc, indent=1) + "\n")
+    atomic_write(job.d.sample(sample.id), json.dumps(doc, indent=1) + "\n")
     doc["score"] = score
     return doc
+
+
+def runs_on_loop(model: BaseChatModel) -> bool:
+    """Whether a model has its own async path (a served model, the scripted one): then samples run as
+    tasks on one event loop; a model that would only be run in a worker thread per call (a local
+    GPU model and its batcher) keeps a thread per sample."""
+    return type(model)._agenerate is not BaseChatModel._agenerate
 
 
 def run_samples(
     job: EvalJob, samples: Sequence[Sample], workers: int = 1, on_done: Callable[[dict], None] | None = None
 ) -> None:
-    """Evaluate samples, `workers` at a time; `on_done` gets each sample document in the calling thread.
+    """Evaluate samples, `workers` at a time; `on_done` gets each sample document as it is written.
 
     On an interruption (Ctrl-C) the samples not yet started are cancelled; the ones running finish
     and are written, so nothing is lost or half-counted.
     """
     on_done = on_done or (lambda doc: None)
-    if workers <= 1:
+    if runs_on_loop(job.model):
+        _run_on_loop(job, samples, workers, on_done)
+    elif workers <= 1:
         for s in samples:
             on_done(evaluate_sample(job, s))
-        return
+    else:
+        _run_in_threads(job, samples, workers, on_done)
+
+
+def _run_in_threads(job: EvalJob, samples: Sequence[Sample], workers: int, on_done) -> None:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gar-eval")
     try:
         queue = iter(samples)
@@ -120,6 +166,45 @@ def run_samples(
             running |= {pool.submit(evaluate_sample, job, s) for s in _take(queue, len(finished))}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_on_loop(job: EvalJob, samples: Sequence[Sample], workers: int, on_done) -> None:
+    """The samples as tasks on the model's event loop (a private one if it has none), W at a time."""
+    loop = getattr(job.model, "background_loop", None)
+    own = loop is None
+    loop = loop or BackgroundLoop("gar-eval")
+    stop = threading.Event()
+    future = loop.submit(_samples_on_loop(job, samples, workers, on_done, stop))
+    try:
+        try:
+            future.result()
+        except KeyboardInterrupt:
+            stop.set()  # start nothing more; the running samples finish and are written
+            future.result()
+            raise
+    finally:
+        if own:
+            loop.close()
+
+
+async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stop: threading.Event) -> None:
+    queue, running, crash = iter(samples), set(), None
+    while True:
+        while len(running) < workers and crash is None and not stop.is_set():
+            sample = next(queue, None)
+            if sample is None:
+                break
+            running.add(asyncio.ensure_future(aevaluate_sample(job, sample)))
+        if not running:
+            break
+        finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in finished:
+            try:
+                on_done(task.result())
+            except SampleCrash as e:  # the running samples still finish and are written
+                crash = crash or e
+    if crash is not None:
+        raise crash
 
 
 def run_in_processes(

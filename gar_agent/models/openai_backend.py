@@ -210,6 +210,11 @@ class ChatOpenAIServed(BaseChatModel):
             frame = "qwen2.5" if "qwen2.5" in self.model.lower().replace("_", ".") else "pixels"
         return qwen_resize(width, height, **QWEN25_FRAME) if frame == "qwen2.5" else (width, height)
 
+    @property
+    def background_loop(self):
+        """The event loop this process's requests wait on; `gar eval` runs its samples there too."""
+        return self._http.loop
+
     def server_stats(self) -> list[dict]:
         """Per server: requests sent, failed attempts, requests in flight now, whether it is skipped."""
         return self._pool.stats()

@@ -107,6 +107,10 @@ class ScriptedChatModel(BaseChatModel):
         answer = answers[min(i, len(answers) - 1)]
         return answer if isinstance(answer, str) else json.dumps(answer)
 
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        # answering from a script never blocks: no worker thread under an event loop
+        return self._generate(messages, stop, run_manager, **kwargs)
+
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         meta = (run_manager.metadata if run_manager else None) or {}
         stage, source, run = meta.get("gar_stage"), meta.get("gar_source"), meta.get("gar_thread")
