@@ -14,8 +14,8 @@ from langgraph.graph import END
 
 from gar_agent.early_stop import decision_settled
 from gar_agent.nodes.analyze import analyze
-from gar_agent.nodes.asking import Asks, model_node
 from gar_agent.nodes.context import GarContext
+from gar_agent.nodes.runnable import Asks, model_node, plain_node
 from gar_agent.state import SourceState
 
 
@@ -27,6 +27,7 @@ def analyze_incremental(state: SourceState, ctx: GarContext) -> Asks:
     return (yield from analyze.body(state.model_copy(update={"settings": per_pass}), ctx))
 
 
+@plain_node
 def votes_settled(state: SourceState) -> Literal["analyze", "gate", "__end__"]:
     """Loop Analyze until N votes are in or the rest can no longer change the gate; failure ends it."""
     src, settings = state.source, state.settings

@@ -11,9 +11,9 @@ votes are in, so each loop is a step you can inspect and fork.
 from __future__ import annotations
 
 from gar_agent import protocols
-from gar_agent.nodes.asking import Asks, model_node
 from gar_agent.nodes.common import report, source_values
 from gar_agent.nodes.context import GarContext
+from gar_agent.nodes.runnable import Asks, model_node
 from gar_agent.state import SourceState
 
 __all__ = ["analyze", "source_values"]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from gar_agent import rules
 from gar_agent.nodes.common import report
+from gar_agent.nodes.runnable import plain_node
 from gar_agent.state import SourceState
 
 
+@plain_node
 def gate(state: SourceState) -> dict:
     """Decide whether this source goes to Refine; the route itself is `gate_decision`."""
     src = state.source.model_copy()  # fields are replaced below, never mutated: a shallow copy will do

@@ -8,9 +8,9 @@ source.box, source.error.
 from __future__ import annotations
 
 from gar_agent import protocols
-from gar_agent.nodes.asking import Asks, model_node
 from gar_agent.nodes.common import report
 from gar_agent.nodes.context import GarContext
+from gar_agent.nodes.runnable import Asks, model_node
 from gar_agent.rules import max_delta
 from gar_agent.state import Refinement, SourceState
 

@@ -7,12 +7,14 @@ from typing import Literal
 from langgraph.graph import END
 from langgraph.types import Send
 
+from gar_agent.nodes.runnable import plain_node
 from gar_agent.state import RunState, SourceState
 
 SOURCE_BRANCH = "localize"
 """The node each source is sent to after Generate (the per-source subgraph)."""
 
 
+@plain_node
 def fan_out_sources(state: RunState) -> list[Send] | Literal["__end__"]:
     """One branch per source after Generate; a failed Generate ends the run."""
     if state.error or not state.sources:
@@ -32,6 +34,7 @@ def fan_out_sources(state: RunState) -> list[Send] | Literal["__end__"]:
     ]
 
 
+@plain_node
 def votes_complete(state: SourceState) -> Literal["analyze", "gate", "__end__"]:
     """Loop Analyze until N votes are in; a model failure ends the branch."""
     if state.source.error:
@@ -39,6 +42,7 @@ def votes_complete(state: SourceState) -> Literal["analyze", "gate", "__end__"]:
     return "gate" if len(state.source.votes) >= state.settings.n_votes else "analyze"
 
 
+@plain_node
 def gate_decision(state: SourceState) -> Literal["refine", "__end__"]:
     """Refine only when the gate says so."""
     gate = state.source.gate

@@ -1,4 +1,12 @@
-"""Nodes that ask the model, written once and run by LangGraph's sync API and its async API alike.
+"""How our nodes run under LangGraph's sync API and its async API alike, each written once.
+
+Left to itself, LangGraph's async API runs a plain function node (and a router) in a worker
+thread, one hand-over per step; with hundreds of clips on one event loop those hand-overs and the
+threads' fight over the GIL cost more than the nodes. So:
+
+- `plain_node` marks a node or router that does no I/O (Gate, the routers): it runs inline under
+  both APIs;
+- `model_node` makes a node that asks the model from a body written once (below).
 
 A model node's body is a generator: it yields each `Request` it has for the model and is sent back
 the `ModelCall` that came of it; what it returns is the node's update. `model_node` turns such a
@@ -14,6 +22,7 @@ in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections.abc import Callable, Generator
 from typing import Any
 
@@ -50,10 +59,29 @@ async def adrive(body: Asks, ctx: GarContext) -> dict:
         return end.value
 
 
-class ModelNode(RunnableCallable):
+class _Node(RunnableCallable):
+    """A node LangGraph runs with our sync and async functions; it can still be called directly."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+
+class ModelNode(_Node):
     """A node made from a body by `model_node`; `body` is kept so another node can build on it."""
 
     body: Callable[[Any, GarContext], Asks]
+
+
+def plain_node(func: Callable) -> _Node:
+    """A node or router without I/O, run inline under both APIs (no worker thread per step)."""
+
+    async def inline(*args: Any, **kwargs: Any) -> Any:
+        return func(*args, **kwargs)
+
+    inline.__signature__ = inspect.signature(func)  # LangGraph injects `runtime` etc. by the signature
+    made = _Node(func, inline, name=func.__name__, trace=False)
+    made.__doc__ = func.__doc__
+    return made
 
 
 def model_node(body: Callable[[Any, GarContext], Asks]) -> ModelNode:
