@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import math
 import os
 import random
 import time
 import weakref
+from collections.abc import Mapping
 from typing import Any, Literal
 
-import httpx2
-import openai
+import aiohttp
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
@@ -41,7 +42,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from gar_agent.models.faults import BackendRefused, BackendUnavailable, MalformedResponse
-from gar_agent.models.openai_transport import LoopClients
+from gar_agent.models.openai_transport import LoopSession
 from gar_agent.models.servers import AllServersDown, Server, ServerPool
 
 log = logging.getLogger(__name__)
@@ -70,15 +71,15 @@ def qwen_resize(width: int, height: int, factor: int = 28, min_pixels: int = 313
     return w, h
 
 
-def retry_after_s(response: httpx2.Response | None) -> float | None:
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
     """Seconds a server asked us to wait (`retry-after-ms`, `Retry-After` as seconds or a date)."""
-    if response is None:
+    if not headers:
         return None
-    headers = response.headers
+    lower = {k.lower(): v for k, v in headers.items()}
     try:
-        if "retry-after-ms" in headers:
-            return max(0.0, float(headers["retry-after-ms"]) / 1000)
-        value = headers.get("retry-after")
+        if "retry-after-ms" in lower:
+            return max(0.0, float(lower["retry-after-ms"]) / 1000)
+        value = lower.get("retry-after")
         if value is None:
             return None
         try:
@@ -90,26 +91,26 @@ def retry_after_s(response: httpx2.Response | None) -> float | None:
         return None  # an unreadable header: fall back to our own backoff
 
 
-def is_retryable(error: BaseException) -> bool:
-    """Transient faults: connection errors and timeouts, 408/409/425/429 and every 5xx."""
-    if isinstance(error, openai.APIConnectionError):  # includes APITimeoutError
-        return True
-    if isinstance(error, openai.APIStatusError):
-        return error.status_code in RETRY_STATUS or error.status_code >= 500
-    return False
+class _Failed(Exception):
+    """One attempt failed: what to say, whether to try again, whether it counts toward the server's breaker."""
+
+    def __init__(self, text: str, *, retry: bool, dead: bool, status: int | None = None, wait: float | None = None):
+        super().__init__(text)
+        self.text, self.retry, self.dead, self.status, self.wait = text, retry, dead, status, wait
 
 
-def describe(error: BaseException) -> str:
-    """One line for an API error: status and the start of the server's message."""
-    if isinstance(error, openai.APITimeoutError):
-        return "timed out"
-    if isinstance(error, openai.APIConnectionError):
-        cause = error.__cause__ or error.__context__
-        return f"connection failed ({type(cause).__name__ if cause else 'no response'})"
-    if isinstance(error, openai.APIStatusError):
-        text = " ".join(str(getattr(error, "message", error)).split())
-        return f"HTTP {error.status_code}: {text[:200]}"
-    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+def status_failure(status: int, headers: Mapping[str, str], body: bytes) -> _Failed:
+    """An HTTP error answer: 408/409/425/429 and 5xx are worth another try; a 5xx also says the server is sick."""
+    try:
+        error = json.loads(body).get("error")
+        message = error.get("message") if isinstance(error, dict) else error
+    except (ValueError, AttributeError):
+        message = None
+    text = " ".join(str(message or body[:200].decode("utf-8", "replace") or "no message").split())
+    retry = status in RETRY_STATUS or status >= 500
+    return _Failed(
+        f"HTTP {status}: {text[:200]}", retry=retry, dead=status >= 500, status=status, wait=retry_after_s(headers)
+    )
 
 
 def clip_key(messages: list[BaseMessage]) -> int | None:
@@ -164,7 +165,7 @@ class ChatOpenAIServed(BaseChatModel):
 
     _codec: ChatOpenAI = PrivateAttr()
     _pool: ServerPool = PrivateAttr()
-    _http: LoopClients = PrivateAttr()
+    _http: LoopSession = PrivateAttr()
 
     def model_post_init(self, __context: Any) -> None:
         """The request/answer codec, the server pool, and the (lazily started) loop with its clients."""
@@ -184,9 +185,7 @@ class ChatOpenAIServed(BaseChatModel):
             failures=self.breaker_failures,
             cooloff_s=self.breaker_cooloff,
         )
-        self._http = LoopClients(
-            self.base_urls, self.api_key.get_secret_value(), self.request_timeout, self.max_connections
-        )
+        self._http = LoopSession(self.max_connections, len(self.base_urls))
         # close the connections when the model goes away (a CLI run, a test), not only on close()
         weakref.finalize(self, self._http.close)
 
@@ -227,9 +226,8 @@ class ChatOpenAIServed(BaseChatModel):
         """Close the HTTP connections and stop this process's request loop."""
         self._http.close()
 
-    def _delay(self, attempt: int, error: BaseException | None) -> float:
+    def _delay(self, attempt: int, asked: float | None = None) -> float:
         """How long to wait before attempt `attempt + 1`: the server's Retry-After, else backoff."""
-        asked = retry_after_s(getattr(error, "response", None)) if isinstance(error, openai.APIStatusError) else None
         if asked is not None:
             return min(asked, self.backoff_max)
         ceiling = min(self.backoff_max, self.backoff_base * 2**attempt)
@@ -237,13 +235,18 @@ class ChatOpenAIServed(BaseChatModel):
 
     # -- generation
 
-    def _prepare(self, messages: list[BaseMessage], stop, run_manager, kwargs: dict) -> tuple[dict, dict, int | None]:
-        """(payload, headers, clip key), built in the caller's thread: ChatOpenAI's own payload."""
+    def _prepare(self, messages: list[BaseMessage], stop, run_manager, kwargs: dict) -> tuple[bytes, dict, int | None]:
+        """(JSON body, headers, clip key), built in the caller: ChatOpenAI's own payload."""
         meta = (run_manager.metadata if run_manager else None) or {}
-        headers = dict(kwargs.pop("extra_headers", None) or {})
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.api_key.get_secret_value()}",
+        }
         if self.send_stage_headers and meta.get("gar_stage") is not None:
-            headers = {"X-Gar-Stage": str(meta["gar_stage"]), "X-Gar-Source": str(meta.get("gar_source")), **headers}
-        return self._codec._get_request_payload(messages, stop=stop, **kwargs), headers, clip_key(messages)
+            headers.update({"X-Gar-Stage": str(meta["gar_stage"]), "X-Gar-Source": str(meta.get("gar_source"))})
+        headers.update(kwargs.pop("extra_headers", None) or {})
+        payload = self._codec._get_request_payload(messages, stop=stop, **kwargs)
+        return json.dumps(payload).encode(), headers, clip_key(messages)
 
     def _generate(
         self,
@@ -263,7 +266,35 @@ class ChatOpenAIServed(BaseChatModel):
     ) -> ChatResult:
         return await self._http.arun(self._exchange(*self._prepare(messages, stop, run_manager, kwargs)))
 
-    async def _exchange(self, payload: dict, headers: dict, clip: int | None) -> ChatResult:
+    async def _attempt(self, server: Server, body: bytes, headers: dict) -> ChatResult:
+        """One POST to one server: the answer, or _Failed / MalformedResponse / a refusal."""
+        try:
+            answer = await self._http.post(server.url + "/chat/completions", body, headers, self.request_timeout)
+        except asyncio.TimeoutError:  # aiohttp's read timeouts are asyncio's too
+            raise _Failed("timed out", retry=True, dead=True) from None
+        except aiohttp.ClientError as e:  # refused, reset, dropped mid-answer
+            raise _Failed(f"connection failed ({type(e).__name__})", retry=True, dead=True) from None
+        if answer.status >= 400:
+            failure = status_failure(answer.status, answer.headers, answer.body)
+            if failure.retry:
+                raise failure
+            if answer.status in SETUP_STATUS:
+                raise BackendRefused(f"{server.url} refused the request: {failure.text}")
+            # e.g. 400: this request (its prompt, its media) is what the server rejects
+            raise RuntimeError(f"{server.url} refused the request: {failure.text}")
+        try:
+            result = self._codec._create_chat_result(json.loads(answer.body))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            # the server answered 200 with something that is not a chat completion
+            text = " ".join(str(e).split())[:200]
+            raise MalformedResponse(
+                f"{server.url} answered with a malformed body ({type(e).__name__}: {text})"
+            ) from None
+        if not result.generations:
+            raise MalformedResponse(f"{server.url} answered with no choices")
+        return result
+
+    async def _exchange(self, body: bytes, headers: dict, clip: int | None) -> ChatResult:
         """Send one request (on the loop), retrying transient faults; the answer as a ChatResult."""
         server: Server | None = None
         start = time.perf_counter()
@@ -274,48 +305,25 @@ class ChatOpenAIServed(BaseChatModel):
             except AllServersDown as e:  # nothing to send to: a failed attempt, backed off as usual
                 if last:
                     raise BackendUnavailable(f"{e} (attempt {attempt + 1} of {self.max_retries + 1})") from None
-                await asyncio.sleep(self._delay(attempt, None))
+                await asyncio.sleep(self._delay(attempt))
                 continue
-            client = self._http.clients[server.index]
             try:
-                response = await asyncio.wait_for(
-                    client.post(
-                        "/chat/completions", body=payload, cast_to=httpx2.Response, options={"headers": headers}
-                    ),
-                    self.request_timeout,
-                )
-                result = self._codec._create_chat_result(response.json())
-            except openai.APIResponseValidationError as e:
-                self._pool.release(server, describe(e))
-                raise MalformedResponse(f"{server.url} answered with a malformed body ({describe(e)})") from None
-            except (openai.APIError, asyncio.TimeoutError) as e:
-                if not isinstance(e, asyncio.TimeoutError) and not is_retryable(e):
-                    self._pool.release(server, describe(e))
-                    status = getattr(e, "status_code", None)
-                    if status in SETUP_STATUS:
-                        raise BackendRefused(f"{server.url} refused the request: {describe(e)}") from None
-                    # e.g. 400: this request (its prompt, its media) is what the server rejects
-                    raise RuntimeError(f"{server.url} refused the request: {describe(e)}") from None
-                # a 429 is a live server asking us to slow down; anything else counts toward its breaker
-                self._pool.release(server, describe(e), dead=getattr(e, "status_code", None) != 429)
+                result = await self._attempt(server, body, headers)
+            except _Failed as e:
+                # a 429 is a live server asking us to slow down; the rest counts toward its breaker
+                self._pool.release(server, e.text, dead=e.dead)
                 if last:
                     raise BackendUnavailable(
-                        f"{server.url}: {describe(e)} (attempt {attempt + 1} of {self.max_retries + 1})"
+                        f"{server.url}: {e.text} (attempt {attempt + 1} of {self.max_retries + 1})"
                     ) from None
-                wait = self._delay(attempt, e)
-                log.info("%s: %s; retrying in %.2f s", server.url, describe(e), wait)
+                wait = self._delay(attempt, e.wait)
+                log.info("%s: %s; retrying in %.2f s", server.url, e.text, wait)
                 await asyncio.sleep(wait)
                 continue
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                # the server answered 200 with something that is not a chat completion
-                self._pool.release(server, f"{type(e).__name__}")
-                text = " ".join(str(e).split())[:200]
-                raise MalformedResponse(
-                    f"{server.url} answered with a malformed body ({type(e).__name__}: {text})"
-                ) from None
+            except Exception as e:
+                self._pool.release(server, str(e)[:200])
+                raise
             self._pool.release(server)
-            if not result.generations:
-                raise MalformedResponse(f"{server.url} answered with no choices")
             for gen in result.generations:
                 gen.message.response_metadata.update(server=server.url, attempts=attempt + 1)
             result.llm_output = {**(result.llm_output or {}), "server": server.url, "attempts": attempt + 1}
