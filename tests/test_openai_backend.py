@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -29,6 +30,7 @@ from gar_agent.cli.app import main
 from gar_agent.media import load_media
 from gar_agent.models.faults import is_backend_fault
 from gar_agent.models.openai_backend import ChatOpenAIServed, qwen_resize, retry_after_s
+from gar_agent.models.servers import AllServersDown, ServerPool
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from openai_stub import Fault, StubServer, audio_key, dead_url, make_samples  # noqa: E402
@@ -426,3 +428,83 @@ def test_gar_run_against_a_server(servers, bench, tmp_path, capsys):
     media = [r.body["messages"][1]["content"][:-1] for r in requests[1:]]
     assert media[0] == media[1] == media[2]  # byte-identical audio and image in the three image calls
     assert all(m[0] == requests[0].body["messages"][1]["content"][0] for m in media)  # the same audio block
+
+
+# --------------------------------------------------------------------------- dead servers: the circuit breaker
+
+
+def test_circuit_breaker_opens_probes_and_closes():
+    pool = ServerPool(["http://a/v1", "http://b/v1"], failures=2, cooloff_s=0.05)
+    a, b = pool.servers
+    for _ in range(5):  # 429s are a live server asking us to slow down: never counted
+        pool.release(pool.acquire(avoid=b), "HTTP 429: slow down", dead=False)
+    for _ in range(2):
+        assert pool.acquire(avoid=b) is a
+        pool.release(a, "connection failed (ClientConnectorError)", dead=True)
+    assert [pool.acquire() for _ in range(3)] == [b, b, b]  # a is skipped while it cools off
+    for _ in range(3):
+        pool.release(b)
+    assert [s["down"] for s in pool.stats()] == [True, False]
+    time.sleep(0.06)
+    probe = pool.acquire(avoid=b)
+    assert probe is a and pool.acquire(avoid=b) is b  # one probe at a time; meanwhile a stays skipped
+    pool.release(b)
+    pool.release(a)  # the probe was answered: a is back
+    assert [s["down"] for s in pool.stats()] == [False, False] and pool.down() is None
+    for s in (a, b):
+        for _ in range(2):
+            pool.release(pool.acquire(avoid=a if s is b else b), "HTTP 502: bad gateway", dead=True)
+    with pytest.raises(AllServersDown, match=r"every server is down: http://a/v1 \(HTTP 502: bad gateway; 2 failures"):
+        pool.acquire()
+    assert pool.down().startswith("every server is down: ")
+
+
+def test_a_dead_server_costs_a_few_requests_not_one_per_call(servers, clip):
+    live, url = servers()
+    dead = dead_url()
+    model = served([dead, url], breaker_failures=2, breaker_cooloff=60)
+    for _ in range(10):  # text only: no clip to keep on one server, so each call goes to the least loaded
+        call = ask(model, clip, Request("audio", None, "audio.txt", "Name it.", media=()))
+        assert call.error is None and call.server == url
+    stats = {s["url"]: s for s in model.server_stats()}
+    assert stats[dead]["sent"] == 2 and stats[dead]["down"]  # then skipped: no request waits on it
+    assert stats[url]["sent"] == 10 and not stats[url]["down"]
+
+
+def test_eval_stops_when_every_server_is_down_and_resumes_on_a_live_one(servers, bench, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(eval_args(bench, out, dead_url(), "--workers", "2", "--max-retries", "2"))
+    err = capsys.readouterr().err
+    assert code == 1 and "every server is down: " in err and "run the same command again" in err, err
+    stopped = sorted(p.stem for p in (out / "samples").glob("s*.json"))
+    assert 1 <= len(stopped) < 12  # stopped early, not one retry schedule per remaining sample
+    stub, url = servers()  # a server is back (here, at another address)
+    assert main(eval_args(bench, out, url, "--workers", "2")) == 0
+    assert _metrics(out)["n_failed"] == 0
+    assert len(stub.clips()) == 12  # the failed ones were retried, the rest run once
+    _check_complete(out, [f"s{i:04d}" for i in range(12)])
+
+
+def test_ctrl_c_lets_the_running_samples_finish_and_resume_repeats_none(servers, bench, tmp_path):
+    stub, url = servers(latency=0.1)
+    out = tmp_path / "out"
+    args = eval_args(bench, out, url, "--workers", "3")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gar_agent", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while len(list((out / "samples").glob("s*.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"run the same command again to resume" in err, err
+    finished = sorted(p.stem for p in (out / "samples").glob("s*.json"))
+    assert 2 <= len(finished) < 12
+    keys = {sid: key for key, sid in sample_keys(bench).items()}
+    started = set(stub.clips())
+    assert started == {keys[sid] for sid in finished}  # every sample it started, it finished and wrote
+    stub.reset_record()
+    assert main(args) == 0
+    assert not set(stub.clips()) & started and len(stub.clips()) == 12 - len(finished)
+    _check_complete(out, [f"s{i:04d}" for i in range(12)])

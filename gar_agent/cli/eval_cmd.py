@@ -39,7 +39,7 @@ from gar_agent.cli.serving import (
     served_options,
 )
 from gar_agent.eval.datasets import DATASETS, DatasetError
-from gar_agent.eval.execute import EvalJob, SampleCrash, run_in_processes, run_samples
+from gar_agent.eval.execute import EvalJob, SampleCrash, ServersDown, run_in_processes, run_samples
 from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.score import metrics_document, rescore, write_metrics
 from gar_agent.eval.store import (
@@ -543,6 +543,12 @@ def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, proce
         traceback.print_exception(e.__cause__ or e, file=sys.stderr)
         raise fail(
             f"{e} ({finished()} finished samples are kept: fix it and run the same command to resume)",
+            EXIT_RUN_FAILED,
+        ) from None
+    except ServersDown as e:
+        raise fail(
+            f"{e}; stopped after {finished()} of {total} samples (kept): run the same command again "
+            "once a server is back (samples that failed on the servers are retried)",
             EXIT_RUN_FAILED,
         ) from None
     except KeyboardInterrupt:

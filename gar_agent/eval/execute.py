@@ -23,6 +23,7 @@ from gar_agent.eval.score import score_result
 from gar_agent.eval.store import EvalDir, sample_document
 from gar_agent.loop import BackgroundLoop
 from gar_agent.media import Media, MediaError, load_media
+from gar_agent.models.faults import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
 from gar_agent.run import arun_and_record, run_and_record
@@ -35,6 +36,22 @@ GT_COLOR = (255, 215, 0)  # RGB yellow: apart from the source colours of gar_age
 
 class SampleCrash(RuntimeError):
     """The graph raised on a sample (a bug or a broken graph/prompt, not a model or media failure)."""
+
+
+class ServersDown(RuntimeError):
+    """Every server of a served model is down (its circuit breakers are open): the run stops early.
+
+    Without this a dead fleet would fail every remaining sample, one retry schedule each; stopping
+    keeps what finished, and the same command resumes (and retries what failed on the servers).
+    """
+
+
+def servers_down(job: EvalJob, doc: dict) -> str | None:
+    """After a sample failed on a backend fault: why no server can take a request (stop), else None."""
+    down = getattr(job.model, "backend_down", None)
+    if not callable(down) or not is_backend_fault(getattr(doc.get("score"), "error", None)):
+        return None
+    return down()
 
 
 def _gt_items(gt_boxes: list[list[float]], width: int, height: int) -> list[dict]:
@@ -122,8 +139,9 @@ def _finish(job: EvalJob, sample: Sample, media: Media, result, start: float) ->
 
 def _write(job: EvalJob, sample: Sample, doc: dict, score) -> dict:
     job.d.samples.mkdir(parents=True, exist_ok=True)
-    # written last and atomically: a sample file exists only for a finished sample
-    atomic_write(job.d.sample(sample.id), json.dumps(doc, indent=1) + "\n")
+    # written last and atomically: a sample file exists only for a finished sample; compact, as traces
+    # are (json's C encoder: indent= falls back to the pure-Python one), for `jq .` or `gar view`
+    atomic_write(job.d.sample(sample.id), json.dumps(doc, separators=(",", ":")) + "\n")
     doc["score"] = score
     return doc
 
@@ -158,12 +176,17 @@ def _run_in_threads(job: EvalJob, samples: Sequence[Sample], workers: int, on_do
     try:
         queue = iter(samples)
         running = {pool.submit(evaluate_sample, job, s) for s in _take(queue, workers)}
+        down = None
         while running:
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
-                on_done(f.result())
-            # submit as others finish (not all at once), so an interruption leaves little queued
-            running |= {pool.submit(evaluate_sample, job, s) for s in _take(queue, len(finished))}
+                doc = f.result()
+                on_done(doc)
+                down = down or servers_down(job, doc)
+            if down is None:  # submit as others finish (not all at once), so a stop leaves little queued
+                running |= {pool.submit(evaluate_sample, job, s) for s in _take(queue, len(finished))}
+        if down is not None:
+            raise ServersDown(down)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -188,9 +211,9 @@ def _run_on_loop(job: EvalJob, samples: Sequence[Sample], workers: int, on_done)
 
 
 async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stop: threading.Event) -> None:
-    queue, running, crash = iter(samples), set(), None
+    queue, running, crash, down = iter(samples), set(), None, None
     while True:
-        while len(running) < workers and crash is None and not stop.is_set():
+        while len(running) < workers and crash is None and down is None and not stop.is_set():
             sample = next(queue, None)
             if sample is None:
                 break
@@ -200,11 +223,16 @@ async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stop: t
         finished, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
         for task in finished:
             try:
-                on_done(task.result())
+                doc = task.result()
             except SampleCrash as e:  # the running samples still finish and are written
                 crash = crash or e
+                continue
+            on_done(doc)
+            down = down or servers_down(job, doc)
     if crash is not None:
         raise crash
+    if down is not None:
+        raise ServersDown(down)
 
 
 def run_in_processes(
@@ -227,7 +255,7 @@ def run_in_processes(
     procs = [ctx.Process(target=_shard, args=(job, shard, workers, queue), daemon=True) for shard in shards if shard]
     for p in procs:
         p.start()
-    crash, running = None, len(procs)
+    crash, down, running = None, None, len(procs)
     try:
         while running:
             kind, payload = queue.get()
@@ -235,6 +263,8 @@ def run_in_processes(
                 on_done(payload)
             elif kind == "crash":
                 crash = crash or payload
+            elif kind == "down":
+                down = down or payload
             elif kind == "exit":
                 running -= 1
     finally:
@@ -244,6 +274,8 @@ def run_in_processes(
                 p.terminate()
     if crash:
         raise SampleCrash(crash)
+    if down:
+        raise ServersDown(down)
 
 
 def _shard(job: EvalJob, samples: list[Sample], workers: int, queue) -> None:
@@ -252,6 +284,8 @@ def _shard(job: EvalJob, samples: list[Sample], workers: int, queue) -> None:
         run_samples(job, samples, workers, lambda doc: queue.put(("done", {"id": doc["id"], "ciou": doc["ciou"]})))
     except SampleCrash as e:
         queue.put(("crash", f"{e}\n{''.join(traceback.format_exception(e.__cause__ or e))}"))
+    except ServersDown as e:
+        queue.put(("down", str(e)))
     except KeyboardInterrupt:
         pass
     finally:
