@@ -3,9 +3,11 @@
 Starts the chat-completions stub (tests/openai_stub.py) in its own process with a fixed latency
 per request and unlimited parallelism, generates single-source clips, and runs `gar eval`
 in this process at each W. Prints samples/s beside the ideal, W / (latency x sequential calls per
-sample), and their ratio: what the client (one process, threads) loses to its own CPU cost.
+sample), and their ratio: what the client loses to its own CPU cost. `gar eval` picks its number
+of processes as usual (one per 16 samples in flight, at most one per CPU) unless --processes is given.
 
     python scripts/bench_serving.py                          # W = 1 4 16 64 256, 200 ms a request
+    python scripts/bench_serving.py --workers 64 --processes 1 --rounds 16
     python scripts/bench_serving.py --workers 64 --latency 0.1
     python scripts/bench_serving.py --base-url http://gpu-node:8000/v1 --model Qwen/Qwen2.5-Omni-7B
 
@@ -67,13 +69,19 @@ def stub_process(latency: float):
 
 
 def run_eval(
-    data: tuple[Path, Path, Path], out: Path, url: str, model: str, workers: int, limit: int, processes: int = 1
+    data: tuple[Path, Path, Path],
+    out: Path,
+    url: str,
+    model: str,
+    workers: int,
+    limit: int,
+    processes: int | None = None,
 ) -> float:
     """Run gar eval quietly; seconds it took."""
     frames, audio, gt = data
     args = ["eval", "--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt, "--out", out]
     args += ["--backend", "openai", "--base-url", url, "--model", model, "--no-vis"]
-    args += ["--workers", workers, "--limit", limit, "--processes", processes]
+    args += ["--workers", workers, "--limit", limit] + (["--processes", processes] if processes else [])
     start = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         code = gar([str(a) for a in args])
@@ -98,7 +106,9 @@ def main() -> None:
     parser.add_argument("--min-samples", type=int, default=40)
     parser.add_argument("--base-url", help="measure this server instead of the stub")
     parser.add_argument("--model", default="stub-model")
-    parser.add_argument("--processes", type=int, default=1, help="gar eval --processes (W is shared among them)")
+    parser.add_argument(
+        "--processes", type=int, help="gar eval --processes (W in flight in all; default: gar's own choice)"
+    )
     args = parser.parse_args()
 
     counts = {w: max(args.min_samples, args.rounds * w) for w in args.workers}
@@ -109,7 +119,7 @@ def main() -> None:
             url = args.base_url or stack.enter_context(stub_process(args.latency))
             run_eval(data, root / "warm", url, args.model, 2, 4)  # imports, first connections
             where = url if args.base_url else f"stub, {args.latency * 1000:.0f} ms a request, unlimited parallelism"
-            procs = "one process" if args.processes == 1 else f"--processes {args.processes}"
+            procs = f"--processes {args.processes}" if args.processes else "processes as gar eval picks them"
             print(f"gar eval --backend openai · {where} · {os.cpu_count()} CPUs · {procs}")
             head = f"{'W':>5} {'samples':>8} {'wall s':>8} {'samples/s':>10} {'CPU ms/sample':>14}"
             print(head + ("" if args.base_url else f" {'ideal':>8} {'ratio':>6}"))

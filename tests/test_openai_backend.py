@@ -508,3 +508,13 @@ def test_ctrl_c_lets_the_running_samples_finish_and_resume_repeats_none(servers,
     assert main(args) == 0
     assert not set(stub.clips()) & started and len(stub.clips()) == 12 - len(finished)
     _check_complete(out, [f"s{i:04d}" for i in range(12)])
+
+
+def test_gar_eval_gives_a_served_model_a_process_per_16_samples_in_flight(monkeypatch):
+    from gar_agent.eval.execute import auto_processes
+    from gar_agent.models.scripted import ScriptedChatModel
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    model = served("http://127.0.0.1:9/v1")
+    assert [auto_processes(model, w) for w in (1, 16, 31, 32, 64, 256)] == [1, 1, 1, 2, 4, 4]  # at most one per CPU
+    assert auto_processes(ScriptedChatModel(script={"audio": ["x"]}), 256) == 1  # not served: one process

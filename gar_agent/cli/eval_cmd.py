@@ -39,7 +39,14 @@ from gar_agent.cli.serving import (
     served_options,
 )
 from gar_agent.eval.datasets import DATASETS, DatasetError
-from gar_agent.eval.execute import EvalJob, SampleCrash, ServersDown, run_in_processes, run_samples
+from gar_agent.eval.execute import (
+    EvalJob,
+    SampleCrash,
+    ServersDown,
+    auto_processes,
+    run_in_processes,
+    run_samples,
+)
 from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.score import metrics_document, rescore, write_metrics
 from gar_agent.eval.store import (
@@ -63,11 +70,12 @@ from gar_agent.topology import load_topology
 DEFAULT_BACKEND = "qwen-omni"
 DEFAULT_N = 5
 ProcessesOpt = Annotated[
-    int,
+    Optional[int],
     typer.Option(
         min=1,
         max=64,
-        help="Processes sharing the samples (served backends: one process's Python is the client's limit).",
+        help="Processes sharing the samples (W in flight in all). Default: with a served model, one per "
+        "16 samples in flight, at most one per CPU (one process's Python is the client's limit); else 1.",
     ),
 ]
 StrictOpt = Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")]
@@ -221,7 +229,7 @@ def eval_command(
     workers: Annotated[
         int, typer.Option(min=1, max=256, help="Samples run at once (for backends serving concurrent requests).")
     ] = 1,
-    processes: ProcessesOpt = 1,
+    processes: ProcessesOpt = None,
     batch_size: BatchSizeOpt = 1,
     prefix_cache: PrefixCacheOpt = True,
     strict: Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")] = False,
@@ -326,7 +334,7 @@ def run_command(
     workers: Annotated[
         int, typer.Option(min=1, max=256, help="Samples in flight at once (for backends serving concurrent requests).")
     ] = 1,
-    processes: ProcessesOpt = 1,
+    processes: ProcessesOpt = None,
     batch_size: BatchSizeOpt = 1,
     prefix_cache: PrefixCacheOpt = True,
     strict: StrictOpt = False,
@@ -469,6 +477,7 @@ def _run(
         except USER_ERRORS as e:
             raise fail(str(e)) from None
         serves = _concurrent_samples(chat)
+        processes = auto_processes(chat, workers) if processes is None else processes
         if processes > 1 and serves is not None:
             raise fail(f"--processes {processes}: {backend} runs on one device in this process; use --batch-size")
         if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing
+import os
 import threading
 import time
 import traceback
@@ -233,6 +234,17 @@ async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stop: t
         raise crash
     if down is not None:
         raise ServersDown(down)
+
+
+SAMPLES_PER_PROCESS = 16  # in flight: beyond this one process's Python, not the server, sets the pace
+
+
+def auto_processes(model: BaseChatModel, workers: int) -> int:
+    """How many processes `gar eval` deals the samples out to when not told: with a served model (its
+    own request loop), one per 16 samples in flight, at most one per CPU, where fork is available."""
+    if getattr(model, "background_loop", None) is None or "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    return max(1, min(os.cpu_count() or 1, workers // SAMPLES_PER_PROCESS))
 
 
 def run_in_processes(
