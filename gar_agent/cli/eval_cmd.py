@@ -44,6 +44,7 @@ from gar_agent.eval.execute import (
     SampleCrash,
     ServersDown,
     auto_processes,
+    fewer_gc_pauses,
     run_in_processes,
     run_samples,
 )
@@ -541,7 +542,7 @@ def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, proce
         return len(done) + len(set(job.d.stored_ids()) & {s.id for s in todo})
 
     try:
-        with progress:
+        with progress, fewer_gc_pauses():
             processes = min(processes, workers)  # W in flight in all: ceil(W / P) threads in each process
             if processes > 1:
                 run_in_processes(job, todo, processes, -(-workers // processes), on_done)
