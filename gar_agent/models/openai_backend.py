@@ -7,10 +7,12 @@ blocks into `input_audio`, passes `n` and returns one generation per choice, and
 What it adds for a benchmark against a fleet of servers:
 
 - the requests of a process share one event loop and aiohttp connections
-  (gar_agent/models/openai_transport.py), so hundreds can be in flight without a thread each;
+  (gar_agent/models/openai_transport.py), so hundreds can be in flight without a thread each (the
+  OpenAI SDK's client, which ChatOpenAI would send with, is not used: its per-request CPU was the
+  ceiling on throughput);
 - several base URLs, least loaded first, a clip's calls kept on one server for its prefix cache,
   and a circuit breaker per server (gar_agent/models/servers.py);
-- fault handling of our own (the SDK's retries are off): bounded retries with exponential backoff
+- fault handling of our own: bounded retries with exponential backoff
   and jitter on 429 (honouring `Retry-After`), 408/409/425, 5xx, connection errors and timeouts,
   a per-attempt time limit, all configurable, so tests can use millisecond backoffs;
 - one-line errors that say whose fault it is (gar_agent/models/faults.py): `BackendUnavailable`
