@@ -333,6 +333,41 @@ def test_two_workers_give_the_same_metrics(mini, capsys, tmp_path):
     assert code == 0 and json.loads((tmp_path / "w2" / "metrics.json").read_text()) == m
 
 
+class AsyncRectModel(RectModel):
+    """RectModel with an async path of its own: gar eval runs its samples as tasks on an event loop."""
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        return self._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_samples_on_an_event_loop_give_what_threads_give(mini, capsys, tmp_path):
+    from gar_agent.eval.execute import runs_on_loop
+
+    assert runs_on_loop(AsyncRectModel()) and not runs_on_loop(RectModel())
+    args, out, m = mini
+    args = [("test_eval:AsyncRectModel" if a == BACKEND else a) for a in args]
+    for workers in ("1", "3"):
+        folder = tmp_path / f"loop{workers}"
+        code, _, _ = gar_eval(capsys, *args, "--out", folder, "--workers", workers)
+        ours = json.loads((folder / "metrics.json").read_text())
+        assert code == 0 and {**ours, "settings": None} == {**m, "settings": None}  # the backend's name aside
+        for doc in (out / "samples").glob("*.json"):
+            mine, theirs = json.loads((folder / "samples" / doc.name).read_text()), json.loads(doc.read_text())
+            assert mine["score"] == theirs["score"]
+            assert (mine["result"] or {}).get("sources") == (theirs["result"] or {}).get("sources")
+
+
+def test_the_collector_is_held_back_only_while_samples_run():
+    import gc
+
+    from gar_agent.eval.execute import fewer_gc_pauses
+
+    before = gc.get_threshold()
+    with fewer_gc_pauses(12345):
+        assert gc.get_threshold()[0] == 12345 and gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
 class InterruptedModel(RectModel):
     """RectModel until the 2nd sample's Generate call, where Ctrl-C arrives."""
 
