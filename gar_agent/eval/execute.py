@@ -247,7 +247,7 @@ async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stop: t
         for task in finished:
             try:
                 doc = task.result()
-            except SampleCrash as e:  # the running samples still finish and are written
+            except Exception as e:  # a crash (or e.g. a full disk): the running samples still finish first
                 crash = crash or e
                 continue
             on_done(doc)
