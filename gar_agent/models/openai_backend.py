@@ -96,9 +96,9 @@ def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
 class _Failed(Exception):
     """One attempt failed: what to say, whether to try again, whether it counts toward the server's breaker."""
 
-    def __init__(self, text: str, *, retry: bool, dead: bool, status: int | None = None, wait: float | None = None):
+    def __init__(self, text: str, *, retry: bool, dead: bool, wait: float | None = None):
         super().__init__(text)
-        self.text, self.retry, self.dead, self.status, self.wait = text, retry, dead, status, wait
+        self.text, self.retry, self.dead, self.wait = text, retry, dead, wait
 
 
 def status_failure(status: int, headers: Mapping[str, str], body: bytes) -> _Failed:
@@ -110,9 +110,7 @@ def status_failure(status: int, headers: Mapping[str, str], body: bytes) -> _Fai
         message = None
     text = " ".join(str(message or body[:200].decode("utf-8", "replace") or "no message").split())
     retry = status in RETRY_STATUS or status >= 500
-    return _Failed(
-        f"HTTP {status}: {text[:200]}", retry=retry, dead=status >= 500, status=status, wait=retry_after_s(headers)
-    )
+    return _Failed(f"HTTP {status}: {text[:200]}", retry=retry, dead=status >= 500, wait=retry_after_s(headers))
 
 
 def clip_key(messages: list[BaseMessage]) -> int | None:

@@ -34,7 +34,6 @@ class Server:
     """One server and what the pool knows of it."""
 
     url: str
-    index: int  # position among --base-url, for the per-process clients
     in_flight: int = 0
     sent: int = 0
     failed: int = 0
@@ -61,7 +60,7 @@ class ServerPool:
         cooloff_s: float = 5.0,
         max_cooloff_s: float = 120.0,
     ) -> None:
-        self.servers = [Server(url=u, index=i) for i, u in enumerate(urls)]
+        self.servers = [Server(url=u) for u in urls]
         self.affinity_slack = affinity_slack
         self.failures = failures
         self.base_cooloff_s = cooloff_s
