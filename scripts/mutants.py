@@ -27,7 +27,7 @@ MUTANTS = [
     (METRICS, "minlength=scores.size) - pos", "minlength=scores.size)"),
     (METRICS, "return inter / union if union > 0 else 0.0", "return inter / union if union >= 0 else 0.0"),
     (METRICS, "if width <= 0 or height <= 0:", "if width < 0 or height < 0:"),
-    (METRICS, "        x2 = min(x1 + 1, size - 1)", "        x2 = min(x1 + 2, size - 1)"),
+    (RULES, "        x2 = min(x1 + 1, width - 1)", "        x2 = min(x1 + 2, width - 1)"),
     (METRICS, "valid = [m for m in matched if not math.isnan(m)]", "valid = matched"),
 ]
 

@@ -58,14 +58,7 @@ def box_to_grid(
         w, h = image_size
         px = gar_clip_box([round(v * side) for v, side in zip(vals, (w, h, w, h))], w, h)
         return tuple(gar_clip_box([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size))
-    x1, y1, x2, y2 = (min(max(round(round(v * size, 9)), 0), size - 1) for v in vals)
-    x1, x2 = min(x1, x2), max(x1, x2)
-    y1, y2 = min(y1, y2), max(y1, y2)
-    if x2 == x1:
-        x2 = min(x1 + 1, size - 1)
-    if y2 == y1:
-        y2 = min(y1 + 1, size - 1)
-    return x1, y1, x2, y2
+    return tuple(gar_clip_box([round(round(v * size, 9)) for v in vals], size, size))
 
 
 def boxes_to_mask(
