@@ -91,6 +91,18 @@ def eval_args(bench, out: Path, url: str | list[str], *extra) -> list[str]:
     return [str(a) for a in [*args, *extra]]
 
 
+def eval_process(args: list[str], out: Path, finished: int) -> subprocess.Popen:
+    """`gar eval` in a process of its own, returned once `finished` sample files are written (or after 60 s)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gar_agent", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while len(list((out / "samples").glob("s*.json"))) < finished and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 def sample_keys(bench) -> dict[str, str]:
     """Clip key (what the stub records) -> sample id."""
     frames, audio, _ = bench
@@ -336,13 +348,9 @@ def test_kill_and_resume_neither_loses_nor_repeats_a_sample(servers, bench, tmp_
     stub, url = servers(latency=0.05)
     out = tmp_path / "out"
     args = eval_args(bench, out, url, "--workers", "2")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "gar_agent", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while len(list((out / "samples").glob("s*.json"))) < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    proc = eval_process(args, out, 3)
     proc.kill()
-    proc.wait()
+    proc.communicate()
     finished = sorted(p.stem for p in (out / "samples").glob("s*.json"))
     assert 3 <= len(finished) < 12, finished
     keys = {sid: key for key, sid in sample_keys(bench).items()}
@@ -489,13 +497,7 @@ def test_ctrl_c_lets_the_running_samples_finish_and_resume_repeats_none(servers,
     stub, url = servers(latency=0.1)
     out = tmp_path / "out"
     args = eval_args(bench, out, url, "--workers", "3")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gar_agent", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while len(list((out / "samples").glob("s*.json"))) < 2 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    proc = eval_process(args, out, 2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and b"run the same command again to resume" in err, err
