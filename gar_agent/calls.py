@@ -146,7 +146,7 @@ class _Asking:
         self.want = 0
 
     def next_kwargs(self) -> dict | None:
-        """The sampling arguments of the next model call, or None when every sample is in."""
+        """The sampling arguments of the next model call, or None when every sample is in or the call failed."""
         due = self.request.n - len(self.record.answers)
         if due <= 0 or self.record.error:
             return None
@@ -195,8 +195,8 @@ def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
             result = model.generate([asking.messages], metadata=asking.metadata, **kwargs)
         except Exception as e:  # noqa: BLE001 - the model's failure is this call's, recorded
             asking.failed(e)
-            break
-        asking.took(result)
+        else:
+            asking.took(result)
     return asking.done()
 
 
@@ -208,8 +208,8 @@ async def aask(model: BaseChatModel, media: Media, request: Request) -> ModelCal
             result = await model.agenerate([asking.messages], metadata=asking.metadata, **kwargs)
         except Exception as e:  # noqa: BLE001 - the model's failure is this call's, recorded
             asking.failed(e)
-            break
-        asking.took(result)
+        else:
+            asking.took(result)
     return asking.done()
 
 
