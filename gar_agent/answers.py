@@ -17,6 +17,12 @@ from gar_agent.state import AnchorVote, RefineAnswer, RefineOps, VoteAnswer
 
 MAX_ANCHORS = 5
 MAX_TAGS = 4
+# Far beyond any frame's pixel coordinates: a coordinate or offset past it is cut to it, so scaling,
+# rounding and summing stay finite (clip_box puts the box inside the image either way).
+COORD_LIMIT = 1e9
+# What untrusted text can make Python raise while we read it: a number too large for a float, a
+# number too long for str(), nesting deeper than the recursion limit.
+DATA_ERRORS = (ValueError, OverflowError, RecursionError)
 
 Parsed = tuple[Any, str | None]
 
@@ -42,7 +48,10 @@ def extract_object(text: str, wanted: tuple[str, ...] = ()) -> dict:
             continue
         # json_repair fixes trailing commas, single quotes, Python literals and cut-off endings;
         # several objects in one answer come back as a list.
-        got = json_repair.loads(chunk[start:])
+        try:
+            got = json_repair.loads(chunk[start:])
+        except Exception:  # a heuristic repairer on arbitrary text: whatever it raises, this chunk gave nothing
+            continue
         candidates.extend(got if isinstance(got, list) else [got])
     objects = [c for c in candidates if isinstance(c, dict)]
     if not objects:
@@ -68,7 +77,10 @@ def to_float(value: Any, field: str) -> float:
         except ValueError:
             raise AnswerError(f"'{field}' is {value!r}, expected a number") from None
     elif isinstance(value, (int, float)):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            raise AnswerError(f"'{field}' is too large a number") from None
     else:
         raise AnswerError(f"'{field}' is {type(value).__name__}, expected a number")
     if not math.isfinite(out):
@@ -97,14 +109,23 @@ def to_box(value: Any, field: str) -> list[float]:
         value = value[0]
     if not isinstance(value, list) or len(value) != 4:
         raise AnswerError(f"'{field}' is not a list of 4 numbers")
-    return [to_float(v, field) for v in value]
+    return [to_coord(v, field) for v in value]
+
+
+def to_coord(value: Any, field: str) -> float:
+    """A finite number cut to +-COORD_LIMIT (a pixel coordinate or offset)."""
+    return min(max(to_float(value, field), -COORD_LIMIT), COORD_LIMIT)
 
 
 def to_text(value: Any) -> str:
     """A one-line string from whatever came back."""
     if value is None:
         return ""
-    return " ".join(str(value).split())
+    try:
+        text = str(value)
+    except ValueError:  # an integer past Python's 4,300-digit str() limit
+        text = "<a number too long to show>"
+    return " ".join(text.split())
 
 
 def _field(obj: dict, *names: str) -> Any:
@@ -125,10 +146,13 @@ def _as_list(value: Any, field: str, k: int) -> list:
 
 
 def _safe(fn) -> Parsed:
+    """Run a stage's parser: its value, or the reason the answer is unusable (never an exception)."""
     try:
         return fn(), None
     except AnswerError as e:
         return None, str(e)
+    except DATA_ERRORS as e:  # the answer's data, not our code: e.g. nesting past the recursion limit
+        return None, f"unreadable answer ({type(e).__name__}: {' '.join(str(e).split())[:80]})"
 
 
 # --- stages --------------------------------------------------------------------------------------
@@ -227,13 +251,13 @@ def _ops(value: Any) -> RefineOps | None:
     kind = to_text(value["type"]).lower()
     if kind not in ("delta", "expand", "shrink", "recenter"):
         raise AnswerError(f"'ops.type' is {kind!r}, expected delta, expand, shrink or recenter")
-    nums = {k: to_float(value[k], f"ops.{k}") for k in ("dx", "dy", "dl", "dr", "dt", "db", "amount") if k in value}
+    nums = {k: to_coord(value[k], f"ops.{k}") for k in ("dx", "dy", "dl", "dr", "dt", "db", "amount") if k in value}
     target = None
     if kind == "recenter":
         t = value.get("target")
         if not isinstance(t, list) or len(t) != 2:
             raise AnswerError("'ops.target' is not [cx, cy]")
-        target = [to_float(v, "ops.target") for v in t]
+        target = [to_coord(v, "ops.target") for v in t]
     return RefineOps(type=kind, target=target, **nums)
 
 

@@ -43,6 +43,12 @@ from gar_agent.state import (
 _OBJECT = re.compile(r"({[\s\S]*?})")
 _HEADERS = ("\nassistant\n", "\nassistant:", "assistant\n", "assistant:")
 _SEP = re.compile(r"[\s\-]+")
+# json.loads on untrusted text raises these (RecursionError: nesting past the limit); the scripts catch
+# any exception there and try the next candidate
+_JSON_ERRORS = (ValueError, RecursionError)
+# Where the scripts' own conversions raise on an answer's data (an integer too large for a float, a
+# value int() refuses): inside Stage A/B that raise drops the clip, as their per-clip `except` does
+_DATA_ERRORS = (TypeError, ValueError, OverflowError, RecursionError)
 
 
 class ScriptFailure(Exception):
@@ -69,13 +75,13 @@ def extract_json(answer: str) -> Any:
         for chunk in parts[1::2]:
             try:
                 return json.loads(chunk.strip())
-            except ValueError:
+            except _JSON_ERRORS:
                 pass
         text = "".join([parts[0], *parts[2::2]])
     for m in _OBJECT.finditer(text):
         try:
             return json.loads(m.group(1))
-        except ValueError:
+        except _JSON_ERRORS:
             continue
     raise ScriptFailure("no JSON object in the answer")
 
@@ -278,7 +284,10 @@ def _audio(answer: str, k: int) -> tuple[list[str], list[float]]:
     if not (isinstance(confidences, list) and len(confidences) == k):
         confidences = [0.0] * k
     names = [str(c).strip().lower() if c else "unknown" for c in classes]
-    values = [float(x) if isinstance(x, (int, float)) else 0.0 for x in confidences]
+    try:
+        values = [float(x) if isinstance(x, (int, float)) else 0.0 for x in confidences]
+    except OverflowError:  # an integer of hundreds of digits: float() raises in the script too
+        raise ScriptFailure("audio: a confidence is too large for a float") from None
     return names, [float(np.clip(c, 0.0, 1.0)) for c in values]
 
 
@@ -296,7 +305,7 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
         return model_failed(record, calls, "box")
     try:
         boxes, descriptions = _locate(call.answers[0], k, image.width, image.height)
-    except ScriptFailure as e:
+    except (ScriptFailure, *_DATA_ERRORS) as e:
         record.boxes.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
         return ended(record, calls, f"{e}: the released code drops this sample")
     record.boxes.append(ParsedAnswer(raw=call.answers[0], value={"boxes": boxes, "descriptions": descriptions}))
@@ -307,7 +316,7 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
         return model_failed(record, calls, "audio")
     try:
         classes, confidences = _audio(call.answers[0], k)
-    except ScriptFailure as e:
+    except (ScriptFailure, *_DATA_ERRORS) as e:
         record.audio.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
         return ended(record, calls, f"{e}: the released code drops this sample")
     record.audio.append(ParsedAnswer(raw=call.answers[0], value={"classes": classes, "confidences": confidences}))
@@ -389,7 +398,7 @@ def refine(state: SourceState, ctx: GarContext) -> tuple[Request, Any]:
                 candidate = clamp_delta(previous, clip_box(_ints(bbox, "refine"), w, h), limit, w, h)
                 applied.append("bbox")
             description = str(obj.get("refined_description", "")).strip()
-        except (ScriptFailure, TypeError, ValueError, OverflowError) as e:  # where int() raises in the scripts
+        except (ScriptFailure, *_DATA_ERRORS) as e:  # where int() raises in the scripts
             return Refinement(
                 raw=answer,
                 error=f"{e} (the released code keeps the previous box)",
