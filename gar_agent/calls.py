@@ -51,6 +51,10 @@ class Request:
     history: list[BaseMessage] = field(default_factory=list)  # earlier turns (a repair's question)
     system: str | None = None  # the system message, sent first
     max_tokens: int | None = None  # most new tokens per answer (None: the model's own default)
+    # answers of this stage and source the run already holds in its state (None: not known); a model
+    # answering from a list (scripted) starts there, so a run re-run from any checkpoint (Studio,
+    # `threads.update_state` over `langgraph dev`) gets the answers the original run got, as a replay does
+    answered: int | None = None
 
 
 def supports_samples(model: BaseChatModel) -> bool:
@@ -126,6 +130,7 @@ class _Asking:
             "gar_source": request.source,
             "gar_template": request.template,
             "gar_thread": _thread_id(),
+            "gar_answered": request.answered,
         }
         self.request = request
         self.record = ModelCall(
@@ -151,6 +156,8 @@ class _Asking:
         if due <= 0 or self.record.error:
             return None
         self.want = due if self.batch else 1
+        if self.request.answered is not None:  # a top-up call continues after the answers already in
+            self.metadata["gar_answered"] = self.request.answered + len(self.record.answers)
         return _sampling(self.request, self.want)
 
     def failed(self, error: BaseException) -> None:

@@ -234,15 +234,26 @@ class GenerateRecord(BaseModel):
     )
 
 
+def _models(kind: type[BaseModel], items) -> list:
+    """A reducer's operand as models: a node hands models, but an update over LangGraph's server API
+    (`threads.update_state`, Studio's state editor) or a checkpoint written by one hands their JSON
+    form (dicts), and a single record may come without its list."""
+    if items is None:
+        return []
+    if isinstance(items, (BaseModel, dict)):
+        items = [items]
+    return [item if isinstance(item, kind) else kind.model_validate(item) for item in items]
+
+
 def append_calls(left: list[ModelCall] | None, right: list[ModelCall] | None) -> list[ModelCall]:
     """Reducer of the calls channel: new calls are appended, never rewritten (each stored once)."""
-    return [*(left or []), *(right or [])]
+    return [*_models(ModelCall, left), *_models(ModelCall, right)]
 
 
-def merge_sources(left: list[SourceRecord], right: list[SourceRecord]) -> list[SourceRecord]:
+def merge_sources(left: list[SourceRecord] | None, right: list[SourceRecord] | None) -> list[SourceRecord]:
     """Reducer joining per-source branches: a record replaces the one with its index."""
-    merged = {s.index: s for s in left}
-    merged.update({s.index: s for s in right})
+    merged = {s.index: s for s in _models(SourceRecord, left)}
+    merged.update({s.index: s for s in _models(SourceRecord, right)})
     return [merged[i] for i in sorted(merged)]
 
 

@@ -201,3 +201,39 @@ def test_model_frame_coordinates_map_to_original_pixels(media):
     assert "336x252" in model.prompt  # the prompt speaks the model's frame
     assert out.result.sources[0].initial_box == [165, 125, W - 1, H - 1]
     assert (out.state.image.model_width, out.state.image.model_height) == (336, 252)
+
+
+def test_a_checkpoint_edited_with_json_state_reruns_with_the_original_answers(media):
+    """What a fork over LangGraph's server does, in process: the update carries the channels' JSON
+    form (dicts), and the re-run from that checkpoint, on the same thread with the same model object,
+    is served the scripted answers the original run got there."""
+    from gar_agent.nodes.context import GarContext
+    from gar_agent.nodes.generate import initial_state
+    from gar_agent.prompts import PromptSet
+    from gar_agent.runner import stream_run
+    from gar_agent.topology import load_topology
+    from gar_agent.trace.checkpoints import memory_saver
+
+    model = scripted(
+        audio=[audio_answer(["violin", "drum"], [0.9, 0.9])],
+        generate=[boxes_answer([[10, 10, 100, 100], [150, 20, 250, 120]])],
+        analyze={"0": [vote(0.9), vote(0.7), vote(0.2)], "1": [vote(0.6), vote(0.1), vote(0.3)]},
+        refine=["{}"],
+    )
+    graph = load_topology("gar").compile(checkpointer=memory_saver())
+    config = {"configurable": {"thread_id": "t"}}
+    context = GarContext(model=model, media=media, prompts=PromptSet())
+    start = initial_state(media, Settings(sources=2, n_votes=3, votes_per_call=1), model)
+    original = stream_run(graph, start, config, context)
+    after_generate = next(h for h in graph.get_state_history(config) if "localize" in h.next)
+    edited = [s.model_dump(mode="json") for s in after_generate.values["sources"]]
+    edited[0]["box"] = edited[0]["initial_box"] = [12, 12, 98, 98]
+    settings = {**after_generate.values["settings"].model_dump(mode="json"), "tau_av": 0.7}
+    fork = graph.update_state(after_generate.config, {"sources": edited, "settings": settings}, as_node="generate")
+    rerun = stream_run(graph, None, fork, context)
+    assert rerun.state.error is None
+    assert rerun.state.sources[0].initial_box == [12, 12, 98, 98]
+    assert [s.gate.tau_av for s in rerun.state.sources] == [0.7, 0.7]
+    assert [[v.raw for v in s.votes] for s in rerun.state.sources] == [
+        [v.raw for v in s.votes] for s in original.state.sources
+    ]

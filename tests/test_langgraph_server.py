@@ -70,3 +70,32 @@ def test_a_run_over_the_server_api_completes_and_its_state_is_readable(server, e
     assert [s["index"] for s in sources] == [0, 1]
     assert all(s["analysis"]["n_votes"] == 3 and s["gate"] is not None for s in sources)
     assert all(len(s["box"]) == 4 for s in sources)
+
+
+def test_a_fork_from_a_checkpoint_over_the_server_reruns_with_the_original_answers(server, example):
+    """Time travel as Studio does it: edit the sources and a setting at the checkpoint after Generate
+    (their JSON form, as the API carries them), re-run from there; the scripted answers are served again."""
+    image, audio, script = example
+    thread = server.threads.create()["thread_id"]
+    context = {"backend": f"scripted:{script}", "image": str(image), "audio": str(audio)}
+    server.runs.wait(thread, "gar", input={"settings": {"sources": 2, "n_votes": 3}}, context=context)
+    original = server.threads.get_state(thread)["values"]["sources"]
+    after_generate = next(h for h in server.threads.get_history(thread, limit=50) if "localize" in h["next"])
+    edited = after_generate["values"]["sources"]
+    edited[0]["initial_box"] = edited[0]["box"] = [40, 72, 126, 210]
+    settings = {**after_generate["values"]["settings"], "tau_av": 0.7}
+    fork = server.threads.update_state(
+        thread,
+        {"sources": edited, "settings": settings},
+        as_node="generate",
+        checkpoint_id=after_generate["checkpoint"]["checkpoint_id"],
+    )
+    server.runs.wait(thread, "gar", input=None, context=context, checkpoint_id=fork["checkpoint"]["checkpoint_id"])
+    values = server.threads.get_state(thread)["values"]
+    assert values.get("error") is None, values.get("error")
+    rerun = values["sources"]
+    assert rerun[0]["initial_box"] == [40, 72, 126, 210]
+    assert [s["gate"]["tau_av"] for s in rerun] == [0.7, 0.7]
+    # the same votes as the original run, so the same mean av_consistency
+    assert [[v["raw"] for v in s["votes"]] for s in rerun] == [[v["raw"] for v in s["votes"]] for s in original]
+    assert [s["analysis"]["av_consistency"] for s in rerun] == [s["analysis"]["av_consistency"] for s in original]

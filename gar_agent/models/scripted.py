@@ -93,16 +93,19 @@ class ScriptedChatModel(BaseChatModel):
             raise ScriptError(f"script {self.source_name} has no '{stage}' answer for source {source}: add one")
         return entry if isinstance(entry, list) else [entry]
 
-    def next_answer(self, stage: str, source: Any, run: Any = None) -> str:
+    def next_answer(self, stage: str, source: Any, run: Any = None, answered: int | None = None) -> str:
         """The next scripted answer for a stage and source in one run (the last repeats).
 
         Each run (LangGraph thread: one clip, one evaluation sample) consumes the lists from the
-        start, so --ids, --limit or a resumed evaluation give every sample the same answers.
+        start, so --ids, --limit or a resumed evaluation give every sample the same answers. A graph
+        node says how many answers of the stage and source its run already holds (`answered`): the
+        answer is the one after those, so a re-run from a checkpoint gets the original answers
+        again. Without it (a direct call) a cursor per thread counts.
         """
         answers = self._answers(stage, source)
         key = (str(run), stage, str(source))
         with self._lock:
-            i = self._cursor.get(key, 0)
+            i = self._cursor.get(key, 0) if answered is None else answered
             self._cursor[key] = i + 1
         answer = answers[min(i, len(answers) - 1)]
         return answer if isinstance(answer, str) else json.dumps(answer)
@@ -119,8 +122,9 @@ class ScriptedChatModel(BaseChatModel):
         n = int(kwargs.get("n") or 1)
         prompt_tokens = _estimate_tokens(messages)
         gens = []
+        answered = meta.get("gar_answered")
         for i in range(n):
-            text = self.next_answer(stage, source, run)
+            text = self.next_answer(stage, source, run, None if answered is None else int(answered) + i)
             out = max(1, len(text) // 4)
             gens.append(
                 ChatGeneration(

@@ -37,24 +37,55 @@ Asks = Generator[Request, ModelCall, dict]
 """A model node's body: yields requests, receives their calls, returns the state update."""
 
 
-def drive(body: Asks, ctx: GarContext) -> dict:
+class _Answered:
+    """How many answers of each (stage, source) the run holds: those in the node's state, then this node's.
+
+    Each request is stamped with its count (`Request.answered`), so which answer comes next is a
+    function of the state, not of what a model object served before in this process: a run re-run
+    from a checkpoint asks exactly what the original run asked there.
+    """
+
+    def __init__(self, state: Any) -> None:
+        calls = state.get("calls") if isinstance(state, dict) else getattr(state, "calls", None)
+        self.counts: dict[tuple, int] = {}
+        for call in calls or []:
+            if isinstance(call, dict):  # a researcher's dict state holds what it was given
+                call = ModelCall.model_validate(call)
+            self.add(call)
+
+    def add(self, call: ModelCall) -> None:
+        key = (call.stage, call.source)
+        self.counts[key] = self.counts.get(key, 0) + len(call.answers)
+
+    def stamp(self, request: Request) -> Request:
+        request.answered = self.counts.get((request.stage, request.source), 0)
+        return request
+
+
+def drive(body: Asks, ctx: GarContext, state: Any = None) -> dict:
     """Run a body to its update, each request answered by `ask` (blocking this thread)."""
+    answered = _Answered(state)
     try:
         request = next(body)
         while True:
-            request = body.send(ask(ctx.model, ctx.media, request))
+            call = ask(ctx.model, ctx.media, answered.stamp(request))
+            answered.add(call)
+            request = body.send(call)
     except StopIteration as end:
         return end.value
 
 
-async def adrive(body: Asks, ctx: GarContext) -> dict:
+async def adrive(body: Asks, ctx: GarContext, state: Any = None) -> dict:
     """Run a body to its update, each request awaited through `aask`."""
     if not ctx.resolved():  # loading a model or decoding a clip must not block the event loop
         await asyncio.to_thread(ctx.resolve)
+    answered = _Answered(state)
     try:
         request = next(body)
         while True:
-            request = body.send(await aask(ctx.model, ctx.media, request))
+            call = await aask(ctx.model, ctx.media, answered.stamp(request))
+            answered.add(call)
+            request = body.send(call)
     except StopIteration as end:
         return end.value
 
@@ -88,10 +119,10 @@ def model_node(body: Callable[[Any, GarContext], Asks]) -> ModelNode:
     """The node (state, runtime) -> update of a body (state, ctx) -> Asks, for both LangGraph APIs."""
 
     def node(state: Any, runtime: Runtime[GarContext]) -> dict:
-        return drive(body(state, runtime.context), runtime.context)
+        return drive(body(state, runtime.context), runtime.context, state)
 
     async def anode(state: Any, runtime: Runtime[GarContext]) -> dict:
-        return await adrive(body(state, runtime.context), runtime.context)
+        return await adrive(body(state, runtime.context), runtime.context, state)
 
     made = ModelNode(node, anode, name=body.__name__, trace=False)
     made.body = body
