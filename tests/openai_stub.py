@@ -5,8 +5,11 @@ own process). It speaks enough of the OpenAI chat-completions API for `ChatOpenA
 come from a script per GAR stage (read from the `X-Gar-Stage` / `X-Gar-Source` headers the client
 sends), `n` choices per request, usage with cached prompt tokens, a fixed simulated latency that
 costs no server thread (`asyncio.sleep`), and injected faults chosen per request by a callable:
-an HTTP status (with `Retry-After`), a slow answer, a malformed body, a body with no choices, a
-connection dropped in the middle of the answer.
+an HTTP status (with `Retry-After`), a slow answer, a malformed (cut-off JSON) body, a body with
+no choices, a connection dropped in the middle of the answer, and bodies that would exhaust a
+client's memory: a huge one (streamed, with or without its length declared), an endless chunked
+one, and a small gzip body that inflates to a huge one. The huge bodies are streamed from one
+repeated chunk, so the server itself stays small.
 
 Every request is recorded (JSON body, headers, the clip it belongs to, the fault it got), with
 the most requests and the most distinct clips ever in flight at once. A clip is identified by the
@@ -20,11 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import socket
 import threading
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,7 +42,7 @@ import soundfile as sf
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -45,10 +50,12 @@ from starlette.routing import Route
 class Fault:
     """What the server does instead of (or before) answering one request."""
 
-    kind: str  # "status" | "slow" | "malformed" | "no_choices" | "reset"
+    kind: str  # "status" | "slow" | "malformed" | "no_choices" | "reset" | "huge" | "endless" | "gzip_bomb"
     status: int = 500
     retry_after: str | None = None
     seconds: float = 0.0
+    size: int = 200 * 1024 * 1024  # bytes of a huge body (inflated size of a gzip bomb)
+    declared: bool = False  # a huge body sends its Content-Length (else chunked)
 
 
 @dataclass
@@ -212,6 +219,12 @@ class StubServer:
             return JSONResponse({"id": "x", "object": "chat.completion", "model": "stub"})
         if fault is not None and fault.kind == "reset":
             return _Dropped()
+        if fault is not None and fault.kind in ("huge", "endless"):
+            size = fault.size if fault.kind == "huge" else None
+            headers = {"content-length": str(fault.size)} if size is not None and fault.declared else None
+            return StreamingResponse(_filler(size), media_type="application/json", headers=headers)
+        if fault is not None and fault.kind == "gzip_bomb":
+            return Response(_bomb(fault.size), media_type="application/json", headers={"content-encoding": "gzip"})
         return JSONResponse(self._completion(seen.body, seen.stage))
 
     # -- running
@@ -251,6 +264,31 @@ class _Dropped(Response):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True})
         raise ConnectionResetError("injected: connection dropped mid-answer")
+
+
+_CHUNK = b"x" * (1024 * 1024)
+
+
+async def _filler(size: int | None):
+    """A chat completion's opening then `size` bytes in total (None: forever), one repeated 1 MiB chunk."""
+    head = b'{"id": "chatcmpl-huge", "choices": [{"index": 0, "message": {"role": "assistant", "content": "'
+    yield head
+    left = None if size is None else size - len(head)
+    while left is None or left > 0:
+        chunk = _CHUNK if left is None or left >= len(_CHUNK) else _CHUNK[:left]
+        yield chunk
+        if left is not None:
+            left -= len(chunk)
+        await asyncio.sleep(0)  # let the server notice a client that hung up
+
+
+@functools.lru_cache(maxsize=4)
+def _bomb(size: int) -> bytes:
+    """gzip of a `size`-byte body of one repeated byte (about size/1000 bytes on the wire)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: the gzip container
+    parts = [packer.compress(b'{"id": "chatcmpl-bomb", "choices": [{"index": 0, "message": {"content": "')]
+    parts += [packer.compress(_CHUNK) for _ in range(size // len(_CHUNK))]
+    return b"".join(parts) + packer.flush()
 
 
 def dead_url() -> str:

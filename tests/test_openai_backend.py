@@ -231,13 +231,107 @@ def test_a_fault_that_persists_fails_the_call_after_the_retries(servers, clip):
     assert is_backend_fault(call.error)
 
 
-@pytest.mark.parametrize("kind", ["malformed", "no_choices"])
-def test_a_malformed_body_is_an_error_for_that_call_not_a_crash(servers, clip, kind):
-    stub, url = servers(fault=lambda seen: Fault(kind))
+def test_a_body_that_is_json_but_no_completion_is_an_error_for_that_call_not_a_crash(servers, clip):
+    stub, url = servers(fault=lambda seen: Fault("no_choices"))
     call = ask(served(url), clip, Request("generate", None, "generate.txt", "Box it."))
-    assert len(stub.requests()) == 1  # not retried: the server did answer
+    assert len(stub.requests()) == 1  # not retried: the server did answer, and would answer so again
     assert call.error.startswith("MalformedResponse: ") and "malformed body" in call.error
     assert is_backend_fault(call.error)
+
+
+def test_a_cut_off_body_is_retried_like_a_5xx_and_counts_toward_the_breaker(servers, clip):
+    plan = iter([Fault("malformed"), Fault("malformed"), None])
+    stub, url = servers(fault=lambda seen: next(plan, None))
+    model = served(url)
+    call = ask(model, clip, Request("generate", None, "generate.txt", "Box it."))
+    assert call.error is None and json.loads(call.answers[0])["bbox"] == [4, 4, 28, 40]
+    assert len(stub.requests()) == 3 and call.attempts == 3
+    # one that persists: bounded retries, then one line naming what came back
+    stub.fault = lambda seen: Fault("malformed")
+    stub.reset_record()
+    model = served(url, max_retries=2, breaker_failures=3, breaker_cooloff=60)
+    call = ask(model, clip, Request("generate", None, "generate.txt", "Box it."))
+    assert len(stub.requests()) == 3 and call.answers == []
+    assert call.error.startswith("BackendUnavailable: ") and "attempt 3 of 3" in call.error
+    assert "HTTP 200 with a body that is not JSON" in call.error and "\n" not in call.error
+    assert is_backend_fault(call.error)
+    assert model.server_stats()[0]["down"]  # three cut-off bodies in a row: the server is skipped
+
+
+class PeakRss:
+    """The largest growth of this process's resident memory while in the block (sampled every 2 ms)."""
+
+    def __enter__(self):
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads resident memory from /proc")
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault("huge"),  # 200 MB, chunked: only counting while reading can stop it
+        Fault("huge", declared=True),  # 200 MB with its Content-Length: refused before reading
+        Fault("endless"),  # a chunked body that never ends
+        Fault("gzip_bomb", size=64 * 2**20),  # 64 KB on the wire, 64 MB once inflated
+    ],
+    ids=["huge", "huge-declared", "endless", "gzip-bomb"],
+)
+def test_a_runaway_body_fails_its_call_at_the_cap_in_bounded_memory(servers, clip, fault):
+    stub, url = servers(fault=lambda seen: fault if seen.stage == "generate" else None)
+    model = served(url, request_timeout=60)
+    assert ask(model, clip, Request("audio", None, "audio.txt", "Name it.", media=())).error is None  # warm
+    start = time.perf_counter()
+    with PeakRss() as rss:
+        call = ask(model, clip, Request("generate", None, "generate.txt", "Box it."))
+    took = time.perf_counter() - start
+    assert call.answers == [] and call.error.startswith("MalformedResponse: ")
+    assert "body over the 16777216-byte cap" in call.error and "--max-response-bytes" in call.error
+    assert "\n" not in call.error and is_backend_fault(call.error)  # gar eval runs it again next time
+    assert len(stub.requests("generate")) == 1  # not retried: the same request would get the same body
+    assert rss.growth_mb < 120, f"resident memory grew {rss.growth_mb:.0f} MB"
+    assert took < 20  # stopped at the cap, not at the 60 s request timeout
+    assert not model.server_stats()[0]["down"]  # the server answered: no reason to skip it
+    call = ask(model, clip, Request("refine", 0, "refine.txt", "Refine."))
+    assert call.error is None  # the connection that was cut is not reused
+
+
+def test_max_response_bytes_is_a_flag_of_run_and_eval(servers, bench, tmp_path, capsys):
+    long = {"bbox": [4, 4, 28, 40], "description": "a violin " * 1000}  # ~9 KB of answer
+    stub, url = servers(answers={"generate": long})
+    frames, audio, _ = bench
+    args = ["run", frames / "s0001.jpg", audio / "s0001.wav", "--backend", "openai", "--base-url", url]
+    args += ["--model", "stub-model", "--json", "--out", tmp_path / "o", "--trace-dir", tmp_path / "traces"]
+    code = main([str(a) for a in [*args, "--max-response-bytes", "4096"]])
+    result = json.loads(capsys.readouterr().out)
+    assert code != 0 and "body over the 4096-byte cap" in result["error"]
+    assert len(stub.requests("generate")) == 1
+    code = main([str(a) for a in [*args, "--max-response-bytes", "65536"]])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["error"] is None
+    out = tmp_path / "e"
+    assert main(eval_args(bench, out, url, "--limit", "2", "--max-response-bytes", "4096")) == 1
+    assert _metrics(out)["n_failed"] == 2
 
 
 def test_refusals_are_not_retried(servers, clip):

@@ -41,6 +41,7 @@ from gar_agent.cli.local_model import PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
     BaseUrlOpt,
+    MaxResponseBytesOpt,
     MaxRetriesOpt,
     RequestTimeoutOpt,
     RetryBackoffOpt,
@@ -88,6 +89,7 @@ def run(
     max_retries: MaxRetriesOpt = None,
     request_timeout: RequestTimeoutOpt = None,
     retry_backoff: RetryBackoffOpt = None,
+    max_response_bytes: MaxResponseBytesOpt = None,
     graph: GraphOpt = "gar",
     prompts: PromptsOpt = None,
     protocol: ProtocolOpt = "gar",
@@ -111,7 +113,9 @@ def run(
             sources=sources, n_votes=n_votes, votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
         )  # fmt: skip
         media, video = run_media(image, audio, at=at, window=window, max_audio_s=max_audio_s, out=out)
-        serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
+        serving = served_options(
+            backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff, max_response_bytes
+        )
         chat = resolve_backend(backend, model, **serving, **local_options(backend, prefix_cache))
     except USER_ERRORS as e:
         raise fail(str(e)) from None

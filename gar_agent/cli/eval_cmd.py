@@ -33,6 +33,7 @@ from gar_agent.cli.local_model import BatchSizeOpt, PrefixCacheOpt, local_option
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
     BaseUrlOpt,
+    MaxResponseBytesOpt,
     MaxRetriesOpt,
     RequestTimeoutOpt,
     RetryBackoffOpt,
@@ -202,6 +203,7 @@ def eval_command(
     max_retries: MaxRetriesOpt = None,
     request_timeout: RequestTimeoutOpt = None,
     retry_backoff: RetryBackoffOpt = None,
+    max_response_bytes: MaxResponseBytesOpt = None,
     graph: Annotated[
         Optional[str], typer.Option(help="Topology: a name in graphs/ or a .py file (default gar).")
     ] = None,
@@ -279,6 +281,7 @@ def eval_command(
             max_retries=max_retries,
             request_timeout=request_timeout,
             retry_backoff=retry_backoff,
+            max_response_bytes=max_response_bytes,
             graph=graph,
             prompts=prompts,
             protocol=protocol if protocol != "gar" else None,
@@ -321,6 +324,7 @@ def run_command(
     max_retries: MaxRetriesOpt = None,
     request_timeout: RequestTimeoutOpt = None,
     retry_backoff: RetryBackoffOpt = None,
+    max_response_bytes: MaxResponseBytesOpt = None,
     graph: GraphOpt = "gar",
     prompts: PromptsOpt = None,
     protocol: ProtocolOpt = "gar",
@@ -395,6 +399,7 @@ def _run(
     max_retries,
     request_timeout,
     retry_backoff,
+    max_response_bytes,
     graph,
     prompts,
     protocol,
@@ -470,7 +475,9 @@ def _run(
         )
     if todo:
         try:
-            serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff)
+            serving = served_options(
+                backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff, max_response_bytes
+            )
             local = local_options(backend, prefix_cache, batch_size)
             chat = resolve_backend(
                 backend, model, **serving, **local

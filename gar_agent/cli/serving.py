@@ -35,6 +35,15 @@ RetryBackoffOpt = Annotated[
     ),
 ]
 
+MaxResponseBytesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1024,
+        help="--backend openai: longest answer body read from a server, bytes; a longer one fails its call "
+        "(default 16777216, 16 MiB).",
+    ),
+]
+
 
 def served_options(
     backend: str,
@@ -43,6 +52,7 @@ def served_options(
     max_retries: int | None,
     request_timeout: float | None,
     retry_backoff: float | None = None,
+    max_response_bytes: int | None = None,
 ) -> dict:
     """The resolve_backend options of `--backend openai`; BackendError when given to another backend."""
     given = {
@@ -51,6 +61,7 @@ def served_options(
         "--max-retries": max_retries,
         "--request-timeout": request_timeout,
         "--retry-backoff": retry_backoff,
+        "--max-response-bytes": max_response_bytes,
     }
     if backend != "openai":
         used = [flag for flag, value in given.items() if value not in (None, [])]
@@ -63,4 +74,5 @@ def served_options(
         "max_retries": max_retries,
         "request_timeout": request_timeout,
         "backoff_base": retry_backoff,
+        "max_response_bytes": max_response_bytes,
     }

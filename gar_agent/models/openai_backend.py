@@ -15,10 +15,15 @@ What it adds for a benchmark against a fleet of servers:
 - fault handling of our own: bounded retries with exponential backoff
   and jitter on 429 (honouring `Retry-After`), 408/409/425, 5xx, connection errors and timeouts,
   a per-attempt time limit, all configurable, so tests can use millisecond backoffs;
+- a cap on the body read (`max_response_bytes`, 16 MiB; `--max-response-bytes`): a huge or endless
+  body fails its call with `MalformedResponse` without being read (not retried: a server that sent
+  one runaway answer to a request would send it again);
 - one-line errors that say whose fault it is (gar_agent/models/faults.py): `BackendUnavailable`
-  after the last retry, `MalformedResponse` for a body that is not a chat completion (not
+  after the last retry, `MalformedResponse` for a body that is JSON but not a chat completion (not
   retried: an error for that call, never a crash), `BackendRefused` for 401/403/404; `gar eval`
   runs such samples again on the next run of the same command. A 400 is this request's fault.
+  A 200 whose body is not JSON at all is most often a body cut off on its way (a proxy, a crashed
+  worker), so it is retried like a 5xx and counts toward the server's breaker.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
 from gar_agent.models.faults import BackendRefused, BackendUnavailable, MalformedResponse
-from gar_agent.models.openai_transport import LoopSession
+from gar_agent.models.openai_transport import MAX_RESPONSE_BYTES, BodyTooLarge, LoopSession
 from gar_agent.models.servers import AllServersDown, Server, ServerPool
 
 log = logging.getLogger(__name__)
@@ -162,6 +167,8 @@ class ChatOpenAIServed(BaseChatModel):
     """Transient faults in a row (connection errors, timeouts, 5xx) after which a server is skipped."""
     breaker_cooloff: float = Field(default=5.0, ge=0)
     """Seconds a failing server is skipped before one request probes it (doubling, up to 120 s)."""
+    max_response_bytes: int = Field(default=MAX_RESPONSE_BYTES, ge=1024)
+    """Longest body read from a server; a longer one fails its call (MalformedResponse) unread."""
 
     _codec: ChatOpenAI = PrivateAttr()
     _pool: ServerPool = PrivateAttr()
@@ -269,7 +276,13 @@ class ChatOpenAIServed(BaseChatModel):
     async def _attempt(self, server: Server, body: bytes, headers: dict) -> ChatResult:
         """One POST to one server: the answer, or _Failed / MalformedResponse / a refusal."""
         try:
-            answer = await self._http.post(server.url + "/chat/completions", body, headers, self.request_timeout)
+            answer = await self._http.post(
+                server.url + "/chat/completions", body, headers, self.request_timeout, self.max_response_bytes
+            )
+        except BodyTooLarge as e:
+            raise MalformedResponse(
+                f"{server.url} answered with a {e}; raise --max-response-bytes if the answers are that long"
+            ) from None
         except asyncio.TimeoutError:  # aiohttp's read timeouts are asyncio's too
             raise _Failed("timed out", retry=True, dead=True) from None
         except aiohttp.ClientError as e:  # refused, reset, dropped mid-answer
@@ -283,8 +296,15 @@ class ChatOpenAIServed(BaseChatModel):
             # e.g. 400: this request (its prompt, its media) is what the server rejects
             raise RuntimeError(f"{server.url} refused the request: {failure.text}")
         try:
-            result = self._codec._create_chat_result(json.loads(answer.body))
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            completion = json.loads(answer.body)
+        except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+            # not JSON at all: most often a body cut off on its way (a proxy, a worker that died mid-write)
+            why = " ".join(str(e).split())[:120] if isinstance(e, ValueError) else "nested too deep"
+            text = f"HTTP 200 with a body that is not JSON ({why}; {len(answer.body)} bytes)"
+            raise _Failed(text, retry=True, dead=True) from None
+        try:
+            result = self._codec._create_chat_result(completion)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             # the server answered 200 with something that is not a chat completion
             text = " ".join(str(e).split())[:200]
             raise MalformedResponse(
@@ -339,6 +359,7 @@ def from_options(
     max_retries: int | None = None,
     request_timeout: float | None = None,
     backoff_base: float | None = None,
+    max_response_bytes: int | None = None,
     **extra: Any,
 ) -> ChatOpenAIServed:
     """Build the served model from command-line options; BackendError (one line) for bad ones."""
@@ -367,4 +388,6 @@ def from_options(
         options["request_timeout"] = request_timeout
     if backoff_base is not None:
         options["backoff_base"] = backoff_base
+    if max_response_bytes is not None:
+        options["max_response_bytes"] = max_response_bytes
     return ChatOpenAIServed(**options)

@@ -11,6 +11,9 @@ the POST itself (0.9 vs 0.3 ms a call, measured on this loop), and at 64+ sample
 is the ceiling on throughput. What the SDK would add (retries, status handling) is ours anyway
 (gar_agent/models/openai_backend.py); LangChain's ChatOpenAI still builds each payload and reads
 each answer.
+
+A body is read in chunks up to a cap (`BodyTooLarge` past it): a server we do not control can send
+a body of any size, or one that never ends, and reading it whole took 5.8 GB for a 200 MB answer.
 """
 
 from __future__ import annotations
@@ -25,6 +28,20 @@ from typing import Any
 import aiohttp
 
 from gar_agent.loop import BackgroundLoop
+
+# Far above any real answer (a chat completion of a few votes is kilobytes; n=64 long answers with
+# logprobs stay under a few MB), small enough that a runaway body costs little memory.
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+CHUNK = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The server's body passed the cap; the connection is dropped, the rest never read."""
+
+    def __init__(self, cap: int, declared: int | None = None) -> None:
+        self.cap, self.declared = cap, declared
+        said = f" (it declared {declared} bytes)" if declared is not None else ""
+        super().__init__(f"body over the {cap}-byte cap{said}")
 
 
 @dataclass
@@ -43,6 +60,28 @@ def proxy_for(url: str) -> str | None:
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
     return urllib.request.getproxies().get(parts.scheme)
+
+
+async def read_capped(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    """The body of a response, read in chunks and given up on past `max_bytes`.
+
+    The count is of the bytes as aiohttp hands them over, i.e. after gzip/deflate decoding, so a
+    small compressed bomb is stopped too. Past the cap the connection is closed, not returned to
+    the pool (the rest of the body is still on its way).
+    """
+    declared = response.content_length
+    if declared is not None and declared > max_bytes:
+        response.close()
+        raise BodyTooLarge(max_bytes, declared)
+    parts: list[bytes] = []
+    size = 0
+    while chunk := await response.content.read(CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            response.close()
+            raise BodyTooLarge(max_bytes)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 class LoopSession:
@@ -67,12 +106,17 @@ class LoopSession:
             self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> Answer:
-        """POST a JSON body; aiohttp's errors (connection, payload) and asyncio.TimeoutError pass through."""
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float, max_bytes: int = MAX_RESPONSE_BYTES
+    ) -> Answer:
+        """POST a JSON body; the answer's body at most `max_bytes` long, else BodyTooLarge.
+
+        aiohttp's errors (connection, payload) and asyncio.TimeoutError pass through.
+        """
         session = self._open()
         timeout_s = aiohttp.ClientTimeout(total=timeout)
         async with session.post(url, data=body, headers=headers, timeout=timeout_s, proxy=proxy_for(url)) as r:
-            return Answer(r.status, r.headers, await r.read())
+            return Answer(r.status, r.headers, await read_capped(r, max_bytes))
 
     def run(self, coro: Coroutine) -> Any:
         """Run a request coroutine on the loop and wait for it here (a thread, not the loop)."""
