@@ -185,6 +185,7 @@ def _mount() -> None:
     """Sub-command groups that live in their own modules."""
     from gar_agent.cli.data_cmd import data_app
     from gar_agent.cli.eval_cmd import eval_app
+    from gar_agent.cli.eval_loop_cmd import compare_command  # noqa: F401  (adds replay and compare to eval_app)
     from gar_agent.cli.graph_cmd import graph_app
     from gar_agent.cli.model_cmd import model_app
     from gar_agent.cli.prompts_cmd import prompts_app

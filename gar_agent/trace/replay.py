@@ -86,6 +86,8 @@ class ReplayChatModel(BaseChatModel):
     missing: list[str] = []
     served: int = 0
     forwarded: int = 0
+    served_tokens: int = 0  # input + output tokens the recording reports for the calls it served
+    forwarded_tokens: int = 0  # and the backend for the calls sent to it (what a replay saved vs paid)
 
     def model_post_init(self, __context) -> None:
         for c in self.trace_calls:
@@ -148,9 +150,11 @@ class ReplayChatModel(BaseChatModel):
                 raise MissingRecording(f"the recording has no answer for the {what}: give --backend to run it")
             self.forwarded += 1
             result = self.fallback.generate([messages], metadata=meta, **kwargs)
+            self.forwarded_tokens += sum(_tokens(g) for g in result.generations[0])
             return ChatResult(generations=result.generations[0])
         answers, tin, tout, wall, cached = got
         self.served += 1
+        self.served_tokens += tin + tout
         gens = [
             ChatGeneration(
                 message=AIMessage(
@@ -168,6 +172,11 @@ class ReplayChatModel(BaseChatModel):
             for i, a in enumerate(answers)
         ]
         return ChatResult(generations=gens)
+
+
+def _tokens(generation) -> int:
+    usage = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
+    return int(usage.get("input_tokens") or 0) + int(usage.get("output_tokens") or 0)
 
 
 def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:

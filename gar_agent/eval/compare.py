@@ -1,0 +1,344 @@
+"""Compare evaluation folders: paired bootstrap intervals, McNemar on the hits, what changed per sample.
+
+Every benchmark number of `summarize` is a function of per-sample contributions: cIoU@t and AUC are
+means of per-sample values (AUC's trapezoid is linear in the success rates), AP is a mean, PIAP is
+the AP of pooled pixel counts (true positives, predicted and GT pixels summed over samples), and the
+duet's matched IoU a mean over the samples that have one. So a bootstrap resample is a vector of
+counts (how often each paired sample was drawn) and every metric of every resample is a matrix
+product: 10,000 resamples of 5,000 samples cost a few BLAS calls, not 10,000 summaries.
+
+Only samples evaluated in both folders are paired (with `strict`, failed samples count as misses
+and are evaluated; otherwise they are left out, as in metrics.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binomtest
+
+from gar_agent.errors import UserError
+from gar_agent.eval.datasets import DATASETS
+from gar_agent.eval.metrics import MASK_SIZE, THRESHOLDS, SampleScore, matched_ious
+from gar_agent.eval.store import EvalDir, read_config, read_sample
+
+PIXELS = MASK_SIZE * MASK_SIZE
+# AUC's per-sample contribution: the trapezoid weight of each threshold the sample's cIoU reaches
+_AUC_WEIGHTS = np.concatenate([[0.0], np.diff(THRESHOLDS)]) / 2 + np.concatenate([np.diff(THRESHOLDS), [0.0]]) / 2
+METRICS = ("ciou@0.3", "ciou@0.5", "auc", "ap", "piap")
+CHUNK = 1000  # resamples per matrix product: CHUNK x n counts in memory at once
+
+
+class CompareError(UserError):
+    """Folders that cannot be compared (other benchmark, other GT); the message is one line."""
+
+
+@dataclass
+class Folder:
+    """One evaluation folder's samples as per-sample arrays, in id order."""
+
+    root: Path
+    config: dict
+    ids: list[str]
+    failed: np.ndarray  # bool
+    tp: np.ndarray  # GT pixels the prediction covers (224 x 224 grid)
+    on: np.ndarray  # predicted pixels
+    pos: np.ndarray  # GT pixels
+    matched: np.ndarray  # duet: mean matched IoU (nan: none)
+    gate: list[str]
+    classes: list[str]
+    gt: list[list[list[float]]]
+
+    @property
+    def ciou(self) -> np.ndarray:
+        den = self.pos + self.on - self.tp
+        return np.divide(self.tp, den, out=np.zeros(len(self.ids)), where=den > 0)
+
+
+def _gate(score: SampleScore) -> str:
+    if score.failed:
+        return "failed"
+    if score.refined and score.skipped:
+        return "mixed"
+    return "refined" if score.refined else "skipped" if score.skipped else "no gate"
+
+
+def load_folder(path: str | Path, duet: bool | None = None) -> Folder:
+    """Read a folder's config and sample files (unreadable ones are left out)."""
+    d = EvalDir(Path(path))
+    config = read_config(d)
+    duet = DATASETS[config["dataset"]].sources > 1 if duet is None else duet
+    rows = []
+    for sid in d.stored_ids():
+        doc = read_sample(d, sid)
+        if doc is not None:
+            rows.append((sid, doc))
+    n = len(rows)
+    f = Folder(d.root, config, [], np.zeros(n, bool), *(np.zeros(n) for _ in range(4)), [], [], [])
+    f.matched[:] = np.nan
+    for i, (sid, doc) in enumerate(rows):
+        s: SampleScore = doc["score"]
+        gt, pred = s.masks()
+        g, p = gt > 0.5, pred >= 0.5
+        f.ids.append(sid)
+        f.failed[i] = s.failed
+        f.tp[i], f.on[i], f.pos[i] = np.count_nonzero(g & p), np.count_nonzero(p), np.count_nonzero(g)
+        if duet:
+            f.matched[i] = matched_ious([] if s.failed else s.pred_boxes, s.gt_boxes, MASK_SIZE, s.image_size)[1]
+        f.gate.append(_gate(s))
+        classes = doc.get("gt_classes")
+        f.classes.append("+".join(map(str, classes)) if isinstance(classes, list) and classes else "-")
+        f.gt.append(s.gt_boxes)
+    return f
+
+
+def ap_from_counts(tp, on, pos, pixels=PIXELS):
+    """AP of binary masks from pixel counts (sklearn's step AP, as metrics.average_precision computes it):
+    recall * precision at the predicted pixels, then the rest of the recall at the GT's share of all pixels."""
+    tp, on, pos, pixels = (np.asarray(x, dtype=np.float64) for x in (tp, on, pos, pixels))
+    rec = np.divide(tp, pos, out=np.zeros(np.broadcast(tp, pos).shape), where=pos > 0)
+    prec = np.divide(tp, on, out=np.zeros(np.broadcast(tp, on).shape), where=on > 0)
+    ap = rec * prec + (1 - rec) * np.divide(
+        pos, pixels, out=np.zeros(np.broadcast(pos, pixels).shape), where=pixels > 0
+    )
+    return np.where(pos > 0, ap, 0.0)
+
+
+def _columns(f: Folder, idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample contributions of the chosen samples: every metric is built from their weighted sums."""
+    tp, on, pos = f.tp[idx], f.on[idx], f.pos[idx]
+    c = f.ciou[idx]
+    reached = c[:, None] >= THRESHOLDS[None, :]
+    valid = ~np.isnan(f.matched[idx])
+    return {
+        "hit3": (c >= 0.3).astype(float),
+        "hit5": (c >= 0.5).astype(float),
+        "auc": reached @ _AUC_WEIGHTS,
+        "ap": ap_from_counts(tp, on, pos),
+        "tp": tp,
+        "on": on,
+        "pos": pos,
+        "matched": np.where(valid, f.matched[idx], 0.0),
+        "matched_n": valid.astype(float),
+    }
+
+
+_ORDER = ("hit3", "hit5", "auc", "ap", "tp", "on", "pos", "matched", "matched_n")
+
+
+def _metrics(sums: np.ndarray, n: np.ndarray, duet: bool) -> dict[str, np.ndarray]:
+    """Metric values from column sums (rows: resamples; columns in _ORDER) and the resampled count."""
+    col = dict(zip(_ORDER, sums.T))
+    out = {
+        "ciou@0.3": col["hit3"] / n,
+        "ciou@0.5": col["hit5"] / n,
+        "auc": col["auc"] / n,
+        "ap": col["ap"] / n,
+        "piap": ap_from_counts(col["tp"], col["on"], col["pos"], n * PIXELS),
+    }
+    if duet:
+        out["matched_mean_iou"] = np.divide(
+            col["matched"], col["matched_n"], out=np.full(len(n), np.nan), where=col["matched_n"] > 0
+        )
+    return out
+
+
+def metric_values(f: Folder, idx: np.ndarray, duet: bool) -> dict[str, float | None]:
+    """The folder's metrics over the samples idx (what summarize gives for them)."""
+    if not len(idx):
+        return {k: None for k in (*METRICS, *(["matched_mean_iou"] if duet else []))}
+    cols = _columns(f, idx)
+    sums = np.array([[cols[k].sum() for k in _ORDER]])
+    return {k: _num(v[0]) for k, v in _metrics(sums, np.array([float(len(idx))]), duet).items()}
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) or np.isnan(v) else float(v)
+
+
+def resample_counts(n: int, resamples: int, seed: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
+    """Bootstrap draws as count matrices (rows: resamples, columns: how often each sample was drawn).
+
+    Drawn chunk by chunk from one seeded generator as index rows, so the draws do not depend on the chunk size.
+    """
+    rng = np.random.default_rng(seed)
+    done = 0
+    while done < resamples:
+        k = min(chunk, resamples - done)
+        idx = rng.integers(0, n, size=(k, n))
+        offsets = (np.arange(k) * n)[:, None]
+        yield np.bincount((idx + offsets).ravel(), minlength=k * n).reshape(k, n).astype(np.float64)
+        done += k
+
+
+def paired_bootstrap(
+    a: dict[str, np.ndarray], b: dict[str, np.ndarray], duet: bool, resamples: int = 10_000, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """B-A of every metric for each resample of the paired samples (columns from `_columns`)."""
+    n = len(a["hit5"])
+    ma, mb = np.column_stack([a[k] for k in _ORDER]), np.column_stack([b[k] for k in _ORDER])
+    out: dict[str, list] = defaultdict(list)
+    for w in resample_counts(n, resamples, seed):
+        total = w.sum(axis=1)
+        va, vb = _metrics(w @ ma, total, duet), _metrics(w @ mb, total, duet)
+        for k in va:
+            out[k].append(vb[k] - va[k])
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def mcnemar(hit_a: np.ndarray, hit_b: np.ndarray) -> dict:
+    """Exact McNemar test: a two-sided binomial test on the discordant pairs."""
+    a_only = int(np.count_nonzero(hit_a & ~hit_b))
+    b_only = int(np.count_nonzero(hit_b & ~hit_a))
+    p = binomtest(b_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
+    return {"a_only": a_only, "b_only": b_only, "both": int(np.count_nonzero(hit_a & hit_b)), "p_value": float(p)}
+
+
+def _sha256(path: str | None) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+    except OSError:
+        return None
+
+
+def check_comparable(base: Folder, other: Folder) -> None:
+    """CompareError (one line) when two folders do not measure the same benchmark with the same GT."""
+    ca, cb = base.config, other.config
+    if ca["dataset"] != cb["dataset"]:
+        raise CompareError(
+            f"{other.root} evaluates {cb['dataset']}, {base.root} evaluates {ca['dataset']}: "
+            "compare folders of the same benchmark"
+        )
+    ga, gb = ca["settings"].get("gt_boxes"), cb["settings"].get("gt_boxes")
+    if ga != gb:
+        raise CompareError(
+            f"{other.root} uses --gt-boxes {gb}, {base.root} uses {ga}: rescore one with the other's GT to compare"
+        )
+    ha, hb = _sha256((ca.get("data") or {}).get("gt")), _sha256((cb.get("data") or {}).get("gt"))
+    if ha and hb and ha != hb:
+        raise CompareError(
+            f"{other.root} and {base.root} were scored against different GT files "
+            f"({cb['data']['gt']} vs {ca['data']['gt']}): compare folders of the same GT"
+        )
+    gts = dict(zip(base.ids, base.gt))
+    for sid, gt in zip(other.ids, other.gt):
+        if sid not in gts:
+            continue
+        a, b = np.asarray(gts[sid], float), np.asarray(gt, float)
+        if a.shape != b.shape or not np.allclose(a, b):
+            raise CompareError(
+                f"sample {sid} has other GT boxes in {other.root} than in {base.root}: the folders use different GT"
+            )
+
+
+def _flip(a: float, b: float, t: float) -> int:
+    return (b >= t) - (a >= t)
+
+
+def compare_pair(
+    base: Folder, other: Folder, resamples: int = 10_000, seed: int = 0, strict: bool = False, eps: float = 1e-9
+) -> dict:
+    """Folder `other` against `base`: paired metrics with intervals, McNemar, changed samples."""
+    check_comparable(base, other)
+    duet = DATASETS[base.config["dataset"]].sources > 1
+    ev_a = {sid: i for i, sid in enumerate(base.ids) if strict or not base.failed[i]}
+    ev_b = {sid: i for i, sid in enumerate(other.ids) if strict or not other.failed[i]}
+    both = sorted(set(ev_a) & set(ev_b))
+    ia = np.array([ev_a[s] for s in both], dtype=int)
+    ib = np.array([ev_b[s] for s in both], dtype=int)
+    va, vb = metric_values(base, ia, duet), metric_values(other, ib, duet)
+    deltas = {}
+    if len(both):
+        deltas = paired_bootstrap(_columns(base, ia), _columns(other, ib), duet, resamples, seed)
+    rows = []
+    for k in va:
+        d = None if va[k] is None or vb[k] is None else vb[k] - va[k]
+        samples = deltas.get(k)
+        ci = None
+        if samples is not None and d is not None:
+            finite = samples[~np.isnan(samples)]
+            ci = [float(x) for x in np.percentile(finite, [2.5, 97.5])] if finite.size else None
+        rows.append({"metric": k, "a": va[k], "b": vb[k], "delta": d, "ci95": ci})
+    ca, cb = base.ciou[ia], other.ciou[ib]
+    test = mcnemar(ca >= 0.5, cb >= 0.5)
+    changed, by_gate, by_class = [], defaultdict(list), defaultdict(list)
+    for j, sid in enumerate(both):
+        a, b = float(ca[j]), float(cb[j])
+        ga, gb = base.gate[ia[j]], other.gate[ib[j]]
+        entry = {
+            "id": sid,
+            "ciou_a": a,
+            "ciou_b": b,
+            "delta": b - a,
+            "flip_0.3": _flip(a, b, 0.3),
+            "flip_0.5": _flip(a, b, 0.5),
+            "gate_a": ga,
+            "gate_b": gb,
+            "class": base.classes[ia[j]],
+        }
+        by_gate[f"{ga} -> {gb}"].append(entry)
+        by_class[entry["class"]].append(entry)
+        if abs(b - a) > eps or ga != gb:
+            changed.append(entry)
+    changed.sort(key=lambda e: (-abs(e["delta"]), e["id"]))
+    return {
+        "folder": str(other.root),
+        "n_paired": len(both),
+        "metrics": rows,
+        "mcnemar": test,
+        "only_a": sorted(set(ev_a) - set(ev_b)),
+        "only_b": sorted(set(ev_b) - set(ev_a)),
+        "summary": {
+            "up": sum(e["delta"] > eps for e in changed),
+            "down": sum(e["delta"] < -eps for e in changed),
+            "up_0.5": sum(e["flip_0.5"] > 0 for e in changed),
+            "down_0.5": sum(e["flip_0.5"] < 0 for e in changed),
+            "up_0.3": sum(e["flip_0.3"] > 0 for e in changed),
+            "down_0.3": sum(e["flip_0.3"] < 0 for e in changed),
+            "gate_changed": sum(e["gate_a"] != e["gate_b"] for e in changed),
+        },
+        "by_gate": _groups(by_gate, eps),
+        "by_class": _groups(by_class, eps),
+        "changed": changed,
+    }
+
+
+def _groups(groups: dict[str, list[dict]], eps: float) -> list[dict]:
+    out = [
+        {
+            "group": g,
+            "n": len(es),
+            "up": sum(e["delta"] > eps for e in es),
+            "down": sum(e["delta"] < -eps for e in es),
+            "mean_delta": float(np.mean([e["delta"] for e in es])),
+        }
+        for g, es in groups.items()
+    ]
+    return sorted(out, key=lambda g: (-(g["up"] + g["down"]), -g["n"], g["group"]))
+
+
+def compare_folders(paths: Sequence[str | Path], resamples: int = 10_000, seed: int = 0, strict: bool = False) -> dict:
+    """The first folder against each of the others (B-A, C-A, ...); the JSON of `gar eval compare --json`."""
+    folders = [load_folder(p) for p in paths]
+    base = folders[0]
+    for f in folders[1:]:  # every mismatch before any bootstrap
+        check_comparable(base, f)
+    duet = DATASETS[base.config["dataset"]].sources > 1
+    return {
+        "dataset": base.config["dataset"],
+        "resamples": resamples,
+        "seed": seed,
+        "strict": strict,
+        "folders": [str(f.root) for f in folders],
+        "values": [
+            metric_values(f, np.array([i for i in range(len(f.ids)) if strict or not f.failed[i]], dtype=int), duet)
+            for f in folders
+        ],
+        "comparisons": [compare_pair(base, f, resamples, seed, strict) for f in folders[1:]],
+    }

@@ -1,0 +1,357 @@
+"""`gar eval replay` and `gar eval compare`: a whole evaluation re-run from its recorded calls, and
+two evaluations compared with paired statistics.
+
+The benchmark has white rectangles on black frames. `VaryModel` (`--backend test_eval_replay:VaryModel`)
+points at the rectangle it sees and votes an av_consistency that grows with the rectangle's left
+edge, so a threshold gates some samples and not others; its Refine shrinks the box by 8 pixels a side.
+`CountingModel` is the same model counting the calls that reach it: what a replay sent to the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from test_eval import RectModel, _bright_boxes, make_benchmark, norm
+
+from gar_agent.cli.app import main
+from gar_agent.eval import compare as cmp
+from gar_agent.eval.metrics import SampleScore, summarize
+
+SHIPPED_GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "gar.py"
+
+
+def av_of(x1: int) -> float:
+    """The vote's av_consistency for a rectangle whose left edge is x1: 0.2 at 0, 0.8 at 120."""
+    return round(0.2 + 0.6 * min(x1, 120) / 120, 3)
+
+
+class VaryModel(RectModel):
+    """RectModel with av_consistency from the rectangle's position and a Refine that shrinks the box."""
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        meta = (run_manager.metadata if run_manager else None) or {}
+        stage, n = meta.get("gar_stage"), int(kwargs.get("n") or 1)
+        if stage not in ("analyze", "refine"):
+            return super()._generate(messages, stop, run_manager, **kwargs)
+        image = next(b for b in messages[-1].content if isinstance(b, dict) and b.get("type") == "image")
+        x1, y1, x2, y2 = _bright_boxes(image["base64"])[0]
+        if stage == "analyze":
+            answer = {"av_consistency": av_of(x1), "keep": True, "role_tags": ["body"], "anchor_votes": []}
+        else:
+            answer = {"bbox": [x1 + 8, y1 + 8, x2 - 8, y2 - 8], "changed": True, "refined_description": "smaller"}
+        text = json.dumps(answer)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text)) for _ in range(n)])
+
+
+class CountingModel(VaryModel):
+    """VaryModel that lists every call it is asked: (sample, stage, source)."""
+
+    calls: ClassVar[list[tuple]] = []
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        meta = (run_manager.metadata if run_manager else None) or {}
+        with CountingModel.lock:
+            CountingModel.calls.append((meta.get("gar_thread"), meta.get("gar_stage"), meta.get("gar_source")))
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+# left edges 0..112: av 0.2 .. 0.76; the recorded gate (tau_av 0.5) refines x1 < 60 (av < 0.5)
+X1 = [0, 16, 40, 64, 72, 96, 112]
+ENTRIES = [
+    {"id": f"s{i}", "drawn": [[x, 40, x + 100, 180]], "gt": [norm([x + 4, 44, x + 96, 176])]} for i, x in enumerate(X1)
+] + [{"id": "zblack", "drawn": [], "gt": [norm([0, 0, 111, 111])]}]  # nothing to point at: the run fails
+
+
+def gar(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """One recorded evaluation (graph gar, tau_av 0.5) of the benchmark: (data args, its folder)."""
+    root = tmp_path_factory.mktemp("replay")
+    frames, audio, gt = make_benchmark(root, "vggss-single", ENTRIES)
+    data = ["--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt]
+    out = root / "src"
+    code = main([str(a) for a in ["eval", "run", *data, "--backend", "test_eval_replay:VaryModel", "--out", out]])
+    assert code == 0
+    return data, out
+
+
+def _docs(folder: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((folder / "samples").glob("*.json"))}
+
+
+def _same_results(a: dict, b: dict) -> None:
+    for key in ("ciou", "ap", "score", "gt_classes"):
+        assert a[key] == b[key], key
+    assert (a["result"] is None) == (b["result"] is None)
+    if a["result"] is not None:
+        assert a["result"]["sources"] == b["result"]["sources"] and a["result"]["error"] == b["result"]["error"]
+
+
+def _refined(folder: Path) -> set[str]:
+    return {sid for sid, d in _docs(folder).items() if d["score"]["refined"]}
+
+
+def test_a_replay_with_nothing_changed_is_the_evaluation_and_makes_no_call(source, capsys, tmp_path):
+    data, src = source
+    dst = tmp_path / "same"
+    CountingModel.calls.clear()
+    code, out, err = gar(capsys, "eval", "replay", src, "--out", dst, "--backend", "test_eval_replay:CountingModel")
+    assert code == 0, err
+    assert CountingModel.calls == []
+    metrics, recorded = json.loads((dst / "metrics.json").read_text()), json.loads((src / "metrics.json").read_text())
+    keys = ("ciou@0.3", "ciou@0.5", "auc", "ap", "piap", "n_total", "n_evaluated", "n_failed", "refined", "skipped")
+    assert {k: metrics[k] for k in keys} == {k: recorded[k] for k in keys}
+    a, b = _docs(src), _docs(dst)
+    assert sorted(a) == sorted(b)
+    for sid in a:
+        _same_results(a[sid], b[sid])
+    report = json.loads((dst / "replay.json").read_text())
+    assert report["new"] == 0 and report["new_tokens"] == 0 and report["reused"] > 0
+    assert report["replayed"] == 7 and report["carried_over"] == 1  # zblack failed in the source: kept as it was
+    assert "calls: " in out and " reused from the recording, 0 new" in out
+    trace = json.loads((dst / "traces" / "s0" / "trace.json").read_text())
+    assert trace["parent"] == "s0" and trace["run_id"] == "s0"
+    # DST is an ordinary evaluation folder: rescore and sweep read it
+    code, _, _ = gar(capsys, "eval", "rescore", dst)
+    assert code == 0 and json.loads((dst / "metrics.json").read_text())["ciou@0.5"] == recorded["ciou@0.5"]
+    code, _, _ = gar(capsys, "eval", "sweep", dst, "--tau-av", "0.3")
+    assert code == 0
+
+
+def test_a_stricter_tau_sends_only_the_newly_gated_refines_to_the_backend(source, capsys, tmp_path):
+    _, src = source
+    assert _refined(src) == {"s0", "s1", "s2"}  # av 0.2, 0.28, 0.4 < 0.5
+    CountingModel.calls.clear()
+    dst = tmp_path / "strict"
+    code, out, err = gar(
+        capsys, "eval", "replay", src, "--out", dst, "--tau-av", "0.7", "--backend", "test_eval_replay:CountingModel"
+    )
+    assert code == 0, err
+    newly = {f"s{i}" for i, x in enumerate(X1) if 0.5 <= av_of(x) < 0.7}
+    assert newly == {"s3", "s4", "s5"}
+    assert sorted(CountingModel.calls) == sorted((sid, "refine", 0) for sid in newly)
+    assert _refined(dst) == {"s0", "s1", "s2", "s3", "s4", "s5"}
+    report = json.loads((dst / "replay.json").read_text())
+    assert report["new"] == 3 and report["new_tokens"] == 0  # the test model reports no usage
+
+
+def test_without_a_backend_the_samples_needing_a_call_are_listed_then_a_backend_finishes_them(source, capsys, tmp_path):
+    _, src = source
+    dst = tmp_path / "nogate"
+    code, out, err = gar(capsys, "eval", "replay", src, "--out", dst, "--graph", "no_gate")
+    assert code == 3
+    assert "4 sample(s) need a call the recording lacks" in err and "refine call for source 0" in err
+    assert "--backend" in err and "Traceback" not in err
+    assert sorted(_docs(dst)) == ["s0", "s1", "s2", "zblack"]  # the others are not written
+    assert not (dst / "traces" / "s3").exists()
+    needs = json.loads((dst / "replay.json").read_text())["needs_model"]
+    assert [n["id"] for n in needs] == ["s3", "s4", "s5", "s6"]
+    # the same command with a backend resumes: only the gate-skipped samples' Refine is new
+    CountingModel.calls.clear()
+    code, out, err = gar(
+        capsys, "eval", "replay", src, "--out", dst, "--graph", "no_gate", "--backend", "test_eval_replay:CountingModel"
+    )
+    assert code == 0, err
+    assert sorted(CountingModel.calls) == [(f"s{i}", "refine", 0) for i in range(3, 7)]
+    assert _refined(dst) == {f"s{i}" for i in range(7)}
+    assert json.loads((dst / "eval.json").read_text())["settings"]["graph"] == "no_gate"
+
+
+def test_a_new_graph_file_and_a_changed_prompt_are_served_up_to_the_first_changed_request(source, capsys, tmp_path):
+    _, src = source
+    graph = tmp_path / "my_gar.py"
+    graph.write_text(SHIPPED_GRAPH.read_text() + "\n# a researcher's copy\n")
+    CountingModel.calls.clear()
+    code, _, err = gar(
+        capsys,
+        "eval",
+        "replay",
+        src,
+        "--out",
+        tmp_path / "g",
+        "--graph",
+        graph,
+        "--backend",
+        "test_eval_replay:CountingModel",
+    )
+    assert code == 0, err
+    assert CountingModel.calls == []  # same wiring, same requests: all from the recording
+    assert json.loads((tmp_path / "g" / "eval.json").read_text())["settings"]["graph"] == "my_gar"
+    # an edited Refine template: everything before Refine is reused, each Refine is new
+    prompts = tmp_path / "prompts"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "gar_agent" / "templates", prompts)
+    (prompts / "refine_single.txt").write_text((prompts / "refine_single.txt").read_text() + "\nBe brief.\n")
+    CountingModel.calls.clear()
+    code, _, err = gar(
+        capsys, "eval", "replay", src, "--out", tmp_path / "p", "--prompts", prompts,
+        "--backend", "test_eval_replay:CountingModel",
+    )  # fmt: skip
+    assert code == 0, err
+    assert sorted(CountingModel.calls) == [(sid, "refine", 0) for sid in ("s0", "s1", "s2")]
+
+
+def test_an_old_folder_without_replay_records_or_spec_still_replays(source, capsys, tmp_path):
+    _, src = source
+    old = tmp_path / "old"
+    shutil.copytree(src, old)
+    config = json.loads((old / "eval.json").read_text())
+    for key in ("spec", "replay"):
+        config.pop(key, None)
+    (old / "eval.json").write_text(json.dumps(config))
+    for p in (old / "samples").glob("*.json"):
+        doc = json.loads(p.read_text())
+        doc.pop("gt_classes", None)
+        p.write_text(json.dumps(doc))
+    code, _, err = gar(capsys, "eval", "replay", old, "--out", tmp_path / "d")
+    assert code == 0, err
+
+
+def test_replay_refuses_bad_input_in_one_line(source, capsys, tmp_path):
+    _, src = source
+    code, _, err = gar(capsys, "eval", "replay", tmp_path / "nothing", "--out", tmp_path / "x")
+    assert code == 2 and "not an evaluation folder" in err and len(err.strip().splitlines()) == 1
+    code, _, err = gar(capsys, "eval", "replay", src, "--out", src)
+    assert code == 2 and "is the source folder" in err
+    code, _, err = gar(capsys, "eval", "replay", src, "--out", tmp_path / "y", "--graph", "nope")
+    assert code == 2 and "nope" in err and "Traceback" not in err
+    dst = tmp_path / "z"
+    assert gar(capsys, "eval", "replay", src, "--out", dst)[0] == 0
+    code, _, err = gar(capsys, "eval", "replay", src, "--out", dst, "--tau-av", "0.9")
+    assert code == 2 and "other settings" in err
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _score(sid: str, pred: list[list[float]], gt: list[list[float]], failed: bool = False) -> SampleScore:
+    return SampleScore(id=sid, pred_boxes=pred, gt_boxes=gt, failed=failed, image_size=[224, 224])
+
+
+def _random_folder(rng, n: int, shift: float) -> list[SampleScore]:
+    out = []
+    for i in range(n):
+        x, y = rng.uniform(0, 0.5, 2)
+        gt = [[x, y, x + 0.4, y + 0.4]]
+        dx = rng.uniform(-shift, shift)
+        out.append(_score(f"{i:03d}", [[x + dx, y, x + dx + 0.4, y + 0.4]], gt, failed=i % 17 == 5))
+    return out
+
+
+def _folder(scores: list[SampleScore]) -> cmp.Folder:
+    """A Folder as load_folder builds it, from scores."""
+    n = len(scores)
+    f = cmp.Folder(Path("."), {"dataset": "vggss-single", "settings": {}}, [], np.zeros(n, bool),
+                   *(np.zeros(n) for _ in range(4)), [], [], [])  # fmt: skip
+    f.matched[:] = np.nan
+    for i, s in enumerate(scores):
+        gt, pred = s.masks()
+        g, p = gt > 0.5, pred >= 0.5
+        f.ids.append(s.id)
+        f.failed[i] = s.failed
+        f.tp[i], f.on[i], f.pos[i] = np.count_nonzero(g & p), np.count_nonzero(p), np.count_nonzero(g)
+        f.gate.append("skipped")
+        f.classes.append("-")
+        f.gt.append(s.gt_boxes)
+    return f
+
+
+def test_the_bootstrap_interval_is_the_slow_reference_computation_and_depends_on_its_seed():
+    rng = np.random.default_rng(7)
+    a_scores, b_scores = _random_folder(rng, 40, 0.3), _random_folder(rng, 40, 0.1)
+    # the same GT in both: B's boxes are drawn again with a smaller shift
+    b_scores = [s.model_copy(update={"gt_boxes": a.gt_boxes}) for s, a in zip(b_scores, a_scores)]
+    a, b = _folder(a_scores), _folder(b_scores)
+    report = cmp.compare_pair(a, b, resamples=300, seed=3)
+    paired = [i for i in range(40) if not (a_scores[i].failed or b_scores[i].failed)]
+    assert report["n_paired"] == len(paired)
+    # the slow way: summarize() on every resample, drawn the same way
+    deltas = {k: [] for k in cmp.METRICS}
+    for w in cmp.resample_counts(len(paired), 300, seed=3):
+        for row in w:
+            take = [paired[j] for j in np.repeat(np.arange(len(paired)), row.astype(int))]
+            ma = summarize([a_scores[i] for i in take], duet=False)
+            mb = summarize([b_scores[i] for i in take], duet=False)
+            for k in deltas:
+                deltas[k].append(mb[k] - ma[k])
+    full_a = summarize([a_scores[i] for i in paired], duet=False)
+    full_b = summarize([b_scores[i] for i in paired], duet=False)
+    for row in report["metrics"]:
+        k = row["metric"]
+        assert row["a"] == pytest.approx(full_a[k]) and row["b"] == pytest.approx(full_b[k])
+        assert row["ci95"] == pytest.approx(list(np.percentile(deltas[k], [2.5, 97.5])), abs=1e-9)
+    again = cmp.compare_pair(a, b, resamples=300, seed=3)
+    other = cmp.compare_pair(a, b, resamples=300, seed=4)
+    assert [r["ci95"] for r in again["metrics"]] == [r["ci95"] for r in report["metrics"]]
+    assert [r["ci95"] for r in other["metrics"]] != [r["ci95"] for r in report["metrics"]]
+
+
+def test_mcnemar_counts_the_discordant_pairs_by_hand():
+    a = np.array([1, 1, 1, 1, 1, 0, 0, 0, 1, 0], bool)
+    b = np.array([1, 0, 0, 0, 0, 1, 0, 0, 1, 1], bool)
+    test = cmp.mcnemar(a, b)
+    assert (test["a_only"], test["b_only"], test["both"]) == (4, 2, 2)
+    # exact two-sided binomial on 6 discordant pairs, 2 of them B's: 2 * P(X <= 2), X ~ Bin(6, 1/2) = 2 * 22/64
+    assert test["p_value"] == pytest.approx(44 / 64)
+    assert cmp.mcnemar(a, a)["p_value"] == 1.0
+
+
+def test_compare_of_two_replays_lists_what_changed_and_why(source, capsys, tmp_path):
+    _, src = source
+    dst = tmp_path / "strict"
+    assert (
+        gar(capsys, "eval", "replay", src, "--out", dst, "--tau-av", "0.7", "--backend", "test_eval_replay:VaryModel")[
+            0
+        ]
+        == 0
+    )
+    code, out, err = gar(capsys, "eval", "compare", src, dst, "--json", "--resamples", "500")
+    assert code == 0, err
+    report = json.loads(out)
+    [c] = report["comparisons"]
+    assert c["n_paired"] == 7 and c["only_a"] == [] and c["only_b"] == []
+    assert sorted(e["id"] for e in c["changed"]) == ["s3", "s4", "s5"]
+    for e in c["changed"]:
+        assert (e["gate_a"], e["gate_b"]) == ("skipped", "refined") and e["delta"] != 0
+    groups = {g["group"]: g for g in c["by_gate"]}
+    assert groups["skipped -> refined"]["n"] == 3 and groups["refined -> refined"]["n"] == 3
+    assert groups["skipped -> skipped"] == {"group": "skipped -> skipped", "n": 1, "up": 0, "down": 0, "mean_delta": 0}
+    assert c["summary"]["gate_changed"] == 3
+    code, out, _ = gar(capsys, "eval", "compare", src, dst, "--resamples", "500")
+    assert code == 0 and "McNemar" in out and "95% interval" in out
+
+
+def test_compare_refuses_folders_of_other_benchmarks_or_gt(source, capsys, tmp_path):
+    _, src = source
+    other = tmp_path / "other"
+    shutil.copytree(src, other)
+    config = json.loads((other / "eval.json").read_text())
+    (other / "eval.json").write_text(json.dumps({**config, "dataset": "music-solo"}))
+    code, _, err = gar(capsys, "eval", "compare", src, other)
+    assert code == 2 and "same benchmark" in err and len(err.strip().splitlines()) == 1
+    gt = tmp_path / "gt.json"
+    gt.write_text("[]")
+    (other / "eval.json").write_text(json.dumps({**config, "data": {**config["data"], "gt": str(gt)}}))
+    code, _, err = gar(capsys, "eval", "compare", src, other)
+    assert code == 2 and "different GT files" in err
+    (other / "eval.json").write_text(json.dumps(config))
+    doc = json.loads((other / "samples" / "s1.json").read_text())
+    doc["score"]["gt_boxes"] = [[0, 0, 0.5, 0.5]]
+    (other / "samples" / "s1.json").write_text(json.dumps(doc))
+    code, _, err = gar(capsys, "eval", "compare", src, other)
+    assert code == 2 and "sample s1 has other GT boxes" in err
+    code, _, err = gar(capsys, "eval", "compare", src)
+    assert code == 2 and "two or more folders" in err
