@@ -7,9 +7,12 @@ the CLI can print one line instead of a traceback.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
+import os
 import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -26,6 +29,12 @@ SAMPLE_RATE = 16_000
 IMAGE_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".webp": "image/webp"}
 AUDIO_TYPES = (".wav", ".flac", ".mp3", ".ogg")
 SILENCE = 1e-4  # peak amplitude under which a clip carries no usable sound
+# Frames above this many pixels are refused before decoding: far above any real frame (an 8K frame
+# is 33 MP), far below what a decompression bomb asks (a 1 MB PNG can declare 20000x20000, which
+# OpenCV decodes into 1.2 GB before anything else looks). --max-pixels or GAR_MAX_PIXELS change it.
+DEFAULT_MAX_PIXELS = 50_000_000
+MAX_PIXELS_ENV = "GAR_MAX_PIXELS"
+_max_pixels: int | None = None  # set for one command by `pixel_limit` (its --max-pixels)
 
 
 class MediaError(UserError):
@@ -84,22 +93,124 @@ def _readable(path: Path, kind: str) -> bytes:
     return data
 
 
+def max_pixels() -> int:
+    """The pixel limit of a frame: the command's --max-pixels, else GAR_MAX_PIXELS, else the default."""
+    if _max_pixels is not None:
+        return _max_pixels
+    text = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not text:
+        return DEFAULT_MAX_PIXELS
+    if not text.isdigit() or int(text) < 4:
+        raise MediaError(f"{MAX_PIXELS_ENV}={text!r} is not a pixel count: give a whole number such as 50000000")
+    return int(text)
+
+
+@contextlib.contextmanager
+def pixel_limit(limit: int | None):
+    """Within the block every frame is checked against `limit` (None: the default or GAR_MAX_PIXELS)."""
+    global _max_pixels
+    old, _max_pixels = _max_pixels, limit
+    try:
+        yield
+    finally:
+        _max_pixels = old
+
+
+def check_pixels(width: int, height: int, where: str, what: str = "image file", error=None) -> None:
+    """Refuse a frame larger than the limit, naming the file, its size and the limit (`error`, MediaError)."""
+    limit = max_pixels()
+    if width * height > limit:
+        raise (error or MediaError)(
+            f"{what} {where} is {width}x{height} pixels ({width * height / 1e6:.0f} MP), over the limit of "
+            f"{limit:,} pixels: give a smaller frame, or raise the limit with --max-pixels or {MAX_PIXELS_ENV}"
+        )
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if marker in _JPEG_SOF:
+            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
+            return width, height
+        i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) an image file declares, read from its header without decoding (None: unknown).
+
+    PNG, JPEG and WebP are read here (a few bytes each); other formats by PIL, which also reads only
+    the header until asked for pixels.
+    """
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
+        return struct.unpack(">II", data[16:24])
+    if data[:3] == b"\xff\xd8\xff":
+        return _jpeg_size(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP" and len(data) >= 30:
+        chunk = data[12:16]
+        if chunk == b"VP8 ":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+        if chunk == b"VP8L":
+            bits = int.from_bytes(data[21:25], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if chunk == b"VP8X":
+            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return img.size
+    except Image.DecompressionBombError:  # past PIL's own cap (twice 89 MP): larger than we would take
+        return (1 << 31, 1 << 31)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
 def _orientation(data: bytes) -> int | None:
     """The EXIF orientation tag (1 = upright), or None when the file has none or is not readable by PIL."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return img.getexif().get(0x0112)
-    except (UnidentifiedImageError, OSError, ValueError):
+        with warnings.catch_warnings():  # the size was checked against our own limit already
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as img:
+                return img.getexif().get(0x0112)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
 
 
 def load_image(path: str | Path) -> tuple[np.ndarray, bytes, str, ImageInfo]:
-    """Decode an image to RGB (alpha dropped); JPEGs are passed to the model byte for byte."""
+    """Decode an image to RGB (alpha dropped); JPEGs are passed to the model byte for byte.
+
+    The size the file declares is checked against the pixel limit before anything is decoded.
+    """
     path = Path(path)
     data = _readable(path, "image")
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    size = image_size(data)
+    if size is not None:
+        check_pixels(*size, str(path))
+    try:
+        array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error as e:  # e.g. OpenCV's own pixel cap on a format we could not read the size of
+        reason = " ".join(str(e).split())[-120:]
+        raise MediaError(
+            f"image file {path} could not be decoded ({reason}): give a valid jpg, png or webp image"
+        ) from None
     if array is None or array.size == 0:
         raise MediaError(f"image file {path} could not be decoded: give a valid jpg, png or webp image")
     rgb = cv2.cvtColor(array, cv2.COLOR_BGR2RGB)

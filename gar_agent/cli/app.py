@@ -21,6 +21,7 @@ from gar_agent.cli.common import (
     Checkpoints,
     GraphOpt,
     JsonOpt,
+    MaxPixelsOpt,
     ModelOpt,
     NVotesOpt,
     PromptsOpt,
@@ -36,6 +37,7 @@ from gar_agent.cli.common import (
     finish,
     run_settings,
     step_printer,
+    with_pixel_limit,
 )
 from gar_agent.cli.local_model import PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
@@ -66,6 +68,7 @@ app = typer.Typer(
 
 
 @app.command()
+@with_pixel_limit
 def run(
     image: Annotated[Path, typer.Argument(help="The frame: jpg, png or webp; or a video (mp4, mkv, webm, mov, avi).")],
     audio: Annotated[
@@ -102,6 +105,7 @@ def run(
     embed_media: Annotated[bool, typer.Option(help="Copy the inputs beside the trace (portable).")] = False,
     checkpoints: Checkpoints = None,
     prefix_cache: PrefixCacheOpt = True,
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Localize the sound sources of IMAGE given AUDIO, showing every step."""
     check_votes(n_votes, votes_per_call)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from gar_agent.cli.views import print_step, result_table
 from gar_agent.errors import UserError
-from gar_agent.media import MediaError
+from gar_agent.media import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, MediaError, max_pixels, pixel_limit
 from gar_agent.models.backends import BackendError
 from gar_agent.models.scripted import ScriptError
 from gar_agent.overlay import result_items, save_overlay
@@ -103,6 +104,32 @@ ProtocolOpt = Annotated[
         help="gar (the project's method) | reference (the released GAR-SSL scripts exactly; needs imported prompts)."
     ),
 ]
+MaxPixelsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        min=4,
+        help=f"Refuse frames above this many pixels, read from the file's header before decoding "
+        f"(default {DEFAULT_MAX_PIXELS:,}, or {MAX_PIXELS_ENV}).",
+    ),
+]
+
+
+def with_pixel_limit(command):
+    """Run a command whose `max_pixels` option (--max-pixels) limits every frame it loads, in every
+    thread and forked worker; an unusable GAR_MAX_PIXELS is one line before anything runs."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        with pixel_limit(kwargs.get("max_pixels")):
+            try:
+                max_pixels()
+            except MediaError as e:
+                raise fail(str(e)) from None
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")]
 FallbackOpt = Annotated[Optional[str], typer.Option("--backend", help="Model for calls the recording lacks.")]
 Backend = Annotated[str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")]

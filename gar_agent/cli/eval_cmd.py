@@ -17,6 +17,7 @@ from gar_agent.cli.common import (
     USER_ERRORS,
     Backend,
     GraphOpt,
+    MaxPixelsOpt,
     ModelOpt,
     NVotesOpt,
     PromptsOpt,
@@ -28,6 +29,7 @@ from gar_agent.cli.common import (
     console,
     err,
     fail,
+    with_pixel_limit,
 )
 from gar_agent.cli.local_model import BatchSizeOpt, PrefixCacheOpt, local_options
 from gar_agent.cli.serving import (
@@ -184,6 +186,7 @@ eval_app = typer.Typer(
 
 
 @eval_app.callback()
+@with_pixel_limit
 def eval_command(
     ctx: typer.Context,
     dataset: Annotated[Optional[str], typer.Option(help=f"Benchmark: {', '.join(DATASETS)}.")] = None,
@@ -243,6 +246,7 @@ def eval_command(
         bool, typer.Option(help="On resume, run again the samples whose stored run failed.")
     ] = False,
     vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
+    max_pixels: MaxPixelsOpt = None,
     rescore_dir: Annotated[
         Optional[Path], typer.Option("--rescore", help="Recompute OUT/metrics.json from the stored samples (no model).")
     ] = None,
@@ -290,6 +294,7 @@ def eval_command(
             ids=ids,
             dataset=dataset,
             retry_failed=retry_failed,
+            max_pixels=max_pixels,
         )
         if sweep_dir is not None and gt is not None:
             extra.append("--gt")
@@ -311,6 +316,7 @@ def eval_command(
 
 
 @eval_app.command("run")
+@with_pixel_limit
 def run_command(
     dataset: Annotated[str, typer.Option(help=f"Benchmark: {', '.join(DATASETS)}.")],
     frames: Annotated[Path, typer.Option(help="Folder of frames <id>.jpg.")],
@@ -348,6 +354,7 @@ def run_command(
         bool, typer.Option(help="On resume, run again the samples whose stored run failed.")
     ] = False,
     vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Run a benchmark into OUT (resumable); thresholds default to the dataset's (the released scripts')."""
     if gt_boxes is not None and gt_boxes not in ("first", "union"):
@@ -417,6 +424,7 @@ def _run(
     gt_boxes,
     retry_failed,
     vis,
+    max_pixels=None,  # applied by with_pixel_limit around the command
 ) -> None:
     missing_opts = [
         f for f, v in (("--dataset", dataset), ("--frames", frames), ("--audio", audio), ("--gt", gt)) if v is None

@@ -13,6 +13,7 @@ from gar_agent.cli.common import (
     USER_ERRORS,
     Backend,
     GraphOpt,
+    MaxPixelsOpt,
     ModelOpt,
     NVotesOpt,
     PromptsOpt,
@@ -25,6 +26,7 @@ from gar_agent.cli.common import (
     err,
     fail,
     run_settings,
+    with_pixel_limit,
 )
 from gar_agent.models.backends import resolve_backend
 from gar_agent.prompts import PromptSet
@@ -36,6 +38,7 @@ from gar_agent.video.follow import TRACKERS
 from gar_agent.video.track import TrackFolder, track
 
 
+@with_pixel_limit
 def track_command(
     video: Annotated[Path, typer.Argument(help="The video: mp4, mkv, webm, mov or avi, with sound.")],
     every: Annotated[float, typer.Option(min=0.05, help="Seconds between analysed times.")] = 2.0,
@@ -59,6 +62,7 @@ def track_command(
     graph: GraphOpt = "gar",
     prompts: PromptsOpt = None,
     protocol: ProtocolOpt = "gar",
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Localize the sound every --every seconds of VIDEO and follow it between; run again to resume."""
     if tracker not in TRACKERS:

@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from gar_agent.media import SAMPLE_RATE, SILENCE, MediaError
+from gar_agent.media import SAMPLE_RATE, SILENCE, MediaError, check_pixels
 
 VIDEO_TYPES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 _ERRORS = (av.error.FFmpegError, OSError, ValueError)
@@ -101,7 +101,10 @@ def probe(path: str | Path, need_audio: bool = True) -> VideoInfo:
         audio = c.streams.audio[0] if c.streams.audio else None
         if need_audio and audio is None:
             raise VideoError(f"video {path} has no audio track: give a video with sound (or gar run IMAGE AUDIO)")
+        # the size the stream declares, checked before a frame is decoded (as an image's header is)
+        check_pixels(vs.codec_context.width or 0, vs.codec_context.height or 0, str(path), "video", VideoError)
         first = _first_frame(c, path)
+        check_pixels(first.width, first.height, str(path), "video", VideoError)
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         fps = float(rate) if rate else 0.0
         duration = _duration(c, vs)
