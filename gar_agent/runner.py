@@ -137,9 +137,10 @@ class _Steps:
             return
         now = time.perf_counter()
         for node, update in chunk.items():
-            if node.startswith("__") or update is None:
+            if node.startswith("__"):
                 continue
-            step = Step(node=node, namespace=namespace, update=update, elapsed_s=round(now - self.last, 6))
+            # a node that wrote nothing (returned None or {}) streams as None: it ran, so it is a step
+            step = Step(node=node, namespace=namespace, update=update or {}, elapsed_s=round(now - self.last, 6))
             self.steps.append(step)
             if self.on_step:
                 self.on_step(step)

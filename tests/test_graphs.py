@@ -303,3 +303,55 @@ def test_graph_show_of_an_unknown_graph_is_one_line_and_exit_2(cli, capsys, tmp_
     assert cli(["graph", "show", name, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gar: error: ") and "\n" not in err
+
+
+NO_OP_GRAPH = '''
+from langgraph.graph import END, START, StateGraph
+
+from gar_agent.nodes import GarContext, analyze, gate, run_graph, votes_complete
+from gar_agent.state import SourceOutput, SourceState
+
+
+def look(state: SourceState) -> None:
+    """A researcher's probe: reads the state, writes nothing."""
+    print("looked at source", state.source.index)
+
+
+def nothing(state: SourceState) -> dict:
+    return {}
+
+
+def build() -> StateGraph:
+    source = StateGraph(SourceState, context_schema=GarContext, output_schema=SourceOutput)
+    source.add_node("analyze", analyze)
+    source.add_node("look", look)
+    source.add_node("gate", gate)
+    source.add_node("nothing", nothing)
+    source.add_edge(START, "analyze")
+    source.add_conditional_edges("analyze", votes_complete, {"analyze": "analyze", "gate": "look", END: END})
+    source.add_edge("look", "gate")
+    source.add_edge("gate", "nothing")
+    source.add_edge("nothing", END)
+    return run_graph(source)
+'''
+
+
+def test_a_node_that_writes_nothing_is_still_a_step_of_the_run_and_of_its_trace(media, tmp_path):
+    from gar_agent.prompts import PromptSet
+    from gar_agent.run import run_and_record
+    from gar_agent.trace.store import read_trace
+
+    path = tmp_path / "probe.py"
+    path.write_text(NO_OP_GRAPH)
+    topology = load_topology(str(path))
+    settings = Settings(graph=topology.name, n_votes=2, votes_per_call=1)
+    done = run_and_record(
+        media, settings, model([vote(0.9, True)] * 2), topology=topology, prompts=PromptSet(), trace_dir=tmp_path
+    )
+    steps = [(s.node, s.update) for s in done.outcome.steps if s.node != "localize"]
+    assert [n for n, _ in steps] == ["generate", "analyze", "analyze", "look", "gate", "nothing"]
+    assert steps[3][1] == {} and steps[5][1] == {}  # ran, wrote nothing
+    trace = read_trace(done.trace_path)
+    assert [s.node for s in trace.steps] == ["generate", "analyze", "analyze", "look", "gate", "nothing"]
+    look = trace.steps[3]  # the trace file stores calls once; loaded, each step's state names its own (none)
+    assert look.state in ({}, {"calls": []}) and look.calls == [] and look.source == 0

@@ -46,19 +46,28 @@ def _jsonable(value):
     return value
 
 
+def _record(step: Step):
+    """The source record a step wrote, if any."""
+    return step.update.get("source") or (step.update.get("sources") or [None])[0]
+
+
 def trace_steps(steps: list[Step], media: Media, start_index: int = 0) -> list[TraceStep]:
     """Trace steps from streamed steps: the calls each made (the calls channel), what it wrote, its pass."""
     refs = media.hashes
     passes: dict[tuple[str, int | None], int] = defaultdict(int)
+    # a branch's source, from the steps in it that wrote a record (a node that wrote nothing names none)
+    branch_source = {s.namespace: r.index for s in steps if s.namespace and isinstance(r := _record(s), SourceRecord)}
     out = []
     for step in steps:
         if step.node == "localize" and not step.namespace:
             continue  # the branch as a whole; its inner steps are recorded one by one
         source: int | None = None
         calls: list[ModelCall] = list(step.update.get("calls") or [])
-        record = step.update.get("source") or (step.update.get("sources") or [None])[0]
+        record = _record(step)
         if step.node != "generate" and isinstance(record, SourceRecord):
             source = record.index
+        elif step.namespace:
+            source = branch_source.get(step.namespace)
         passes[(step.node, source)] += 1
         usage = sum((c.usage for c in calls), Usage())
         out.append(
