@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -425,3 +426,101 @@ def test_view_binds_to_localhost_and_prints_the_url(runs):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_export_of_a_run_whose_text_looks_like_the_template(tmp_path, example, capsys):
+    """A description holding the page's placeholders or `</script>` stays data: the page still works."""
+    hostile = "/*{{JS}}*/ {{DATA}} /*{{CSS}}*/ {{TITLE}} </script><script>window.pwned=1</script><!--"
+    media = load_media(*example[:2])
+    model = scripted(
+        audio=[audio_answer(["violin"], [0.9])],
+        generate=[json.dumps({"bbox": [38, 70, 128, 215], "description": hostile})],
+        analyze=[vote()],
+    )
+    outcome = run_clip(media, Settings(n_votes=1), model, thread_id="hostile</title>")
+    write_trace(build_trace(outcome, media, load_topology("gar"), PromptSet()), tmp_path / "traces")
+    out = tmp_path / "h.html"
+    assert main(["view", "--export", str(out), str(tmp_path / "traces" / "hostile</title>")]) == 0
+    html = out.read_text()
+    assert html.count("<script") == 2 and html.count("</script>") == 2  # the data and the page's script only
+    assert html.count("function h(tag, attrs") == 1 and "</title>" not in html.split("<title>")[1].split("</title>")[0]
+    data = json.loads(html.split('id="gar-data">')[1].split("</script>")[0])
+    [generate] = [s for s in data["run"]["steps"] if s["detail"]["kind"] == "generate"]
+    assert generate["detail"]["sources"][0]["description"] == hostile
+
+
+def test_a_huge_graph_is_drawn_capped_and_fast():
+    from gar_agent.view.graph_svg import MAX_DRAWN, graph_svg
+
+    nodes = ["__start__", *(f"n{i}" for i in range(8000)), "__end__"]
+    edges = [(u, v, False) for u, v in zip(nodes, nodes[1:])] + [("__start__", f"n{i}", True) for i in range(8000)]
+    t = time.perf_counter()
+    svg = graph_svg(nodes, edges, set(), set())
+    assert time.perf_counter() - t < 2.0  # was 36 s
+    assert svg.count("<g class=") == MAX_DRAWN and "the graph has 8002 nodes" in svg and "7702 left out" in svg
+
+
+def test_a_huge_frame_is_thumbnailed_at_reduced_size_and_a_bomb_not_at_all(tmp_path):
+    import struct
+    import zlib
+
+    import cv2
+
+    big = tmp_path / "big.jpg"
+    img = np.zeros((6000, 8000, 3), np.uint8)
+    img[1000:3000, 2000:5000] = 200
+    cv2.imwrite(str(big), img)
+    del img
+    # a PNG whose header claims 40000 x 40000 pixels (4.8 GB decoded) with almost no data
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)))
+    probe = (
+        "import resource, sys, time; from pathlib import Path; from gar_agent.view.media import thumbnail\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; t = time.perf_counter()\n"
+        "out = [thumbnail(Path(p)) for p in sys.argv[1:]]\n"
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024, time.perf_counter() - t,"
+        " *[-1 if o is None else len(o) for o in out])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent)}
+    done = subprocess.run([sys.executable, "-c", probe, str(big), str(bomb)], capture_output=True, text=True, env=env)
+    grown_mb, seconds, big_len, bomb_len = done.stdout.split()
+    assert int(grown_mb) < 60, done.stdout  # decoding the 48-megapixel frame whole takes 144 MB
+    assert float(seconds) < 2 and int(big_len) > 100 and int(bomb_len) == -1
+
+
+def test_a_trace_is_parsed_once_for_parallel_requests_and_again_when_it_changes(runs, monkeypatch):
+    import threading
+
+    import gar_agent.view.source as source
+
+    parsed = []
+    real = source.read_trace
+
+    def slow_read(path):
+        parsed.append(path)
+        time.sleep(0.3)  # a big trace: the other requests arrive while it is parsed
+        return real(path)
+
+    monkeypatch.setattr(source, "read_trace", slow_read)
+    c = TestClient(create_app(Folder.open(runs), warm=False))
+    answers = []
+    threads = [
+        threading.Thread(target=lambda u=u: answers.append(c.get(u, params={"ref": "duet"}).status_code))
+        for u in ("/api/run", "/api/run", "/api/thumb", "/api/waveform")
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [200] * 4 and len(parsed) == 1
+    assert c.get("/api/run", params={"ref": "corrupt"}).status_code == 422
+    assert c.get("/api/run", params={"ref": "corrupt"}).status_code == 422 and len(parsed) == 2  # errors kept too
+    trace_file = runs / "duet" / "trace.json"
+    st = trace_file.stat()
+    os.utime(trace_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # "changed": read again
+    assert c.get("/api/run", params={"ref": "duet"}).status_code == 200 and len(parsed) == 3

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import jsonpatch
 from jsonpointer import JsonPointerException
@@ -74,13 +77,106 @@ def resolve_trace(run_or_file: str | Path, directory: str | Path | None = None) 
     raise TraceError(f"no trace {run_or_file!r}: not a file, nor a run id under {root} (see `gar trace list`)")
 
 
-def read_trace(run_or_file: str | Path, directory: str | Path | None = None) -> Trace:
-    """Load and validate a trace, with one-line errors for corrupt or newer files."""
-    path = resolve_trace(run_or_file, directory)
+MAX_TRACE_MB = 1024  # a real trace is a few MB; a 200 MB one (thousands of steps) still reads
+MAX_DEPTH = 100  # a trace nests ~20 levels; deeper is a crafted file (and would exhaust recursion)
+MAX_INT_DIGITS = 100  # ids, sizes and seeds are at most 20 digits; Python refuses past 4300 with a ValueError
+
+
+class _BadValue(ValueError):
+    """A JSON value a trace never holds (NaN, Infinity, a number too large)."""
+
+
+def _no_constant(name: str):
+    raise _BadValue(f"{name}, which JSON does not allow")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _BadValue(f"an integer of {len(text.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadValue(f"the number {text[:40]}, which overflows a float")
+    return value
+
+
+def json_depth(value: Any, limit: int) -> int:
+    """How deep a parsed JSON value nests (iteratively; stops once past `limit`)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if depth > limit:
+                return depth
+        for child in item.values() if type(item) is dict else item:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def _max_bytes() -> int:
+    raw = os.environ.get("GAR_MAX_TRACE_MB", "")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return int(float(raw) * 1e6) if raw else MAX_TRACE_MB * 1_000_000
+    except ValueError:
+        return MAX_TRACE_MB * 1_000_000
+
+
+def load_json(path: Path, what: str = "trace") -> Any:
+    """A JSON file read as untrusted: bounded size, no NaN/Infinity, no huge numbers, bounded nesting.
+
+    Every reader of a trace goes through here (via `read_trace`), so a crafted or damaged file is
+    one `TraceError` line naming the file and what is wrong, never a ValueError or RecursionError.
+    """
+    limit = _max_bytes()
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise TraceError(f"{what} {path} cannot be read ({e.strerror or e})") from None
+    if size > limit:
+        raise TraceError(
+            f"{what} {path} is {size / 1e6:.0f} MB, over the {limit / 1e6:.0f} MB limit: "
+            "set GAR_MAX_TRACE_MB to read it anyway"
+        )
+    try:
+        text = path.read_bytes().decode("utf-8")
+        data = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int, parse_float=_finite_float)
+    except _BadValue as e:
+        raise TraceError(f"{what} {path} holds {e}: it cannot be read") from None
+    except RecursionError:
+        raise TraceError(f"{what} {path} nests deeper than {MAX_DEPTH} levels: it is not a gar {what}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TraceError(f"trace {path} is corrupt (not JSON: {e}): it cannot be read") from None
+        raise TraceError(f"{what} {path} is corrupt (not JSON: {e}): it cannot be read") from None
+    except OSError as e:
+        raise TraceError(f"{what} {path} cannot be read ({e.strerror or e})") from None
+    if isinstance(data, (dict, list)) and json_depth(data, MAX_DEPTH) > MAX_DEPTH:
+        raise TraceError(f"{what} {path} nests deeper than {MAX_DEPTH} levels: it is not a gar {what}")
+    return data
+
+
+def _check_attachments(path: Path, data: dict) -> None:
+    """Each attachment is stored under its hash: one that no longer matches was edited or damaged."""
+    attachments = data.get("attachments")
+    if attachments is None:
+        return
+    if not isinstance(attachments, dict):
+        raise TraceError(f"trace {path} is corrupt at attachments: not an object")
+    for key, value in attachments.items():
+        if not isinstance(value, str) or hashlib.sha256(value.encode("utf-8")).hexdigest()[:32] != key:
+            raise TraceError(
+                f"trace {path}: attachment {key[:12]} does not match its sha256 (edited or damaged): "
+                "it cannot be trusted"
+            )
+
+
+def read_trace(run_or_file: str | Path, directory: str | Path | None = None) -> Trace:
+    """Load and validate a trace, with one-line errors for corrupt, crafted or newer files."""
+    path = resolve_trace(run_or_file, directory)
+    data = load_json(path)
     version = data.get("schema_version") if isinstance(data, dict) else None
     if not isinstance(version, int):
         raise TraceError(f"trace {path} has no schema_version: it is not a gar trace")
@@ -90,6 +186,7 @@ def read_trace(run_or_file: str | Path, directory: str | Path | None = None) -> 
         )
     if version < 1:
         raise TraceError(f"trace {path} has unknown schema version {version}")
+    _check_attachments(path, data)
     try:
         return from_document(data)
     except ValidationError as e:

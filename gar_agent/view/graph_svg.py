@@ -13,6 +13,7 @@ from html import escape
 from gar_agent.graph_layout import layers
 
 NODE_W, NODE_H, GAP_X, GAP_Y, PAD = 100, 32, 30, 24, 20
+MAX_DRAWN = 300  # the shipped graphs have ~15 nodes; a page of thousands is neither readable nor quick
 ENDS = ("__start__", "__end__")
 
 
@@ -51,9 +52,22 @@ def taken_path(edges, steps: list[tuple[str, int | None]]) -> tuple[set[str], se
 
 
 def graph_svg(nodes: list[str], edges, path_nodes: set[str], path_edges: set[tuple[str, str]]) -> str:
-    """The topology as inline SVG; `data-node` / `data-edge` let the page mark the selected step."""
+    """The topology as inline SVG; `data-node` / `data-edge` let the page mark the selected step.
+
+    A graph of more than MAX_DRAWN nodes (a trace is untrusted; no real topology comes close) is
+    drawn up to its first MAX_DRAWN nodes by layer, with a notice saying how many are left out.
+    """
     pairs = [(u, v) for u, v, *_ in edges]
     layer = layers(nodes, pairs)
+    hidden = 0
+    if len(layer) > MAX_DRAWN:
+        order = {n: i for i, n in enumerate(layer)}
+        kept = set(sorted(layer, key=lambda n: (layer[n], order[n]))[:MAX_DRAWN])
+        hidden = len(layer) - len(kept)
+        nodes = [n for n in layer if n in kept]
+        edges = [e for e in edges if e[0] in kept and e[1] in kept]
+    else:
+        nodes = list(layer)  # once each, in order
     rows: dict[int, list[str]] = {}
     for n in nodes:
         rows.setdefault(layer[n], []).append(n)
@@ -72,9 +86,18 @@ def graph_svg(nodes: list[str], edges, path_nodes: set[str], path_edges: set[tup
         '<marker id="arr-t" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto">'
         '<path d="M0,0 L10,5 L0,10 z" fill="#d9480f"/></marker></defs>',
     ]
+    if hidden:
+        parts.append(
+            f'<text class="notice" x="{PAD}" y="{PAD}" data-testid="graph-notice">'
+            f"the graph has {len(layer)} nodes: the first {len(nodes)} are drawn, {hidden} left out</text>"
+        )
     # subgraph frames first, so nodes draw over them
-    for prefix in sorted({n.split(":")[0] for n in nodes if ":" in n}):
-        members = [pos[n] for n in nodes if n.startswith(prefix + ":")]
+    frames: dict[str, list[tuple[float, float]]] = {}
+    for n in nodes:
+        if ":" in n:
+            frames.setdefault(n.split(":")[0], []).append(pos[n])
+    for prefix in sorted(frames):
+        members = frames[prefix]
         x1 = min(p[0] for p in members) - 10
         y1 = min(p[1] for p in members) - 22
         x2 = max(p[0] for p in members) + NODE_W + 10

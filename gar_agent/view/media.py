@@ -9,11 +9,11 @@ file: the page never names a path, so nothing else outside the folder can be rea
 from __future__ import annotations
 
 import hashlib
+import io
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from gar_agent.media import decode_audio
@@ -92,22 +92,41 @@ def locate(trace: Trace, trace_file: Path, root: Path, kind: str) -> tuple[Path,
     return None
 
 
+THUMB_MAX_PIXELS = 100_000_000  # a frame past this (a decompression bomb, or a 10k x 10k photo) gets no thumbnail
+_NONE = object()  # a cached "no thumbnail", so an undecodable or huge frame is not tried again per request
+
+
 def thumbnail(path: Path, height: int = 64) -> bytes | None:
-    """A small JPEG of an image (None if it cannot be decoded)."""
+    """A small JPEG of an image (None if it cannot be decoded or is over THUMB_MAX_PIXELS).
+
+    The size is read from the header before any pixel is decoded, and a JPEG is decoded at a
+    reduced scale (1/2 to 1/8, PIL's `draft`): a 48-megapixel frame costs what a 0.75 one does.
+    """
+    from PIL import Image, ImageOps
+
     try:
         key = (*_stat_key(path), height)
     except OSError:
         return None
     found = _thumbs.get(key)
     if found is not None:
-        return found
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        return None
-    h, w = img.shape[:2]
-    small = cv2.resize(img, (max(1, round(w * height / h)), height), interpolation=cv2.INTER_AREA)
-    ok, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return _thumbs.put(key, jpg.tobytes()) if ok else None
+        return None if found is _NONE else found
+    data = None
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            if 0 < w * h <= THUMB_MAX_PIXELS:
+                im.draft("RGB", (max(1, w * height // h), height))  # JPEG only: decode at 1/2..1/8 scale
+                small = ImageOps.exif_transpose(im).convert("RGB")  # upright, as the model saw it
+                sw, sh = small.size
+                small.thumbnail((max(1, round(sw * height / sh)), height), Image.Resampling.BILINEAR)
+                buf = io.BytesIO()
+                small.save(buf, "JPEG", quality=80)
+                data = buf.getvalue()
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # PIL's ways to say "not an image"
+        data = None
+    _thumbs.put(key, _NONE if data is None else data)
+    return data
 
 
 def waveform(path: Path, columns: int = PEAKS) -> dict | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,59 @@ class ViewError(ValueError):
     """A run or folder the viewer cannot show; the message is one line for an error card."""
 
 
+class TraceCache:
+    """Parsed traces kept between requests: an LRU keyed by (path, mtime, size), one parse per path at a time.
+
+    Parsing a 200 MB trace takes seconds and ~0.6 GB; without this, every request (the run page, its
+    thumbnail, its waveform, a diff) parsed it again, and 4 parallel requests held 4 copies. An error
+    is kept too, so an unreadable trace is not re-read by each listing.
+    """
+
+    def __init__(self, entries: int = 16, max_bytes: int = 512_000_000) -> None:
+        self.entries, self.max_bytes = entries, max_bytes
+        self.lock = threading.Lock()
+        self.items: OrderedDict[tuple, tuple[Trace | TraceError, int]] = OrderedDict()
+        self.parsing: dict[str, threading.Lock] = {}  # path -> held while one thread parses it
+
+    def _hit(self, key: tuple):
+        with self.lock:
+            found = self.items.get(key)
+            if found is not None:
+                self.items.move_to_end(key)
+            return found
+
+    def read(self, path: Path) -> Trace:
+        """The trace at path (TraceError as read_trace raises it), parsed once while the file is unchanged."""
+        try:
+            st = path.stat()
+        except OSError:
+            return read_trace(path)  # gone or unreadable: read_trace says so in one line
+        key = (str(path), st.st_mtime_ns, st.st_size)
+        found = self._hit(key)
+        if found is None:
+            with self.lock:
+                gate = self.parsing.setdefault(str(path), threading.Lock())
+            with gate:  # a second request for the same file waits for the first parse, then hits
+                found = self._hit(key)
+                if found is None:
+                    try:
+                        value: Trace | TraceError = read_trace(path)
+                    except TraceError as e:
+                        value = e
+                    found = (value, st.st_size)
+                    with self.lock:
+                        self.items[key] = found
+                        for old in [k for k in self.items if k[0] == key[0] and k != key]:
+                            del self.items[old]  # an older version of the same file
+                        while len(self.items) > 1 and (
+                            len(self.items) > self.entries or sum(n for _, n in self.items.values()) > self.max_bytes
+                        ):
+                            self.items.popitem(last=False)
+        if isinstance(found[0], TraceError):
+            raise TraceError(str(found[0]))  # a fresh one per request: threads do not share a traceback
+        return found[0]
+
+
 # --------------------------------------------------------------------------- the served folder
 
 
@@ -41,6 +95,7 @@ class Folder:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _runs: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # ref -> (stat key, row)
     _samples: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # id -> (stat key, row)
+    traces: TraceCache = field(default_factory=TraceCache, repr=False)
 
     @classmethod
     def open(cls, path: str | Path) -> Folder:
@@ -75,7 +130,7 @@ class Folder:
         """The trace of a run; OutsideRoot (404) or ViewError (corrupt or foreign: an error card)."""
         path = self.trace_path(ref)
         try:
-            return read_trace(path)
+            return self.traces.read(path)
         except TraceError as e:
             raise ViewError(str(e).replace(str(self.root) + os.sep, "")) from None
 
