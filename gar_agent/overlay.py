@@ -43,13 +43,18 @@ def save_overlay(rgb: np.ndarray, items: list[dict], path: str | Path) -> Path:
     return path
 
 
+def source_label(index: int, audio_class: str) -> str:
+    """A box's label, numbered as the tables number sources (source 0, source 1, ...)."""
+    return f"source {index}: {audio_class}"
+
+
 def result_items(result: RunResult) -> list[dict]:
     """Overlay items for a run's result: initial and final box, labelled by sound."""
     return [
         {
             "box": s.box,
             "initial_box": s.initial_box,
-            "label": f"{i + 1}: {s.audio_class}" + (" (refined)" if s.refined else ""),
+            "label": source_label(i, s.audio_class) + (" (refined)" if s.refined else ""),
         }
         for i, s in enumerate(result.sources)
     ]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import click
 import typer
+from rich.text import Text
 
 try:  # typer >= 0.26 ships its own copy of click with its own exception classes
     from typer._click import exceptions as _typer_click
@@ -40,6 +41,7 @@ from gar_agent.cli.common import (
     with_pixel_limit,
 )
 from gar_agent.cli.local_model import PrefixCacheOpt, local_options
+from gar_agent.cli.safe_text import visible
 from gar_agent.cli.serving import (
     ApiKeyEnvOpt,
     BaseUrlOpt,
@@ -124,10 +126,14 @@ def run(
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     for notice in media.notices:
-        err.print(f"gar: note: {notice}", markup=False)
+        err.print(f"gar: note: {visible(notice)}", markup=False)
     if not as_json:
         console.rule(
-            f"gar run · {image.name}{f' + {audio.name}' if audio else ''} · K={sources} N={n_votes} · graph {topology.name}"
+            visible(
+                f"gar run · {image.name}{f' + {audio.name}' if audio else ''} · K={sources} N={n_votes} · "
+                f"graph {topology.name}",
+                one_line=True,
+            )
         )
     try:
         # a video's frame and window are files in --out, overwritten by the next run: keep copies beside the trace
@@ -161,8 +167,9 @@ def demo(
     image, audio, script = make_example(out)
     if not as_json:
         console.print(
-            "[bold yellow]DEMO with SCRIPTED answers[/] (from "
-            f"{script}), not a real model's: it shows every step of the graph on a generated duet."
+            Text("DEMO with SCRIPTED answers", style="bold yellow").append(
+                visible(f" (from {script}), not a real model's: it shows every step of the graph on a generated duet.")
+            )
         )
     run(
         image,
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         if type(e).__name__ == "NoArgsIsHelpError":  # help was printed already
             return EXIT_BAD_INPUT
         where = f" ({e.ctx.command_path})" if e.ctx else ""
-        err.print(f"gar: error: {e.format_message()}{where}; see --help", markup=False, soft_wrap=True)
+        err.print(visible(f"gar: error: {e.format_message()}{where}; see --help"), markup=False, soft_wrap=True)
         return EXIT_BAD_INPUT
     except (click.exceptions.Exit, typer.Exit) as e:
         return e.exit_code

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from gar_agent.cli.views import print_step, result_table
+from gar_agent.cli.safe_text import visible
+from gar_agent.cli.views import StepPrinter, result_table, show
 from gar_agent.errors import UserError
 from gar_agent.media import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, MediaError, max_pixels, pixel_limit
 from gar_agent.models.backends import BackendError
@@ -23,8 +24,12 @@ from gar_agent.topology import GraphError, Topology
 from gar_agent.trace.store import TraceError
 
 # Piped output (files, CI logs) gets a wide page instead of rich's 80-column default; COLUMNS sets another.
-console = Console(highlight=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
-err = Console(stderr=True, highlight=False)
+# No markup and no emoji codes in printed strings: they carry file names, trace fields and model text,
+# and `[/]` or `:x:` in them is text (views style with Text objects; see safe_text).
+console = Console(
+    highlight=False, markup=False, emoji=False, width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+)
+err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
 # Errors a user can fix: one line on stderr, exit 2, no traceback.
 USER_ERRORS = (UserError, MediaError, BackendError, ScriptError, PromptError, GraphError, TraceError, FileNotFoundError)
@@ -70,7 +75,7 @@ def check_votes(n_votes: int, votes_per_call: int | None) -> None:
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print `gar: error: ...` on stderr and return the Exit to raise."""
-    err.print(f"gar: error: {message}", markup=False, soft_wrap=True)
+    err.print(f"gar: error: {visible(message)}", markup=False, soft_wrap=True)
     return typer.Exit(code)
 
 
@@ -135,9 +140,9 @@ FallbackOpt = Annotated[Optional[str], typer.Option("--backend", help="Model for
 Backend = Annotated[str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")]
 
 
-def step_printer(as_json: bool):
-    """The live step view (none with --json)."""
-    return None if as_json else (lambda step: print_step(console, step.node, step.update))
+def step_printer(as_json: bool, fork_boxes: dict[int, list[int]] | None = None):
+    """The live step view (none with --json); `fork_boxes`: a fork's edited initial boxes."""
+    return None if as_json else StepPrinter(console, err, fork_boxes)
 
 
 def finish(result: dict, media, out: Path, as_json: bool, trace_path: Path | None) -> None:
@@ -150,9 +155,11 @@ def finish(result: dict, media, out: Path, as_json: bool, trace_path: Path | Non
     if as_json:
         sys.stdout.write(document)
     else:
-        console.print(result_table(result))
-        console.print(f"wrote {out / 'result.json'}" + (f" and {out / 'overlay.png'}" if result.sources else ""))
+        show(console, result_table(result), err, "the result table")
+        console.print(
+            visible(f"wrote {out / 'result.json'}" + (f" and {out / 'overlay.png'}" if result.sources else ""))
+        )
         if trace_path:
-            console.print(f"trace {trace_path}")
+            console.print(visible(f"trace {trace_path}"))
     if result.error:
         raise fail(result.error, EXIT_RUN_FAILED)

@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
+from rich.pretty import Pretty
+from rich.table import Column, Table
+from rich.text import Text
 from rich.tree import Tree
 
 from gar_agent.cli.common import (
@@ -19,13 +21,16 @@ from gar_agent.cli.common import (
     ModelOpt,
     TraceDir,
     console,
+    err,
     fail,
     finish,
     step_printer,
 )
+from gar_agent.cli.safe_text import safe, visible
 from gar_agent.cli.views import node_view
+from gar_agent.cli.views import show as show_view
 from gar_agent.models.backends import resolve_backend
-from gar_agent.overlay import save_overlay
+from gar_agent.overlay import save_overlay, source_label
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.result import STATUS_TEXT, source_status
@@ -63,20 +68,22 @@ def list_cmd(
     directory = directory or trace_dir
     if not directory.is_dir():
         raise fail(f"trace directory {directory} does not exist: give the directory your runs used (--trace-dir DIR)")
-    table = Table("run", "time", "image", "K", "N", "final boxes", "gate", "calls", "wall s", title=str(directory))
+    table = Table(
+        "run", "time", "image", "K", "N", "final boxes", "gate", "calls", "wall s", title=safe(directory, one_line=True)
+    )
     for path, trace in list_traces(directory):
         if not isinstance(trace, Trace):
-            table.add_row(path.parent.name[:12], "", f"[red]{trace}[/]", "", "", "", "", "", "")
+            table.add_row(safe(path.parent.name[:12], one_line=True), "", safe(trace, "red"), "", "", "", "", "", "")
             continue
         res = trace.result
         counts = Counter(STATUS_TEXT[s.status] for s in res.sources)
         table.add_row(
-            trace.run_id[:12] + (" (fork)" if trace.fork else " (replay)" if trace.parent else ""),
-            trace.created.replace("T", " ")[:19],
-            Path(trace.inputs["image"].path).name,
+            safe(trace.run_id[:12] + (" (fork)" if trace.fork else " (replay)" if trace.parent else ""), one_line=True),
+            safe(trace.created.replace("T", " ")[:19], one_line=True),
+            safe(Path(trace.inputs["image"].path).name, one_line=True),
             str(trace.settings.sources),
             str(trace.settings.n_votes),
-            " ".join(str(s.box) for s in res.sources) or f"[red]{res.error}[/]",
+            " ".join(str(s.box) for s in res.sources) or safe(res.error, "red"),
             ", ".join(f"{n} {what}" for what, n in counts.items()) or "-",
             str(res.usage.model_calls),
             f"{trace.wall_s:.2f}",
@@ -97,33 +104,57 @@ def show(
         if not 0 <= step < len(trace.steps):
             raise fail(f"--step {step}: the run has steps 0..{len(trace.steps) - 1}")
         s = trace.steps[step]
-        console.print(node_view(s.node, _records(s.state)) or s.state)
+        show_view(console, node_view(s.node, _records(s.state)) or Pretty(s.state), err, f"step {step}")
+        if png:
+            _step_overlays(trace, path, png, only=step)
         return
     final = trace.final_state
     head = Tree(
-        f"[bold]run {trace.run_id}[/] · graph {trace.graph.name} · {trace.created} · "
-        f"K={trace.settings.sources} N={trace.settings.n_votes} tau_av={trace.settings.tau_av} "
-        f"tau_audio={trace.settings.tau_audio}" + (f" · parent {trace.parent}" if trace.parent else "")
-    )
-    head.add(
-        "steps: "
-        + ", ".join(f"{s.index}:{s.node}" + ("" if s.source is None else f"[{s.source}]") for s in trace.steps)
-    )
-    # every step that ran, a researcher's own nodes included, under its source
-    branches = {
-        src.index: head.add(
-            f"[bold]source {src.index}[/]: {src.audio_class} ({src.audio_confidence:.2f}) {src.initial_box} "
-            f"-> {src.box} · {STATUS_TEXT[source_status(src)]}"
+        Text(f"run {visible(trace.run_id, one_line=True)}", style="bold").append(
+            visible(
+                f" · graph {trace.graph.name} · {trace.created} · "
+                f"K={trace.settings.sources} N={trace.settings.n_votes} tau_av={trace.settings.tau_av} "
+                f"tau_audio={trace.settings.tau_audio}" + (f" · parent {trace.parent}" if trace.parent else ""),
+                one_line=True,
+            )
         )
-        for src in final.sources
-    }
+    )
+    if trace.fork:
+        head.add(safe(f"fork after {trace.fork.from_node}: {'; '.join(trace.fork.edits)}", "bold yellow"))
+    head.add(
+        safe(
+            "steps: "
+            + ", ".join(f"{s.index}:{s.node}" + ("" if s.source is None else f"[{s.source}]") for s in trace.steps)
+        )
+    )
+    # every step that ran, a researcher's own nodes included, in step order: a source's steps under its
+    # branch (made at its first step), the others on the run itself
+    sources = {src.index: src for src in final.sources}
+    branches: dict[int, Tree] = {}
+
+    def branch(index: int) -> Tree:
+        if index not in branches:
+            src = sources[index]
+            branches[index] = head.add(
+                Text(f"source {index}", style="bold").append(
+                    visible(
+                        f": {src.audio_class} ({src.audio_confidence:.2f}) {src.initial_box} "
+                        f"-> {src.box} · {STATUS_TEXT[source_status(src)]}",
+                        one_line=True,
+                    )
+                )
+            )
+        return branches[index]
+
     for s in trace.steps:
         view = node_view(s.node, _records(s.state))
         if view is not None:
-            (branches.get(s.source, head) if s.source is not None else head).add(view)
+            (branch(s.source) if s.source in sources else head).add(view)
+    for index in sources:  # a source no step ran for still has its line
+        branch(index)
     if final.error:
-        head.add(f"[red]{final.error}[/]")
-    console.print(head)
+        head.add(safe(final.error, "red"))
+    show_view(console, head, err, "the run")
     if png:
         _step_overlays(trace, path, png)
 
@@ -141,7 +172,8 @@ def _records(state: dict) -> dict:
     return out
 
 
-def _step_overlays(trace: Trace, path: Path, folder: Path) -> None:
+def _step_overlays(trace: Trace, path: Path, folder: Path, only: int | None = None) -> None:
+    """An overlay per step that has boxes (the boxes as they stand after it); `only`: that step's alone."""
     media = trace_media(trace, path)
     boxes: dict[int, dict] = {}
     written = 0
@@ -150,12 +182,17 @@ def _step_overlays(trace: Trace, path: Path, folder: Path) -> None:
             boxes[rec["index"]] = {
                 "box": rec["box"],
                 "initial_box": rec["initial_box"],
-                "label": f"{rec['index'] + 1}: {rec['audio_class']}",
+                "label": source_label(rec["index"], rec["audio_class"]),
             }
+        if only is not None and s.index != only:
+            continue
         if boxes:
             save_overlay(media.image, [boxes[i] for i in sorted(boxes)], folder / f"step_{s.index:03d}_{s.node}.png")
             written += 1
-    console.print(f"wrote {written} overlays to {folder}")
+    if only is not None and not written:
+        console.print(visible(f"step {only} has no boxes yet (Generate gives them): no overlay written"))
+        return
+    console.print(visible(f"wrote {written} overlay{'s' if written != 1 else ''} to {folder}"))
 
 
 @trace_app.command()
@@ -166,16 +203,21 @@ def diff(a: RunRef, b: RunRef, trace_dir: TraceDir = TRACES_DIR) -> None:
     d = diff_traces(ta, tb)
     for title, rows in (("settings", d.settings), ("answers", d.answers), ("decisions", d.decisions)):
         if rows:
-            table = Table("what", ta.run_id[:12], tb.run_id[:12], title=title)
+            table = Table("what", _column(ta.run_id[:12]), _column(tb.run_id[:12]), title=title)
             for what, x, y in rows:
-                table.add_row(what, _short(x), _short(y))
+                table.add_row(safe(what, one_line=True), safe(_short(x), one_line=True), safe(_short(y), one_line=True))
             console.print(table)
-    table = Table("source", ta.run_id[:12], tb.run_id[:12], "IoU", title="final boxes")
+    table = Table("source", _column(ta.run_id[:12]), _column(tb.run_id[:12]), "IoU", title="final boxes")
     for i, x, y, iou in d.boxes:
         table.add_row(str(i), str(x), str(y), "-" if iou is None else f"{iou:.3f}")
     console.print(table)
     if d.same:
         console.print("the runs agree on settings, answers, decisions and boxes")
+
+
+def _column(header: str) -> Column:
+    """A column headed by a trace's text (a run id is whatever the trace says)."""
+    return Column(header=safe(header, one_line=True))
 
 
 def _short(v, n: int = 80) -> str:

@@ -28,6 +28,7 @@ from gar_agent.cli.common import (
     run_settings,
     with_pixel_limit,
 )
+from gar_agent.cli.safe_text import visible
 from gar_agent.models.backends import resolve_backend
 from gar_agent.prompts import PromptSet
 from gar_agent.topology import load_topology
@@ -89,7 +90,7 @@ def track_command(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[note]}"),
+        TextColumn("{task.fields[note]}", markup=False),  # audio classes and errors: text, not markup
         console=err,
     )
     times = progress.add_task("analysing", total=None, note="")
@@ -97,7 +98,7 @@ def track_command(
 
     def on_time(done: int, total: int, entry: dict) -> None:
         classes = ", ".join(s["audio_class"] for s in entry["sources"]) or entry.get("error") or ""
-        note = f"{entry['t']:.1f}s {entry['status']}: {classes}"[:60]
+        note = visible(f"{entry['t']:.1f}s {entry['status']}: {classes}"[:60], one_line=True)
         progress.update(times, completed=done, total=total, note=note)
 
     def on_frame(done: int) -> None:
@@ -105,8 +106,11 @@ def track_command(
         progress.update(frames, completed=done)
 
     console.print(
-        f"gar track · {video.name} · {info.duration_s:.1f} s at {info.fps:g} fps · every {every:g} s · "
-        f"window {window:g} s · {tracker} tracker · reuse {'on' if reuse else 'off'} · graph {topology.name}"
+        visible(
+            f"gar track · {video.name} · {info.duration_s:.1f} s at {info.fps:g} fps · every {every:g} s · "
+            f"window {window:g} s · {tracker} tracker · reuse {'on' if reuse else 'off'} · graph {topology.name}",
+            one_line=True,
+        )
     )
     try:
         with progress:
@@ -120,14 +124,16 @@ def track_command(
         raise fail(str(e)) from None
     s = timeline["summary"]
     console.print(
-        f"{s['times']} times: {s['analysed']} analysed, {s['reused']} reused, {s['failed']} failed"
-        f" ({s['resumed']} from an earlier run); {s['frames']} frames, boxes by origin {s['boxes_by_origin']}"
+        visible(
+            f"{s['times']} times: {s['analysed']} analysed, {s['reused']} reused, {s['failed']} failed"
+            f" ({s['resumed']} from an earlier run); {s['frames']} frames, boxes by origin {s['boxes_by_origin']}"
+        )
     )
     for e in timeline["times"]:
         if e["status"] == "failed":
-            err.print(f"gar: note: time {e['t']:g} s failed: {e['error']}", markup=False, soft_wrap=True)
+            err.print(visible(f"gar: note: time {e['t']:g} s failed: {e['error']}"), markup=False, soft_wrap=True)
     if s["decode_error"]:
-        err.print(f"gar: note: {s['decode_error']}", markup=False, soft_wrap=True)
-    console.print(f"wrote {timeline['annotated_video']} and {folder.timeline}; traces in {folder.traces}")
+        err.print(visible(f"gar: note: {s['decode_error']}"), markup=False, soft_wrap=True)
+    console.print(visible(f"wrote {timeline['annotated_video']} and {folder.timeline}; traces in {folder.traces}"))
     if s["analysed"] + s["reused"] == 0:
         raise fail("no time could be analysed (see the notes above)", EXIT_RUN_FAILED)

@@ -7,20 +7,28 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gar_agent.cli.safe_text import cut, safe, visible
 from gar_agent.result import STATUS_TEXT, RunResult
 from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
 
 CLIP = 600  # characters of prompts/answers shown inline; the trace keeps them whole
+UNUSABLE_CLIP = 200  # an answer that could not be used: enough to see what the model did, not a screenful of noise
+ABOVE = "«the answer above»"  # a repair prompt quotes the unusable answer the view just showed
 
 
 def _clip(text: str, limit: int = CLIP) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else text[:limit] + f" … (+{len(text) - limit} chars)"
+    """Untrusted text cut to `limit` characters, control characters made visible."""
+    return visible(cut(text, limit))
 
 
-def call_view(call: ModelCall, show_prompt: bool = True) -> Group:
-    """A model call: template, sampling, prompt, answers, usage."""
-    head = Text(f"{call.template}  ", style="bold")
+def call_view(call: ModelCall, show_prompt: bool = True, unusable: dict[str, str] | None = None) -> Group:
+    """A model call: template, sampling, prompt, answers, usage.
+
+    `unusable` maps an answer's text to why it could not be used: that answer is shown once, cut
+    short, with the reason beside it (no separate "unusable answer" line repeats it).
+    """
+    unusable = unusable or {}
+    head = safe(f"{call.template}  ", style="bold", one_line=True)
     head.append(
         f"[{'+'.join(call.media) or 'text'}] T={call.temperature:g} top_p={call.top_p:g} n={call.n}  "
         f"{call.usage.model_calls} call(s), {call.usage.input_tokens} in / {call.usage.output_tokens} out tok, "
@@ -31,32 +39,69 @@ def call_view(call: ModelCall, show_prompt: bool = True) -> Group:
     if show_prompt:
         parts.append(Text("asked: ", style="cyan").append(_clip(call.prompt, 300), style="default"))
     if call.error:
-        parts.append(Text(f"model error: {call.error}", style="bold red"))
-    for a in call.answers[:1] if call.n > 1 else call.answers:
-        label = "answer: " if call.n == 1 else f"answer 1 of {len(call.answers)}: "
-        parts.append(Text(label, style="green").append(_clip(a), style="default"))
+        parts.append(Text("model error: ", style="bold red").append(safe(call.error)))
+    for i, a in enumerate(call.answers[:1] if call.n > 1 else call.answers):
+        label = "answer" if call.n == 1 else f"answer {i + 1} of {len(call.answers)}"
+        if a in unusable:
+            line = Text(f"{label} (unusable: ", style="yellow").append(safe(unusable[a], one_line=True))
+            line.append("): ", style="yellow").append(_clip(a, UNUSABLE_CLIP))
+        else:
+            line = Text(f"{label}: ", style="green").append(_clip(a), style="default")
+        parts.append(line)
     return Group(*parts)
 
 
+def _without_shown(call: ModelCall, shown: list[str]) -> ModelCall:
+    """The call with answers already on screen replaced in its prompt (a repair quotes the answer it repairs)."""
+    prompt = call.prompt
+    for answer in shown:
+        if len(answer.strip()) > 40:
+            prompt = prompt.replace(answer.strip(), ABOVE)
+    return call if prompt == call.prompt else call.model_copy(update={"prompt": prompt})
+
+
 def generate_view(
-    record: GenerateRecord, calls: list[ModelCall], sources: list[SourceRecord], error: str | None
+    record: GenerateRecord,
+    calls: list[ModelCall],
+    sources: list[SourceRecord],
+    error: str | None,
+    edited: dict[int, list[int]] | None = None,
 ) -> Panel:
-    """Generate: the audio call, the box call (and repairs), the sources they gave."""
+    """Generate: the audio call, the box call (and repairs), the sources they gave.
+
+    `edited` (a fork) maps a source to the box Generate gave it before the fork's edit replaced it.
+    """
+    unusable = {ans.raw: ans.error for ans in record.audio + record.boxes if ans.error}
     parts: list = []
+    shown: list[str] = []
     for call in calls:
-        parts.append(call_view(call))
-    for ans in record.audio + record.boxes:
-        if ans.error:
-            parts.append(Text(f"unusable answer: {ans.error}", style="yellow"))
+        parts.append(call_view(_without_shown(call, shown), unusable=unusable))
+        shown += call.answers
+    for ans in record.audio + record.boxes:  # an unusable answer no call shows (a researcher's own Generate)
+        if ans.error and ans.raw not in shown:
+            parts.append(
+                Text("unusable answer (", style="yellow")
+                .append(safe(ans.error, one_line=True))
+                .append("): ", style="yellow")
+                .append(_clip(ans.raw, UNUSABLE_CLIP))
+            )
+    edited = edited or {}
     if sources:
         table = Table("source", "audio class", "conf", "initial box", "description", box=None, pad_edge=False)
         for s in sources:
+            box = Text(str(s.initial_box))
+            if s.index in edited:
+                box.append(f" (edited by the fork; Generate gave {edited[s.index]})", style="bold yellow")
             table.add_row(
-                str(s.index), s.audio_class, f"{s.audio_confidence:.2f}", str(s.initial_box), _clip(s.description, 80)
+                str(s.index),
+                safe(s.audio_class, one_line=True),
+                f"{s.audio_confidence:.2f}",
+                box,
+                safe(cut(s.description, 80), one_line=True),
             )
         parts.append(table)
     if error:
-        parts.append(Text(error, style="bold red"))
+        parts.append(safe(error, style="bold red"))
     return Panel(Group(*parts), title="generate", title_align="left", border_style="blue")
 
 
@@ -65,11 +110,17 @@ def votes_table(src: SourceRecord, start: int = 0) -> Table:
     table = Table("#", "av", "keep", "role_tags", "anchor_votes", box=None, pad_edge=False)
     for v in src.votes[start:]:
         if v.parsed is None:
-            table.add_row(str(v.index), "-", "-", Text(f"dropped: {v.error}", style="yellow"), "")
+            table.add_row(str(v.index), "-", "-", safe(f"dropped: {v.error}", style="yellow", one_line=True), "")
             continue
         p = v.parsed
         anchors = ", ".join(f"{a.anchor} {a.score:.2f}" for a in p.anchor_votes)
-        table.add_row(str(v.index), f"{p.av_consistency:.2f}", str(p.keep).lower(), ", ".join(p.role_tags), anchors)
+        table.add_row(
+            str(v.index),
+            f"{p.av_consistency:.2f}",
+            str(p.keep).lower(),
+            safe(", ".join(p.role_tags), one_line=True),
+            safe(anchors, one_line=True),
+        )
     return table
 
 
@@ -79,7 +130,7 @@ def analysis_text(src: SourceRecord) -> Text:
     if a is None:
         return Text("no analysis", style="dim")
     anchors = ", ".join(f"{v.anchor} {v.score:.2f}" for v in a.anchor_votes[:5])
-    return Text(
+    return safe(
         f"aggregate of {a.n_parsed}/{a.n_votes} parsed: av_consistency {a.av_consistency:.3f}, keep {str(a.keep).lower()}, "
         f"role_tags [{', '.join(a.role_tags)}], anchors [{anchors}]",
         style="magenta",
@@ -89,9 +140,10 @@ def analysis_text(src: SourceRecord) -> Text:
 def analyze_view(src: SourceRecord, call: ModelCall) -> Panel:
     """One Analyze pass: its call and the votes it added."""
     new = len(call.answers)
-    parts = [call_view(call), votes_table(src, len(src.votes) - new), analysis_text(src)]
+    unusable = {v.raw: v.error for v in src.votes if v.parsed is None and v.error}
+    parts = [call_view(call, unusable=unusable), votes_table(src, len(src.votes) - new), analysis_text(src)]
     if src.error:
-        parts.append(Text(src.error, style="bold red"))
+        parts.append(safe(src.error, style="bold red"))
     title = f"analyze · source {src.index} · votes {len(src.votes)}"
     return Panel(Group(*parts), title=title, title_align="left", border_style="magenta")
 
@@ -116,11 +168,14 @@ def _ok(flag: bool) -> Text:
 def refine_view(src: SourceRecord, call: ModelCall | None = None) -> Panel:
     """Refine: the answer, what was applied, the clamp, the box before and after."""
     r = src.refinement
-    parts: list = [call_view(call)] if call else []
+    unusable = {r.raw: r.error} if r.raw is not None and r.error else {}
+    parts: list = [call_view(call, unusable=unusable)] if call else []
     if r.error:
-        parts.append(Text(f"unusable answer: {r.error} (previous box kept)", style="yellow"))
+        shown = call is not None and r.raw in call.answers
+        reason = "" if shown else f"unusable answer: {visible(r.error, one_line=True)} "
+        parts.append(Text(f"{reason}(previous box kept)", style="yellow"))
     if r.parsed and r.parsed.ops:
-        parts.append(Text(f"ops: {r.parsed.ops.model_dump(exclude_defaults=True)}"))
+        parts.append(safe(f"ops: {r.parsed.ops.model_dump(exclude_defaults=True)}"))
     parts.append(
         Text(
             f"applied: {r.applied}; box {r.previous_box} -> {r.box} (each side within ±{r.max_delta} px"
@@ -141,7 +196,7 @@ def result_table(result: RunResult) -> Table:
         a = s.analysis
         table.add_row(
             str(i),
-            f"{s.audio_class} ({s.audio_confidence:.2f})",
+            safe(f"{s.audio_class} ({s.audio_confidence:.2f})", one_line=True),
             str(s.initial_box),
             str(s.box),
             f"{a.av_consistency:.2f}" if a else "-",
@@ -151,13 +206,23 @@ def result_table(result: RunResult) -> Table:
     return table
 
 
-def node_view(node: str, update: dict):
-    """The view of one step's update (any node, a researcher's own included); None for the branch wrapper."""
+def node_view(node: str, update: dict, fork_boxes: dict[int, list[int]] | None = None):
+    """The view of one step's update (any node, a researcher's own included); None for the branch wrapper.
+
+    `fork_boxes`: a fork's edited initial boxes, shown in Generate's table in place of what it gave.
+    """
     calls = update.get("calls") or []
     if node == "generate":
-        return generate_view(
-            update.get("generate") or GenerateRecord(), calls, update.get("sources") or [], update.get("error")
-        )
+        sources = update.get("sources") or []
+        fork_boxes = fork_boxes or {}
+        edited = {s.index: s.initial_box for s in sources if s.index in fork_boxes}
+        sources = [
+            s.model_copy(update={"initial_box": fork_boxes[s.index], "box": fork_boxes[s.index]})
+            if s.index in fork_boxes
+            else s
+            for s in sources
+        ]
+        return generate_view(update.get("generate") or GenerateRecord(), calls, sources, update.get("error"), edited)
     src = update.get("source") or (update.get("sources") or [None])[0]
     if not isinstance(src, SourceRecord):
         if node == "localize" or not update:
@@ -176,19 +241,59 @@ def _other_view(node: str, update: dict, calls: list[ModelCall], src: SourceReco
     """A node this module has no special view for: its calls, what it wrote, the gate as it now stands."""
     parts: list = [call_view(c) for c in calls]
     wrote = [k for k in update if k not in ("calls", "sources")]
-    parts.append(Text(f"wrote: {', '.join(wrote) or 'nothing'}", style="dim"))
+    parts.append(safe(f"wrote: {', '.join(wrote) or 'nothing'}", style="dim"))
     if src is not None and src.gate is not None:
         decision = "refine" if src.gate.refine else "skip refinement"
         reasons = f" ({'; '.join(src.gate.reasons)})" if src.gate.reasons else ""
-        parts.append(Text(f"gate now: {decision}{reasons}", style="bold"))
+        parts.append(safe(f"gate now: {decision}{reasons}", style="bold"))
     if src is not None and src.error:
-        parts.append(Text(src.error, style="bold red"))
-    title = node + (f" · source {src.index}" if src is not None else "")
+        parts.append(safe(src.error, style="bold red"))
+    title = safe(node + (f" · source {src.index}" if src is not None else ""), one_line=True)
     return Panel(Group(*parts), title=title, title_align="left", border_style="white")
 
 
-def print_step(console: Console, node: str, update: dict) -> None:
-    """Print one step as it completes."""
-    view = node_view(node, update)
-    if view is not None:
-        console.print(view)
+def show(console: Console, renderable, err: Console, what: str) -> None:
+    """Print a view; a failure to display is one note on stderr, never a lost run (the result and
+    trace are written whatever the screen can show)."""
+    try:
+        console.print(renderable)
+    except Exception as e:  # noqa: BLE001 - any display bug: the run it shows must still be saved
+        err.print(
+            f"gar: note: could not display {what} ({type(e).__name__}: {visible(e, one_line=True)})", markup=False
+        )
+
+
+class StepPrinter:
+    """The live step view: each step as it completes.
+
+    A subgraph's own update (the per-source `localize` branch as a whole) repeats the steps inside it
+    that were shown one by one, so it is skipped: a step whose node heads the namespace of steps seen
+    before it.
+    """
+
+    def __init__(self, console: Console, err: Console, fork_boxes: dict[int, list[int]] | None = None) -> None:
+        self.console, self.err, self.fork_boxes = console, err, fork_boxes
+        self.seen: set[tuple[str, ...]] = set()
+
+    def _wraps_shown_steps(self, node: str, namespace: tuple[str, ...]) -> bool:
+        depth = len(namespace)
+        return any(
+            len(ns) > depth and ns[:depth] == namespace and ns[depth].split(":", 1)[0] == node for ns in self.seen
+        )
+
+    def __call__(self, step) -> None:
+        namespace = tuple(step.namespace)
+        if self._wraps_shown_steps(step.node, namespace):
+            return
+        self.seen.add(namespace)
+        try:
+            view = node_view(step.node, step.update, self.fork_boxes)
+        except Exception as e:  # noqa: BLE001 - as in show(): a view's bug must not stop the run
+            self.err.print(
+                f"gar: note: could not display step {visible(step.node, one_line=True)} "
+                f"({type(e).__name__}: {visible(e, one_line=True)})",
+                markup=False,
+            )
+            return
+        if view is not None:
+            show(self.console, view, self.err, f"step {visible(step.node, one_line=True)}")

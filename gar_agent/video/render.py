@@ -15,7 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from gar_agent.overlay import draw_boxes
+from gar_agent.overlay import draw_boxes, source_label
 from gar_agent.video.decode import VideoError, VideoInfo, display, open_video
 from gar_agent.video.follow import Anchor, Follower
 
@@ -37,7 +37,7 @@ def anchors_by_frame(entries: list[dict]) -> dict[float, Anchor]:
 
 
 def _items(boxes: list[dict]) -> list[dict]:
-    return [{"box": b["box"], "label": f"{b['source'] + 1}: {b['audio_class']}{_TAGS[b['origin']]}"} for b in boxes]
+    return [{"box": b["box"], "label": source_label(b["source"], b["audio_class"]) + _TAGS[b["origin"]]} for b in boxes]
 
 
 def _even(rgb: np.ndarray) -> np.ndarray:
