@@ -7,6 +7,8 @@ gradient, and a mono tone that changes from 440 Hz to 880 Hz half-way, encoded w
 from __future__ import annotations
 
 import json
+import re
+import struct
 from pathlib import Path
 
 import av
@@ -81,6 +83,18 @@ def peak_hz(wave: np.ndarray, rate: int = RATE) -> float:
     return float(np.fft.rfftfreq(wave.size, 1 / rate)[np.argmax(spectrum)])
 
 
+def claim_duration(path: Path, seconds: float) -> Path:
+    """Make a Matroska file's header claim `seconds` (segment duration and every DURATION tag); frames unchanged."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Segment Info Duration: a float64 in TimecodeScale units (ms)
+    assert at > 0
+    struct.pack_into(">d", data, at + 3, seconds * 1000)
+    h, rest = divmod(seconds, 3600)
+    stamp = f"{int(h):02d}:{int(rest // 60):02d}:{rest % 60:012.9f}".encode()
+    path.write_bytes(re.sub(rb"\d\d:\d\d:\d\d\.\d{9}", lambda m: stamp, bytes(data)))
+    return path
+
+
 @pytest.fixture(scope="module")
 def videos(tmp_path_factory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("videos")
@@ -90,6 +104,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
         "short": make_video(d / "short.mkv", seconds=0.3),
         "rotated": make_video(d / "rotated.mov", rotate=90),
         "late": make_video(d / "late.mkv", silent_until=1.2),
+        "liar": claim_duration(make_video(d / "liar.mkv", seconds=0.3), 100_000),  # 3 frames
     }
     data = out["plain"].read_bytes()
     (d / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
@@ -425,6 +440,21 @@ def test_track_short_video_and_bad_input(videos, tmp_path, capsys):
     for name, message in [("mute", "no audio track"), ("corrupt", "could not be opened")]:
         code, _, err = gar(capsys, "track", videos[name], "--out", tmp_path / name, "--backend", f"scripted:{script}")
         assert code == 2 and err.startswith("gar: error: ") and message in err
+
+
+def test_a_header_claiming_a_long_video_is_not_trusted(videos, tmp_path, capsys):
+    with av.open(str(videos["liar"])) as c:  # what the header says
+        assert c.duration / 1e6 == 100_000 and len(list(c.decode(video=0))) == 3
+    assert probe(videos["liar"]).duration_s == pytest.approx(0.3)  # where its frames really end
+    out = tmp_path / "liar"
+    code, stdout, err = gar(capsys, "track", videos["liar"], "--every", 2, "--out", out,
+                            "--backend", f"scripted:{script_for(tmp_path)}")  # fmt: skip
+    assert code == 0, err
+    assert [p.name for p in (out / "times").iterdir()] == ["t0000.000.json"]  # one time, not 50,000
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert timeline["summary"]["times"] == 1 and len(timeline["frames"]) == 3
+    with pytest.raises(VideoError, match=r"--at 50 s is outside video .* \(0 to 0\.300 s\)"):
+        frame_at(probe(videos["liar"]), 50)
 
 
 def test_track_failed_times_are_listed_and_retried(videos, tmp_path, capsys):

@@ -107,7 +107,7 @@ def probe(path: str | Path, need_audio: bool = True) -> VideoInfo:
         check_pixels(first.width, first.height, str(path), "video", VideoError)
         rate = vs.average_rate or vs.guessed_rate or vs.base_rate
         fps = float(rate) if rate else 0.0
-        duration = _duration(c, vs)
+        duration = _stream_end(c, vs, _duration(c, vs), 1 / fps if fps else 0.0, path)
         if duration <= 0:
             raise VideoError(f"video {path} reports no duration: re-mux it (e.g. save it again as mp4)")
         rotation = int(first.rotation or 0)
@@ -145,6 +145,33 @@ def _duration(c, vs) -> float:
     if c.duration:
         return c.duration / 1_000_000
     return 0.0
+
+
+def _stream_end(c, vs, claimed: float, frame_s: float, path: Path) -> float:
+    """Where the video stream really ends: the end of its last packet, not what the header claims.
+
+    A header can claim anything (a 3-frame file said 100,000 s, and `gar track` planned 50,000
+    times). Packets carry the stream's own timestamps; reading them (no decoding) from a keyframe
+    shortly before the claimed end costs little, and from the start only when that finds nothing.
+    """
+    if not vs.time_base:
+        return claimed
+    end = None
+    for start in ([max(0.0, claimed - 1.0)] if claimed > 0 else []) + [0.0]:
+        try:
+            c.seek(int(start / vs.time_base), stream=vs, backward=True, any_frame=False)
+            for packet in c.demux(vs):
+                if packet.pts is not None:  # a packet without a duration shows its frame for one frame time
+                    shown = float(packet.duration * vs.time_base) if packet.duration else frame_s
+                    stop = float(packet.pts * vs.time_base) + shown
+                    end = stop if end is None else max(end, stop)
+        except _ERRORS as e:
+            raise VideoError(
+                f"video {path} could not be read to its end ({_reason(e)}): the file is damaged or truncated"
+            ) from None
+        if end is not None:
+            return end
+    return claimed
 
 
 def check_time(info: VideoInfo, at: float, flag: str = "--at") -> None:
