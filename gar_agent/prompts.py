@@ -8,6 +8,8 @@ Two kinds of set:
 Placeholders follow Python's f-string rules so an imported set renders exactly what the authors'
 function returns: `${name}` is `format(value, "")` (Python's own text of a list, dict, float or
 bool), `${name:.3f}` applies a format spec, `${name!r}` a conversion; `$$` is a literal `$`.
+A prompt set is data, not code: a width or precision in a spec is at most `MAX_SPEC_NUMBER`
+(`${width:>50000000}` would render 50 MB into every call).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ _PLACEHOLDER = re.compile(
     r"|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*)|(?P<invalid>))"
 )
 _CONVERT = {"r": repr, "s": str, "a": ascii}
+# Widths and precisions a prompt may ask for (the authors' use .3f); far more only inflates the prompt.
+MAX_SPEC_NUMBER = 1000
+_NUMBER = re.compile(r"\d+")
 
 
 class PromptError(UserError):
@@ -53,11 +58,21 @@ def render_text(text: str, values: dict[str, Any], where: str = "template") -> s
                 f"prompt {where} uses ${{{name}}}, which this stage does not provide; "
                 f"available: {', '.join(sorted(values))}"
             )
+        spec = m.group("spec") or ""
+        for digits in _NUMBER.findall(spec):
+            if len(digits) > len(str(MAX_SPEC_NUMBER)) or int(digits) > MAX_SPEC_NUMBER:
+                line = text.count("\n", 0, m.start()) + 1
+                shown = f"{spec[:24]}..." if len(spec) > 24 else spec
+                raise PromptError(
+                    f"prompt {where} line {line}: ${{{name}:{shown}}} asks for a width or precision of "
+                    f"{digits[:12]}{'...' if len(digits) > 12 else ''}; at most {MAX_SPEC_NUMBER} is allowed: "
+                    "fix the template"
+                )
         value = values[name]
         if m.group("conv"):
             value = _CONVERT[m.group("conv")](value)
         try:
-            return format(value, m.group("spec") or "")
+            return format(value, spec)
         except (TypeError, ValueError) as e:
             raise PromptError(f"prompt {where}: ${{{name}}} cannot be formatted ({e})") from None
 

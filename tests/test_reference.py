@@ -139,6 +139,31 @@ def test_import_refuses_unknown_structure_without_running_anything(tmp_path):
     assert not (tmp_path / "out" / "music-duet").exists()
 
 
+@pytest.mark.parametrize(
+    "terms, where, line",
+    [
+        (200_000, "return", 12),  # Python's parser itself gives up (RecursionError during ast construction)
+        (5_000, "top", 1),  # parsed, but too deep for ast.unparse in the error message
+    ],
+)
+def test_import_of_a_huge_expression_is_one_line_naming_file_and_line(tmp_path, capsys, terms, where, line):
+    code = _copy_fake(tmp_path)
+    source = (FAKE / "prompts_single.py").read_text()
+    chain = " + ".join(['"a"'] * terms)
+    if where == "return":
+        start = source.index("def build_prompt_audio_only():")
+        end = source.index("\n\n\n", start)
+        assert source[:start].count("\n") + 2 == line  # the return is the function's second line
+        source = source[:start] + f"def build_prompt_audio_only():\n    return {chain}\n" + source[end:]
+    else:
+        source = f"PROMPT = {chain}\n" + source
+    (code / "prompts_single.py").write_text(source)
+    assert main(["prompts", "import", str(code), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gar: error: prompts_single.py:{line}: ") and err.count("\n") == 1, err[:300]
+    assert "Traceback" not in err and len(err) < 400
+
+
 def test_prompts_import_cli_is_one_line_on_bad_input(tmp_path, capsys):
     code = _copy_fake(tmp_path)
     (code / "GAR_music_solo.py").unlink()
@@ -154,6 +179,26 @@ def test_render_follows_f_string_rules():
     )
     with pytest.raises(PromptError, match="uses \\$\\{y\\}"):
         render_text("${y}", values)
+
+
+def test_a_format_spec_asking_for_megabytes_is_refused_naming_the_template(example, tmp_path, capsys):
+    assert render_text("${w:>1000}|${x:.1000f}", {"w": 7, "x": 0.5}).endswith("7|0." + "5" + "0" * 999)
+    for spec in (">50000000", ".1001f", "0>99999999999999999999999999", ",>2000"):
+        with pytest.raises(PromptError, match=r"prompt t.txt line 2: \$\{w:.*\} asks for a width or precision"):
+            render_text("ok\n${w:" + spec + "}", {"w": 1.0}, "t.txt")
+    prompts = tmp_path / "p"
+    prompts.mkdir()
+    for f in PromptSet().directory.glob("*.txt"):
+        (prompts / f.name).write_text(f.read_text())
+    (prompts / "generate_multi.txt").write_text(
+        "Frame ${width:>50000000}\n" + (prompts / "generate_multi.txt").read_text()
+    )
+    image, audio, script = example
+    args = [image, audio, "--sources", 2, "--backend", f"scripted:{script}", "--prompts", prompts]
+    code = main([str(a) for a in ["run", *args, "--out", tmp_path / "o", "--trace-dir", tmp_path / "t"]])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"gar: error: prompt {prompts / 'generate_multi.txt'} line 1: ${{width:>50000000}}")
 
 
 # --- the scripts' parsing and aggregation -----------------------------------------------------------

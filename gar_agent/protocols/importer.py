@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import io
 import json
+import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +65,14 @@ class PromptImportError(UserError):
 def _fail(path: Path, node: ast.AST | None, what: str) -> PromptImportError:
     where = f"{path.name}:{node.lineno}" if node is not None and hasattr(node, "lineno") else path.name
     return PromptImportError(f"{where}: {what}: not the released GAR-SSL code this importer knows (bc85ec0)")
+
+
+def _code(node: ast.AST) -> str:
+    """A node as source text for a message; a node nested too deeply for `ast.unparse` is named, not shown."""
+    try:
+        return ast.unparse(node)
+    except RecursionError:
+        return f"<{type(node).__name__} nested too deeply to show>"
 
 
 def _escape(text: str) -> str:
@@ -193,7 +203,7 @@ class _BuilderReader:
                     # The fallback only runs when float() fails; our values are always floats.
                     self.locals[assign.targets[0].id] = PARAMETERS[call.args[0].id] + self._spec(fv)
                     return
-        raise _fail(path, stmt, f"function {self.fn.name}: unrecognised statement {ast.unparse(stmt)[:60]!r}")
+        raise _fail(path, stmt, f"function {self.fn.name}: unrecognised statement {_code(stmt)[:60]!r}")
 
     def _spec(self, fv: ast.FormattedValue) -> str:
         out = "!" + chr(fv.conversion) if fv.conversion != -1 else ""
@@ -253,7 +263,7 @@ class _BuilderReader:
         ):
             name = "analysis_" + expr.args[0].value
         if name is None:
-            raise _fail(self.path, fv, f"function {self.fn.name}: unrecognised expression {{{ast.unparse(expr)}}}")
+            raise _fail(self.path, fv, f"function {self.fn.name}: unrecognised expression {{{_code(expr)[:60]}}}")
         return ("field", "${" + name + spec + "}")
 
 
@@ -267,7 +277,7 @@ def read_builders(path: Path) -> dict[str, Builder]:
         if isinstance(node, ast.FunctionDef) and node.name in BUILDERS and not node.decorator_list:
             out[node.name] = _BuilderReader(path, node).read()
             continue
-        what = f"function {node.name}" if isinstance(node, ast.FunctionDef) else ast.unparse(node)[:60]
+        what = f"function {node.name}" if isinstance(node, ast.FunctionDef) else _code(node)[:60]
         raise _fail(path, node, f"unrecognised top-level {what!r}")
     return out
 
@@ -276,9 +286,34 @@ def _parse(path: Path) -> ast.Module:
     if not path.is_file():
         raise PromptImportError(f"{path} not found: CODE_DIR must be the `code/` folder of the GAR-SSL clone")
     try:
-        return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        text = path.read_text(encoding="utf-8")
+        return ast.parse(text, filename=str(path))
     except (SyntaxError, UnicodeDecodeError, ValueError) as e:
         raise PromptImportError(f"{path.name} cannot be parsed as Python ({e})") from None
+    except (RecursionError, MemoryError):
+        # Python's parser recurses once per operator of a chain like "a" + "a" + ...: name the statement
+        line, tokens = _biggest_statement(text)
+        raise PromptImportError(
+            f"{path.name}:{line}: a statement of {tokens:,} tokens, too long or deeply nested for Python's parser: "
+            "not the released GAR-SSL code this importer knows (bc85ec0)"
+        ) from None
+
+
+def _biggest_statement(text: str) -> tuple[int, int]:
+    """(first line, token count) of the logical line with the most tokens (tokenize does not recurse)."""
+    best, start, count = (1, 0), None, 0
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+            if tok.type in (tokenize.NEWLINE, tokenize.ENDMARKER):
+                if start is not None and count > best[1]:
+                    best = (start, count)
+                start, count = None, 0
+            elif tok.type not in (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT):
+                start = tok.start[0] if start is None else start
+                count += 1
+    except (tokenize.TokenError, SyntaxError):
+        pass  # the parse already failed; the best line so far is still the likeliest
+    return best
 
 
 @dataclass
@@ -340,7 +375,7 @@ def read_script(path: Path) -> ScriptFacts:
             and isinstance(node.slice.upper, ast.Constant)
             and node.slice.upper.value == 32
             and isinstance(node.value, ast.Call)
-            and ast.unparse(node.value.func) == "re.sub"
+            and _code(node.value.func) == "re.sub"
         ):
             facts.cleanup = "vggss-duet"
     if not facts.module:
