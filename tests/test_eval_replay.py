@@ -23,7 +23,8 @@ from test_eval import RectModel, _bright_boxes, make_benchmark, norm
 
 from gar_agent.cli.app import main
 from gar_agent.eval import compare as cmp
-from gar_agent.eval.metrics import SampleScore, summarize
+from gar_agent.eval.metrics import SampleScore, box_to_grid, summarize
+from gar_agent.eval.store import sample_document
 
 SHIPPED_GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "gar.py"
 
@@ -297,6 +298,30 @@ def test_the_bootstrap_interval_is_the_slow_reference_computation_and_depends_on
     other = cmp.compare_pair(a, b, resamples=300, seed=4)
     assert [r["ci95"] for r in again["metrics"]] == [r["ci95"] for r in report["metrics"]]
     assert [r["ci95"] for r in other["metrics"]] != [r["ci95"] for r in report["metrics"]]
+
+
+def test_the_vectorised_grid_is_box_to_grid_box_by_box():
+    rng = np.random.default_rng(0)
+    boxes = np.concatenate([rng.uniform(-0.2, 1.2, (3000, 4)), rng.integers(0, 9, (500, 4)) / 8])
+    sizes = rng.choice([[224, 224], [640, 480], [1280, 720], [333, 517], [7, 5]], len(boxes))
+    got = cmp.grid_corners(boxes, sizes)
+    want = [box_to_grid(b, 224, s) for b, s in zip(boxes.tolist(), sizes.tolist())]
+    assert got.astype(int).tolist() == [list(w) for w in want]
+
+
+def test_pixel_counts_of_one_box_samples_are_the_masks_counts(tmp_path):
+    rng = np.random.default_rng(1)
+    scores = _random_folder(rng, 60, 0.4)
+    slow = _folder(scores)
+    d = tmp_path
+    (d / "samples").mkdir()
+    (d / "eval.json").write_text(json.dumps({"format": 1, "dataset": "vggss-single", "settings": {}}))
+    for s in scores:
+        (d / "samples" / f"{s.id}.json").write_text(json.dumps(sample_document(s, None, 0.0, None, None)))
+    fast = cmp.load_folder(d)
+    assert fast.ids == slow.ids
+    for k in ("tp", "on", "pos"):
+        assert getattr(fast, k).tolist() == getattr(slow, k).tolist(), k
 
 
 def test_mcnemar_counts_the_discordant_pairs_by_hand():
