@@ -2,6 +2,11 @@
 
 A graph file defines `build() -> StateGraph` (uncompiled, so the runner can attach a
 checkpointer). The trace records the graph's name and the sha256 of its file.
+
+Loading a graph file runs it. Only two kinds of file are ever loaded: a file the user names
+(`--graph FILE`), and a shipped graph (`gar_agent/graphs/*.py`). A recording (trace, eval folder)
+is data from someone else: `recorded_topology` re-runs it with the shipped graph whose file has the
+recorded sha256, never with the file the recording names.
 """
 
 from __future__ import annotations
@@ -51,6 +56,39 @@ def available() -> list[str]:
     return sorted(p.stem for p in GRAPHS_DIR.glob("*.py") if not p.stem.startswith("_"))
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shipped_graph(sha256: str) -> Path | None:
+    """The shipped graph file (gar_agent/graphs/*.py) whose content has this sha256, if any."""
+    for name in available():
+        path = GRAPHS_DIR / f"{name}.py"
+        if _sha256(path) == sha256:
+            return path
+    return None
+
+
+def recorded_topology(name: str, sha256: str, graph: str | None = None, show: str = "gar trace show RUN") -> Topology:
+    """The topology to re-run a recording with: `graph` when the user names one (their file, which runs),
+    else the shipped graph whose file has the recorded sha256.
+
+    The file a recording names (its graph path, or a path-like name) is never imported: a trace or an
+    eval folder may come from anyone, and importing a file runs it. `show` is the command that prints
+    the recorded source, for the one-line error when no shipped graph matches.
+    """
+    if graph:
+        return load_topology(graph)
+    path = shipped_graph(str(sha256))
+    if path is None:
+        raise GraphError(
+            f"the recording used graph {name!r} (sha256 {str(sha256)[:16]}), which is no shipped graph "
+            f"(or a changed one): a recording never runs a file it names; pass --graph FILE to run a graph "
+            f"you trust (`{show} --graph-source` prints the recorded source)"
+        )
+    return load_topology(str(path))
+
+
 def graph_path(name_or_path: str) -> Path:
     """The file of a graph given by name (`gar`) or path (`my/graph.py`)."""
     candidate = Path(name_or_path)
@@ -88,4 +126,4 @@ def load_topology(name_or_path: str = "gar") -> Topology:
         raise GraphError(f"graph file {where} failed to load ({type(e).__name__}: {e})") from None
     if not isinstance(builder, StateGraph):
         raise GraphError(f"graph file {path}: build() returned {type(builder).__name__}, expected a StateGraph")
-    return Topology(path.stem, path, hashlib.sha256(path.read_bytes()).hexdigest(), builder)
+    return Topology(path.stem, path, _sha256(path), builder)

@@ -69,7 +69,7 @@ from gar_agent.models.backends import resolve_backend
 from gar_agent.models.faults import is_backend_fault
 from gar_agent.prompts import PromptSet, protocol_settings
 from gar_agent.state import Settings
-from gar_agent.topology import load_topology
+from gar_agent.topology import GraphError, load_topology
 
 DEFAULT_BACKEND = "qwen-omni"
 DEFAULT_N = 5
@@ -382,9 +382,16 @@ def sweep_command(
     tau_audio: Annotated[Optional[str], typer.Option(help="Values of tau_audio, e.g. 0.5,0.75.")] = None,
     n_votes: Annotated[Optional[str], typer.Option(help="Values of N, e.g. 3,5 (at most the recorded N).")] = None,
     strict: StrictOpt = False,
+    graph: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Topology to replay with: a shipped name or a .py file you trust (it runs). Default: the shipped "
+            "graph whose sha256 the folder recorded; a file an eval folder names is never run."
+        ),
+    ] = None,
 ) -> None:
     """Re-decide the gate of every recorded sample for a grid of thresholds and N (no model)."""
-    _sweep(EvalDir(out), tau_av, tau_audio, n_votes, strict)
+    _sweep(EvalDir(out), tau_av, tau_audio, n_votes, strict, graph)
 
 
 def _concurrent_samples(chat) -> int | None:
@@ -616,7 +623,7 @@ def _rescore(d: EvalDir, strict: bool, gt: Path | None, gt_boxes: str | None) ->
     _exit_for(done.metrics)
 
 
-def _sweep(d: EvalDir, tau_av, tau_audio, n_votes, strict: bool) -> None:
+def _sweep(d: EvalDir, tau_av, tau_audio, n_votes, strict: bool, graph: str | None = None) -> None:
     try:
         rec = read_config(d)
     except SettingsMismatch as e:
@@ -632,8 +639,11 @@ def _sweep(d: EvalDir, tau_av, tau_audio, n_votes, strict: bool) -> None:
         TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
     )
     task = progress.add_task("sweep", total=n_samples)
-    with progress:
-        report = sweep(d, settings, strict, on_sample=lambda sid: progress.advance(task))
+    try:
+        with progress:
+            report = sweep(d, settings, strict, on_sample=lambda sid: progress.advance(task), graph=graph)
+    except GraphError as e:
+        raise fail(str(e)) from None
     path = write_sweep(d, report)
     table = Table(title=f"gate sweep · {rec['dataset']} · {d.root} · {len(settings)} settings (* recorded)")
     for col in ("tau_av", "tau_audio", "N", "decided", "needs model", "failed"):

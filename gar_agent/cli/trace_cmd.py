@@ -35,7 +35,7 @@ from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.result import STATUS_TEXT, source_status
 from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
-from gar_agent.topology import load_topology
+from gar_agent.topology import recorded_topology
 from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.diff import diff_traces
 from gar_agent.trace.replay import MissingRecording, Replayed, replay_model, trace_media
@@ -48,6 +48,13 @@ EXIT_MISSING_CALL = 3
 
 trace_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None)
 
+ReplayGraphOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        help="Topology to run: a shipped name or a .py file you trust (it runs). Default: the shipped graph whose "
+        "sha256 the trace recorded; a file a trace names is never run."
+    ),
+]
 RunRef = Annotated[str, typer.Argument(help="A trace file, a run folder, or a run id (prefix) in --trace-dir.")]
 
 
@@ -225,11 +232,10 @@ def _short(v, n: int = 80) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _topology(trace: Trace, graph: str | None = None):
-    """The graph asked for, else the recorded file (or the shipped graph of that name)."""
-    if graph:
-        return load_topology(graph)
-    return load_topology(trace.graph.path if Path(trace.graph.path).is_file() else trace.graph.name)
+def _topology(trace: Trace, path: Path, graph: str | None = None):
+    """The graph asked for (`--graph`, the user's own file), else the shipped graph with the recorded
+    sha256; never the file the trace names (a trace is data: importing its file would run its code)."""
+    return recorded_topology(trace.graph.name, trace.graph.sha256, graph, f"gar trace show {path}")
 
 
 def _fallback(backend: Optional[str], model: Optional[str]):
@@ -261,7 +267,7 @@ def replay(
     n_votes: Annotated[Optional[int], typer.Option(min=1, max=64, help="Use the first N recorded votes.")] = None,
     tau_av: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
     tau_audio: Annotated[Optional[float], typer.Option(min=0.0, max=1.0)] = None,
-    graph: Annotated[Optional[str], typer.Option(help="Another topology (name or file).")] = None,
+    graph: ReplayGraphOpt = None,
     prompts: Annotated[Optional[Path], typer.Option(help="Edited prompt templates.")] = None,
     backend: FallbackOpt = None,
     model: ModelOpt = None,
@@ -273,7 +279,7 @@ def replay(
     """Re-run a saved run with answers served from its recording (exit 3 if a call is missing)."""
     trace, path = _load(run, trace_dir)
     try:
-        topology = _topology(trace, graph)
+        topology = _topology(trace, path, graph)
         prompt_set = _prompts(trace, prompts)
         media = trace_media(trace, path)
         chat = replay_model(trace, _fallback(backend, model))
@@ -331,6 +337,7 @@ def fork(
     vote: Annotated[
         Optional[list[str]], typer.Option(help="SOURCE:INDEX=ANSWER: replace a recorded vote's answer.")
     ] = None,
+    graph: ReplayGraphOpt = None,
     backend: FallbackOpt = None,
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/fork"),
@@ -345,7 +352,7 @@ def fork(
     if not boxes and not votes:
         raise fail("gar fork needs at least one edit: --box SOURCE=x1,y1,x2,y2 or --vote SOURCE:INDEX=ANSWER")
     try:
-        topology = _topology(trace)
+        topology = _topology(trace, path, graph)
         prompt_set = _prompts(trace)
         media = trace_media(trace, path)
         chat = replay_model(trace, _fallback(backend, model))

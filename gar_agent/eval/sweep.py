@@ -18,7 +18,7 @@ from gar_agent.eval.score import metrics_document, score_result
 from gar_agent.eval.store import EvalDir, load_scores, read_config
 from gar_agent.media import MediaError
 from gar_agent.prompts import PromptError, PromptSet
-from gar_agent.topology import GraphError, Topology, load_topology
+from gar_agent.topology import Topology, recorded_topology
 from gar_agent.trace.replay import replay, replay_model, trace_media
 from gar_agent.trace.store import TraceError, atomic_write, read_trace
 
@@ -79,16 +79,21 @@ class SweepReport:
 
 
 class _Graphs:
-    """Topologies and prompt sets loaded once per file, shared by every replay."""
+    """Topologies and prompt sets loaded once per graph and folder, shared by every replay.
 
-    def __init__(self) -> None:
+    A recorded graph is run as the shipped graph with its sha256 (or the user's `--graph`), never from
+    the file the eval folder names: GraphError (stop, one line) when neither is at hand.
+    """
+
+    def __init__(self, graph: str | None = None, show: str = "gar trace show RUN") -> None:
+        self.graph, self.show = graph, show
         self.topologies: dict[str, Topology] = {}
         self.prompts: dict[str, PromptSet] = {}
 
-    def topology(self, path: str, name: str) -> Topology:
-        key = path if Path(path).is_file() else name  # the recorded file, else the shipped graph
+    def topology(self, name: str, sha256: str) -> Topology:
+        key = self.graph or sha256
         if key not in self.topologies:
-            self.topologies[key] = load_topology(key)
+            self.topologies[key] = recorded_topology(name, sha256, self.graph, self.show)
         return self.topologies[key]
 
     def prompt_set(self, directory: str) -> PromptSet:
@@ -102,17 +107,19 @@ def sweep(
     settings: Sequence[GateSetting],
     strict: bool = False,
     on_sample: Callable[[str], None] | None = None,
+    graph: str | None = None,
 ) -> SweepReport:
     """Replay every stored sample under each setting; metrics per setting over what it decided.
 
     A sample whose recorded run failed stays failed in every setting (its failure is not a gate
-    decision); with `strict` it is a miss, as in summarize().
+    decision); with `strict` it is a miss, as in summarize(). The graph is the shipped one with the
+    recorded hash, or `graph` (a name or file the user gives); else GraphError before any replay.
     """
     config = read_config(d)
     rec = config["settings"]
     recorded = GateSetting(rec["tau_av"], rec["tau_audio"], rec["n_votes"])
     scores, unreadable = load_scores(d)
-    graphs = _Graphs()
+    graphs = _Graphs(graph, f"gar trace show {d.traces}/<id>")
     records: dict[GateSetting, list] = {s: [] for s in settings}
     decided: dict[GateSetting, int] = {s: 0 for s in settings}
     needs: dict[GateSetting, list[dict]] = {s: [] for s in settings}
@@ -128,11 +135,11 @@ def sweep(
             trace_path = d.trace(score.id)
             trace = read_trace(trace_path)
             media = trace_media(trace, trace_path)
-            topology = graphs.topology(trace.graph.path, trace.graph.name)
             prompts = graphs.prompt_set(trace.prompts_dir)
-        except (TraceError, MediaError, GraphError, PromptError) as e:
+        except (TraceError, MediaError, PromptError) as e:
             unavailable.append({"id": score.id, "error": str(e)})
             continue
+        topology = graphs.topology(trace.graph.name, trace.graph.sha256)  # GraphError: the whole sweep stops
         for s in settings:
             model = replay_model(trace)  # a fresh one per replay: it serves each recorded answer once
             done = replay(
