@@ -16,6 +16,7 @@ from langchain_core.language_models import BaseChatModel
 from gar_agent.media import Media
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import RunOutcome, Step, arun_clip, run_clip
+from gar_agent.spec import RunSpec
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.record import build_trace, input_files
@@ -57,8 +58,12 @@ def run_and_record(
     inputs: dict[str, InputFile] | None = None,
     lineage: Lineage | None = None,
     embed_media: bool = False,
+    spec: RunSpec | None = None,
 ) -> Recorded:
-    """Run one clip through a topology and write its trace (inputs, steps, calls once, result) to trace_dir."""
+    """Run one clip through a topology and write its trace (inputs, steps, calls once, result) to trace_dir.
+
+    `spec` is the command's run spec (gar_agent.spec), built once by the command and recorded in the trace.
+    """
     outcome = run_clip(
         media,
         settings,
@@ -71,7 +76,7 @@ def run_and_record(
         state=state,
         after_generate=after_generate,
     )
-    return _record(outcome, media, settings, topology, prompts, trace_dir, inputs, lineage, embed_media)
+    return _record(outcome, media, settings, topology, prompts, trace_dir, inputs, lineage, embed_media, spec)
 
 
 async def arun_and_record(
@@ -83,10 +88,11 @@ async def arun_and_record(
     prompts: PromptSet,
     trace_dir: str | Path | None,
     thread_id: str | None = None,
+    spec: RunSpec | None = None,
 ) -> Recorded:
     """`run_and_record` for a whole fresh run on the event loop (`runner.arun_clip`), as `gar eval` makes them."""
     outcome = await arun_clip(media, settings, model, topology=topology, prompts=prompts, thread_id=thread_id)
-    return _record(outcome, media, settings, topology, prompts, trace_dir)
+    return _record(outcome, media, settings, topology, prompts, trace_dir, spec=spec)
 
 
 def _record(
@@ -99,6 +105,7 @@ def _record(
     inputs: dict[str, InputFile] | None = None,
     lineage: Lineage | None = None,
     embed_media: bool = False,
+    spec: RunSpec | None = None,
 ) -> Recorded:
     """Write a finished run's trace (unless trace_dir is None)."""
     lineage = lineage or Lineage()
@@ -114,5 +121,6 @@ def _record(
         fork=lineage.fork,
         prefix=lineage.prefix,
         inputs=inputs or input_files(media),
+        spec=spec,
     )
     return Recorded(outcome, write_trace(trace, trace_dir, embed_media))

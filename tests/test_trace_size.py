@@ -40,7 +40,7 @@ def test_each_call_is_stored_once_and_each_prompt_text_once(media, tmp_path):
     outcome, path = _trace_file(media, tmp_path, 20)
     text = path.read_text()
     doc = json.loads(text)
-    assert doc["schema_version"] == 2
+    assert doc["schema_version"] == 3
     assert len(doc["calls"]) == len(outcome.state.calls) == 2 + 20 + 1
     assert all("calls" not in s for s in doc["steps"])  # steps refer to calls by index
     assert sorted(i for s in doc["steps"] for i in s["call_ids"]) == list(range(len(doc["calls"])))

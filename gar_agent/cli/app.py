@@ -55,6 +55,7 @@ from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.run import run_and_record
+from gar_agent.spec import build_spec
 from gar_agent.topology import load_topology
 from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.record import input_files
@@ -122,7 +123,13 @@ def run(
         serving = served_options(
             backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff, max_response_bytes
         )
-        chat = resolve_backend(backend, model, **serving, **local_options(backend, prefix_cache))
+        local = local_options(backend, prefix_cache)
+        chat = resolve_backend(backend, model, **serving, **local)
+        spec = build_spec(
+            command="run", backend=backend, model=model, options={**serving, **local}, chat=chat,
+            topology=topology, prompts=prompt_set, settings=settings,
+            at=at, window=window, max_audio_s=max_audio_s,
+        )  # fmt: skip
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     for notice in media.notices:
@@ -149,6 +156,7 @@ def run(
             on_step=step_printer(as_json),
             inputs=inputs,
             embed_media=embed_media or video is not None,
+            spec=spec,
         )
     except USER_ERRORS as e:  # a bug of ours keeps its traceback
         raise fail(str(e)) from None

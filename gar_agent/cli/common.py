@@ -136,7 +136,6 @@ def with_pixel_limit(command):
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")]
-FallbackOpt = Annotated[Optional[str], typer.Option("--backend", help="Model for calls the recording lacks.")]
 Backend = Annotated[str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")]
 
 

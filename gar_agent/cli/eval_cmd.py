@@ -68,6 +68,7 @@ from gar_agent.eval.sweep import grid, sweep, write_sweep
 from gar_agent.models.backends import resolve_backend
 from gar_agent.models.faults import is_backend_fault
 from gar_agent.prompts import PromptSet, protocol_settings
+from gar_agent.spec import build_spec, write_spec
 from gar_agent.state import Settings
 from gar_agent.topology import GraphError, load_topology
 
@@ -503,8 +504,15 @@ def _run(
         processes = auto_processes(chat, workers) if processes is None else processes
         if processes > 1 and serves is not None:
             raise fail(f"--processes {processes}: {backend} runs on one device in this process; use --batch-size")
+        run_spec = build_spec(
+            command="eval", backend=backend, model=model, options={**serving, **local}, chat=chat,
+            topology=topology, prompts=prompt_set, settings=settings,
+            dataset=dataset, gt_boxes=options.get("gt_boxes"), data=data,
+        )  # fmt: skip
         if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
             store_config(d, config)
+        if not d.spec.is_file():  # once per folder: a resume (same settings, checked) keeps the first
+            write_spec(d.spec, run_spec)
         if serves is not None and serves > 1:
             # B clips in one generate need B samples in flight; their calls meet in the model's batcher
             workers = max(workers, serves)
@@ -516,7 +524,7 @@ def _run(
                 soft_wrap=True,
             )
             workers = 1
-        job = EvalJob(d, settings, chat, topology, prompt_set, vis=vis)
+        job = EvalJob(d, settings, chat, topology, prompt_set, vis=vis, spec=run_spec.slim())
         _run_with_progress(job, todo, done, workers, processes)
     scores, unreadable = load_scores(d, [s.id for s in samples])
     if unreadable:  # a sample file vanished or was damaged while we ran: never count it half

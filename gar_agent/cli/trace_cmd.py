@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,6 @@ from rich.tree import Tree
 from gar_agent.cli.common import (
     USER_ERRORS,
     Checkpoints,
-    FallbackOpt,
     JsonOpt,
     ModelOpt,
     TraceDir,
@@ -34,8 +34,9 @@ from gar_agent.overlay import save_overlay, source_label
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.result import STATUS_TEXT, source_status
+from gar_agent.spec import backend_spec, folder_spec
 from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
-from gar_agent.topology import recorded_topology
+from gar_agent.topology import GraphError, graph_path, recorded_topology, shipped_graph
 from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.diff import diff_traces
 from gar_agent.trace.replay import MissingRecording, Replayed, replay_model, trace_media
@@ -53,6 +54,15 @@ ReplayGraphOpt = Annotated[
     typer.Option(
         help="Topology to run: a shipped name or a .py file you trust (it runs). Default: the shipped graph whose "
         "sha256 the trace recorded; a file a trace names is never run."
+    ),
+]
+RECORDED = "recorded"
+FallbackOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--backend",
+        help="Model for calls the recording lacks: a backend name (as gar run takes), or `recorded`: the backend "
+        "the run spec names, built again (API key from the environment variable it names).",
     ),
 ]
 RunRef = Annotated[str, typer.Argument(help="A trace file, a run folder, or a run id (prefix) in --trace-dir.")]
@@ -103,10 +113,24 @@ def show(
     run: RunRef,
     step: Annotated[Optional[int], typer.Option(help="Show only step K (see the step numbers).")] = None,
     png: Annotated[Optional[Path], typer.Option(help="Write an overlay per step into this directory.")] = None,
+    graph_source: Annotated[
+        bool,
+        typer.Option(
+            "--graph-source",
+            help="Print the graph source the run recorded (shown, never run); with --graph, a unified diff against it.",
+        ),
+    ] = False,
+    graph: Annotated[
+        Optional[str], typer.Option(help="With --graph-source: a shipped name or .py file to diff against (read only).")
+    ] = None,
     trace_dir: TraceDir = TRACES_DIR,
 ) -> None:
     """The run as a tree per source: Generate, the votes, the aggregate, the gate, the refinement."""
     trace, path = _load(run, trace_dir)
+    if graph is not None and not graph_source:
+        raise fail("--graph goes with --graph-source (the file to diff the recorded graph against)")
+    if graph_source:
+        return _show_graph_source(trace, path, graph)
     if step is not None:
         if not 0 <= step < len(trace.steps):
             raise fail(f"--step {step}: the run has steps 0..{len(trace.steps) - 1}")
@@ -164,6 +188,44 @@ def show(
     show_view(console, head, err, "the run")
     if png:
         _step_overlays(trace, path, png)
+
+
+def _visible(text: str) -> str:
+    """A recorded text as it may be printed: control characters (escape sequences) shown, not obeyed."""
+    return "".join(c if c in "\n\t" or (c >= " " and c != "\x7f") else repr(c)[1:-1] for c in text)
+
+
+def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
+    """Print the recorded graph source, or its unified diff against a graph file (read as text, never imported)."""
+    spec = trace.spec
+    if spec is not None and spec.is_slim:  # an eval folder's trace: the texts are in the folder's spec.json
+        spec = folder_spec(path, spec)
+    info = trace.graph
+    if spec is None or spec.graph.source is None:
+        raise fail(
+            f"run {trace.run_id} recorded no graph source (schema {trace.schema_version} trace, or an eval folder "
+            f"without its spec.json); it used graph {info.name!r} (sha256 {info.sha256[:16]})"
+        )
+    recorded = spec.graph.source
+    if against is None:
+        shipped = shipped_graph(spec.graph.sha256)
+        note = f"= shipped {shipped}" if shipped else "no shipped graph has this sha256"
+        console.print(f"# graph {spec.graph.name!r} sha256 {spec.graph.sha256} ({note})", markup=False)
+        sys.stdout.write(_visible(recorded) + ("" if recorded.endswith("\n") else "\n"))
+        return
+    try:
+        other = graph_path(against)
+        text = other.read_text(encoding="utf-8")
+    except (GraphError, OSError, UnicodeDecodeError) as e:
+        raise fail(f"--graph {against}: {e}") from None
+    lines = difflib.unified_diff(
+        recorded.splitlines(keepends=True),
+        text.splitlines(keepends=True),
+        fromfile=f"recorded:{spec.graph.name} ({spec.graph.sha256[:12]})",
+        tofile=str(other),
+    )
+    diff = "".join(lines)
+    sys.stdout.write(_visible(diff) if diff else f"the recorded graph equals {other}\n")
 
 
 def _records(state: dict) -> dict:
@@ -238,8 +300,22 @@ def _topology(trace: Trace, path: Path, graph: str | None = None):
     return recorded_topology(trace.graph.name, trace.graph.sha256, graph, f"gar trace show {path}")
 
 
-def _fallback(backend: Optional[str], model: Optional[str]):
-    return resolve_backend(backend, model) if backend else None
+def _fallback(trace: Trace, backend: Optional[str], model: Optional[str]):
+    """(chat model, its spec) for the calls the recording lacks: `--backend NAME`, or `recorded`: the
+    backend the run spec names, built again (its key re-read from the environment variable it names)."""
+    if not backend:
+        return None, None
+    if backend == RECORDED:
+        if model:
+            raise fail("--model goes with a backend name: --backend recorded uses the recorded model")
+        if trace.spec is None:
+            raise fail(
+                f"run {trace.run_id} recorded no run spec (a trace of schema {trace.schema_version} or older): "
+                "give --backend NAME (and its options) instead of recorded"
+            )
+        return trace.spec.build_backend(), trace.spec.backend
+    chat = resolve_backend(backend, model)
+    return chat, backend_spec(backend, model, chat=chat)
 
 
 def _finish(done: Replayed, media, out, as_json) -> None:
@@ -282,7 +358,8 @@ def replay(
         topology = _topology(trace, path, graph)
         prompt_set = _prompts(trace, prompts)
         media = trace_media(trace, path)
-        chat = replay_model(trace, _fallback(backend, model))
+        fallback, fallback_spec = _fallback(trace, backend, model)
+        chat = replay_model(trace, fallback)
         done = replay_run(
             trace,
             media,
@@ -292,6 +369,7 @@ def replay(
             trace_dir,
             checkpointer=open_checkpointer(checkpoints, trace_dir),
             on_step=step_printer(as_json),
+            backend=fallback_spec,
             n_votes=n_votes,
             tau_av=tau_av,
             tau_audio=tau_audio,
@@ -355,7 +433,8 @@ def fork(
         topology = _topology(trace, path, graph)
         prompt_set = _prompts(trace)
         media = trace_media(trace, path)
-        chat = replay_model(trace, _fallback(backend, model))
+        fallback, fallback_spec = _fallback(trace, backend, model)
+        chat = replay_model(trace, fallback)
         for src, idx, answer in votes:
             chat.edit_answer("analyze", src, idx, answer)
         edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [
@@ -372,6 +451,7 @@ def fork(
             edits,
             checkpointer=open_checkpointer(checkpoints, trace_dir),
             on_step=step_printer(as_json),
+            backend=fallback_spec,
         )
     except (MissingRecording, *USER_ERRORS) as e:
         raise fail(str(e)) from None

@@ -31,6 +31,7 @@ from gar_agent.cli.common import (
 from gar_agent.cli.safe_text import visible
 from gar_agent.models.backends import resolve_backend
 from gar_agent.prompts import PromptSet
+from gar_agent.spec import build_spec
 from gar_agent.topology import load_topology
 from gar_agent.video.analyse import Analyser
 from gar_agent.video.clip import DEFAULT_WINDOW_S
@@ -78,11 +79,15 @@ def track_command(
             sources=sources, n_votes=n_votes, votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
         )  # fmt: skip
         chat = resolve_backend(backend, model)  # created once: every analysed time shares it
+        spec = build_spec(
+            command="track", backend=backend, model=model, chat=chat, topology=topology, prompts=prompt_set,
+            settings=settings, every=every, window=window, tracker=tracker, reuse=reuse,
+        )  # fmt: skip
     except USER_ERRORS as e:
         raise fail(str(e)) from None
     folder = TrackFolder(out or Path("out/track") / video.stem, video.name)
     analyser = Analyser(
-        info, settings, chat, topology, prompt_set, window, folder.media, folder.traces, reuse=reuse
+        info, settings, chat, topology, prompt_set, window, folder.media, folder.traces, reuse=reuse, spec=spec
     )  # fmt: skip
     progress = Progress(
         TextColumn("{task.description}"),

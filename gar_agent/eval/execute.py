@@ -30,6 +30,7 @@ from gar_agent.models.faults import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
 from gar_agent.run import arun_and_record, run_and_record
+from gar_agent.spec import RunSpec
 from gar_agent.state import Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.store import atomic_write
@@ -78,6 +79,7 @@ class EvalJob:
     prompts: PromptSet
     max_audio_s: float = 30.0
     vis: bool = True
+    spec: RunSpec | None = None  # slim: each trace records it without the texts (the folder's spec.json has them)
 
 
 def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
@@ -89,7 +91,7 @@ def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
     try:
         recorded = run_and_record(
             media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
-            trace_dir=job.d.traces, thread_id=sample.id,
+            trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
         )  # fmt: skip
     except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
         raise _crash(sample, e) from e
@@ -105,7 +107,7 @@ async def aevaluate_sample(job: EvalJob, sample: Sample) -> dict:
     try:
         recorded = await arun_and_record(
             media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
-            trace_dir=job.d.traces, thread_id=sample.id,
+            trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
         )  # fmt: skip
     except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
         raise _crash(sample, e) from e

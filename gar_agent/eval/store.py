@@ -3,6 +3,8 @@
 Layout of an evaluation folder OUT:
 
 - `eval.json`: the settings the folder was made with (a resumed run must match them);
+- `spec.json`: the run spec (gar_agent.spec.RunSpec: backend options, graph source, template texts),
+  written once; each trace records it without the texts;
 - `samples/<id>.json`: the result JSON, the SampleScore fields and that sample's cIoU / AP, written
   atomically, so a sample either has a complete file or none (a corrupt one is redone);
 - `traces/<id>/trace.json`: the run's trace (run id = sample id), what the gate sweep replays;
@@ -28,6 +30,7 @@ from gar_agent.eval.metrics import SampleScore
 from gar_agent.models.faults import is_backend_fault
 from gar_agent.prompts import PromptSet
 from gar_agent.result import RunResult
+from gar_agent.spec import SPEC_FILE
 from gar_agent.state import Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.store import atomic_write
@@ -49,6 +52,11 @@ class EvalDir:
     @property
     def config(self) -> Path:
         return self.root / "eval.json"
+
+    @property
+    def spec(self) -> Path:
+        """spec.json: the folder's run spec (gar_agent.spec.read_spec reads it)."""
+        return self.root / SPEC_FILE
 
     @property
     def metrics(self) -> Path:

@@ -10,6 +10,7 @@ from gar_agent import __version__
 from gar_agent.media import Media
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import RunOutcome, Step
+from gar_agent.spec import RunSpec
 from gar_agent.state import ModelCall, SourceRecord, Usage
 from gar_agent.topology import Topology
 from gar_agent.trace.schema import Fork, GraphInfo, InputFile, MediaRef, Trace, TraceCall, TraceStep
@@ -113,6 +114,7 @@ def build_trace(
     fork: Fork | None = None,
     prefix: list[TraceStep] | None = None,
     inputs: dict[str, InputFile] | None = None,
+    spec: RunSpec | None = None,
 ) -> Trace:
     """The trace of a finished run (`prefix`: steps inherited from a forked parent)."""
     prefix = prefix or []
@@ -123,6 +125,7 @@ def build_trace(
         parent=parent,
         fork=fork,
         backend=backend,
+        spec=spec,
         graph=graph_info(topology),
         prompts_dir=str(prompts.directory),
         prompts=prompts.hashes(),

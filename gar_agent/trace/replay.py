@@ -23,6 +23,7 @@ from gar_agent.media import Media, MediaError, load_media
 from gar_agent.prompts import PromptSet
 from gar_agent.run import Lineage, run_and_record
 from gar_agent.runner import RunOutcome
+from gar_agent.spec import BackendSpec, build_spec
 from gar_agent.state import RunState
 from gar_agent.topology import Topology
 from gar_agent.trace.schema import Fork, Trace, TraceCall
@@ -236,15 +237,40 @@ def replay(
     trace_dir: str | Path | None = None,
     checkpointer=None,
     on_step=None,
+    backend: BackendSpec | None = None,
     **overrides,
 ) -> Replayed:
-    """Re-execute the graph with answers served from the recording, and record it (parent: the run)."""
+    """Re-execute the graph with answers served from the recording, and record it (parent: the run).
+
+    `backend` is the spec of the fallback model, if any (recorded in the new trace's run spec).
+    """
     state = start_state(trace, graph=topology.name, **overrides)
-    return _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state)
+    return _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state, backend=backend)
 
 
-def _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state, fork=None, edit=None):
+def answering_backend(trace: Trace, fallback: BackendSpec | None = None) -> BackendSpec:
+    """The backend a replay's run spec names: the fallback, else the one that made the recording."""
+    if fallback is not None:
+        return fallback
+    if trace.spec is not None:
+        return trace.spec.backend
+    return BackendSpec(name="recording", options={"parent": trace.run_id})
+
+
+def _rerun(
+    trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state, fork=None, edit=None, backend=None
+):
     """A replay or a fork: the one run path, answered from the recording, its trace naming the parent."""
+    spec = None
+    if trace_dir is not None:  # a gate sweep's what-if replays write nothing: no spec to build
+        spec = build_spec(
+            command="fork" if fork else "replay",
+            backend=answering_backend(trace, backend),
+            topology=topology,
+            prompts=prompts,
+            settings=state.settings,
+            parent=trace.run_id,
+        )
     done = run_and_record(
         media,
         state.settings,
@@ -258,6 +284,7 @@ def _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_s
         after_generate=edit,
         inputs=trace.inputs,
         lineage=Lineage(parent=trace.run_id, fork=fork, backend=f"replay of {trace.run_id}"),
+        spec=spec,
     )
     return Replayed(done.outcome, model, done.trace_path)
 
@@ -273,6 +300,7 @@ def fork(
     edits: list[str],
     checkpointer=None,
     on_step=None,
+    backend: BackendSpec | None = None,
 ) -> Replayed:
     """Fork after Generate with edited sources: Generate is served from the recording, then the
     checkpoint after it is edited and the graph runs on, each branch from its edited record."""
@@ -291,4 +319,4 @@ def fork(
 
     fork = Fork(from_node="generate", edits=edits)
     state = start_state(trace, graph=topology.name)
-    return _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state, fork, edit)
+    return _rerun(trace, media, topology, prompts, model, trace_dir, checkpointer, on_step, state, fork, edit, backend)

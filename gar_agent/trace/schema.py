@@ -6,7 +6,7 @@ pass, the model calls with media referenced by hash, what the step wrote, usage,
 final state and result. Everything needed to replay the run without the model is here.
 
 In memory a `Trace` holds each step's calls and the update it wrote, as the graph streamed them.
-On disk (schema version 2, `to_document` / `from_document`) it is stored linear in size, as
+On disk (schema version 3, `to_document` / `from_document`) it is stored linear in size, as
 inspect_ai stores its logs:
 - every model call once, in `calls`; a step lists the indices of the calls it made;
 - a per-source step stores what it changed in its source record as a JSON Patch (RFC 6902), so
@@ -14,7 +14,13 @@ inspect_ai stores its logs:
 - every string longer than 80 characters (a prompt, an answer) is stored once in `attachments`
   and referenced as `attachment://<hash>`, so a prompt asked N times is stored once;
 - the final state's calls are the trace's calls (not stored twice).
-Version 1 documents (each step storing its whole source record) are read as they are.
+
+Version 3 adds `spec`, the run spec (gar_agent.spec.RunSpec: backend name and options, graph name,
+sha256 and source, prompt templates' texts, protocol, settings); its long texts are attachments
+like any other string. A trace in an evaluation folder records the spec without the texts (the
+folder's spec.json holds them once). The recorded graph source is shown and diffed, never run.
+Older documents are read by `from_document` as they are: version 1 (each step storing its whole
+source record) and version 2 (no spec: `spec` is None).
 """
 
 from __future__ import annotations
@@ -27,9 +33,11 @@ import jsonpatch
 from pydantic import BaseModel, Field
 
 from gar_agent.result import RunResult
+from gar_agent.spec import RunSpec
 from gar_agent.state import ModelCall, RunState, Settings, Usage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 ATTACHMENT = "attachment://"
 INLINE_LIMIT = 80  # longer strings are stored once, as attachments
 
@@ -105,6 +113,7 @@ class Trace(BaseModel):
     parent: str | None = Field(None, description="Run id this run replays or forks.")
     fork: Fork | None = None
     backend: str = ""
+    spec: RunSpec | None = Field(None, description="What decided the run (schema 3); None in older traces.")
     graph: GraphInfo
     prompts_dir: str
     prompts: dict[str, str] = Field(description="Template file -> sha256.")
@@ -126,10 +135,10 @@ class Trace(BaseModel):
 # --- storage ---------------------------------------------------------------------------------------
 
 
-_PLAIN = (int, float, bool, type(None))  # values _intern passes through without a call (most of a trace)
+_PLAIN = (int, float, bool, type(None))  # values intern_strings passes through without a call (most of a trace)
 
 
-def _intern(value: Any, attachments: dict[str, str]) -> Any:
+def intern_strings(value: Any, attachments: dict[str, str]) -> Any:
     """The value with every long string replaced by a reference to its attachment (stored once)."""
     kind = type(value)
     if kind is str:
@@ -139,22 +148,23 @@ def _intern(value: Any, attachments: dict[str, str]) -> Any:
         attachments[key] = value
         return ATTACHMENT + key
     if kind is list:
-        return [v if type(v) in _PLAIN else _intern(v, attachments) for v in value]
+        return [v if type(v) in _PLAIN else intern_strings(v, attachments) for v in value]
     if kind is dict:
-        return {k: v if type(v) in _PLAIN else _intern(v, attachments) for k, v in value.items()}
+        return {k: v if type(v) in _PLAIN else intern_strings(v, attachments) for k, v in value.items()}
     return value
 
 
-def _resolve(value: Any, attachments: dict[str, str]) -> Any:
+def resolve_strings(value: Any, attachments: dict[str, str]) -> Any:
+    """The value with every `attachment://<key>` replaced by its text (ValueError when one is missing)."""
     if isinstance(value, str) and value.startswith(ATTACHMENT):
         key = value[len(ATTACHMENT) :]
         if key not in attachments:
             raise ValueError(f"attachment {key} is missing")
         return attachments[key]
     if isinstance(value, list):
-        return [_resolve(v, attachments) for v in value]
+        return [resolve_strings(v, attachments) for v in value]
     if isinstance(value, dict):
-        return {k: _resolve(v, attachments) for k, v in value.items()}
+        return {k: resolve_strings(v, attachments) for k, v in value.items()}
     return value
 
 
@@ -220,15 +230,23 @@ def to_document(trace: Trace) -> dict:
         steps.append({**step, "call_ids": ids, "wrote": wrote})
     data["final_state"]["calls"] = []  # they are `calls`
     attachments: dict[str, str] = {}
-    body = _intern({**data, "steps": steps, "calls": calls}, attachments)
+    body = intern_strings({**data, "steps": steps, "calls": calls}, attachments)
     return {"schema_version": SCHEMA_VERSION, **body, "attachments": attachments}
 
 
 def from_document(data: dict) -> Trace:
-    """A stored trace (version 1 or 2) as the in-memory Trace."""
-    if data.get("schema_version") == 1:
+    """A stored trace (any of READABLE_VERSIONS) as the in-memory Trace.
+
+    The one place that knows the older versions: 1 is upgraded whole (`_upgrade_v1`); 2 is 3 without
+    a spec (the field defaults to None); 3 is what `to_document` writes.
+    """
+    version = data.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        raise ValueError(f"schema version {version!r} is not one of {READABLE_VERSIONS}")
+    if version == 1:
         return Trace.model_validate(_upgrade_v1(data))
-    data = _resolve({k: v for k, v in data.items() if k != "attachments"}, data.get("attachments") or {})
+    data = resolve_strings({k: v for k, v in data.items() if k != "attachments"}, data.get("attachments") or {})
+    data["schema_version"] = SCHEMA_VERSION  # read into today's shape
     calls = data.pop("calls", [])
     records: dict[int, dict] = {}
     steps = []

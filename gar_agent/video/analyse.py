@@ -18,6 +18,7 @@ from langchain_core.language_models import BaseChatModel
 from gar_agent.prompts import PromptSet
 from gar_agent.run import run_and_record
 from gar_agent.runner import STOP, RunOutcome
+from gar_agent.spec import RunSpec
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.record import input_files
@@ -40,6 +41,7 @@ class Analyser:
     media_dir: Path
     trace_dir: Path
     reuse: bool = True
+    spec: RunSpec | None = None  # the command's run spec, recorded by every time's trace
     stats: dict = field(default_factory=lambda: {"analysed": 0, "reused": 0, "failed": 0})
 
     def analyse(self, t: float, run_id: str, previous: dict | None) -> dict:
@@ -87,6 +89,7 @@ class Analyser:
             thread_id=run_id,
             after_generate=after_generate if can_stop else None,
             inputs=inputs,
+            spec=self.spec,
         )
         return done.outcome, done.trace_path, (carried[0] if carried else None)
 
