@@ -307,22 +307,30 @@ def write_spec(path: str | Path, spec: RunSpec) -> Path:
 
 
 def read_spec(path: str | Path) -> RunSpec:
-    """A spec file; SpecError (one line) when it is missing, corrupt or of a newer version."""
+    """A spec file, read as untrusted (as a trace is: bounded size, numbers and nesting, attachments
+    checked against their hash); SpecError (one line) when it is missing, corrupt or of a newer version."""
     from gar_agent.trace.schema import resolve_strings
+    from gar_agent.trace.store import TraceError, load_json
 
     path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"no run spec {path}")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SpecError(f"no run spec {path}") from None
-    except (OSError, ValueError) as e:
-        raise SpecError(f"run spec {path} cannot be read ({type(e).__name__}): it is corrupt") from None
+        doc = load_json(path, "run spec")
+    except TraceError as e:
+        raise SpecError(str(e)) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
         raise SpecError(f"{path} is not a run spec written by gar")
     if not isinstance(doc.get("spec_version"), int) or doc["spec_version"] > SPEC_VERSION:
         raise SpecError(f"run spec {path} has version {doc.get('spec_version')!r}, newer than this gar reads")
+    attachments = doc.get("attachments") or {}
+    if not isinstance(attachments, dict) or any(
+        not isinstance(v, str) or hashlib.sha256(v.encode("utf-8")).hexdigest()[:32] != k
+        for k, v in attachments.items()
+    ):
+        raise SpecError(f"run spec {path}: an attachment does not match its sha256 (edited or damaged)")
     try:
-        return RunSpec.model_validate(resolve_strings(doc["spec"], doc.get("attachments") or {}))
+        return RunSpec.model_validate(resolve_strings(doc["spec"], attachments))
     except (ValidationError, ValueError, TypeError) as e:
         raise SpecError(f"run spec {path} is corrupt ({type(e).__name__}): it cannot be read") from None
 
