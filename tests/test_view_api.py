@@ -524,3 +524,48 @@ def test_a_trace_is_parsed_once_for_parallel_requests_and_again_when_it_changes(
     st = trace_file.stat()
     os.utime(trace_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # "changed": read again
     assert c.get("/api/run", params={"ref": "duet"}).status_code == 200 and len(parsed) == 3
+
+
+def test_host_allow_list_is_kept_on_every_interface(runs):
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from gar_agent.view.cli import allowed_hosts, is_loopback
+
+    for host in ("0.0.0.0", "127.0.0.2", "::", "192.168.1.7"):
+        names = allowed_hosts(host, ["Lab.Example"])
+        assert "*" not in names and {"localhost", "127.0.0.1", "[::1]", "lab.example"} <= set(names)
+        assert socket.gethostname().lower() in names and "0.0.0.0" not in names and "[::]" not in names
+    assert "127.0.0.2" in allowed_hosts("127.0.0.2") and "192.168.1.7" in allowed_hosts("192.168.1.7")
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and not is_loopback("0.0.0.0")
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gar_agent", "view", str(runs), "--port", "0", "--host", "0.0.0.0"]
+        + ["--allow-host", "lab.example"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=TESTS,
+    )
+    try:
+        lines = [proc.stdout.readline() for _ in range(2)]
+        port = int(lines[1].split("serving at ")[1].split()[0].rsplit(":", 1)[1].strip("/"))
+        warning = proc.stderr.readline()
+        assert "warning: --host 0.0.0.0 serves the runs" in warning and "lab.example" in warning
+
+        def get(host_header: str) -> int:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/api/info", headers={"Host": host_header})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    info = json.loads(r.read())
+                    assert info["path"] == info["root"] == runs.name  # not the absolute path
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        assert get("attacker.example") == 400 and get(f"attacker.example:{port}") == 400
+        assert get(f"localhost:{port}") == get("lab.example") == get(socket.gethostname()) == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import socket
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,6 +15,40 @@ from gar_agent.cli.common import USER_ERRORS, console, fail
 from gar_agent.paths import TRACES_DIR
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+ANY_ADDRESS = ("0.0.0.0", "::", "[::]", "")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` serves this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.strip("[]") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def allowed_hosts(host: str, extra: list[str] | None = None) -> list[str]:
+    """The Host headers the viewer answers: loopback names, this machine's names, the bound address, --allow-host.
+
+    Always a list (never "any"): a web page that rebinds its own domain name to this machine's
+    address must not read the runs through a visitor's browser, on any interface.
+    """
+    names = [*LOOPBACK, host]
+    with contextlib.suppress(OSError):
+        names += [socket.gethostname(), socket.getfqdn()]
+        names += socket.gethostbyname_ex(socket.gethostname())[2]  # the addresses a colleague would type
+    names += extra or []
+    out: list[str] = []
+    for n in names:
+        n = n.strip().lower()
+        if ":" in n and not n.startswith("["):
+            n = f"[{n}]"  # an IPv6 literal arrives bracketed in the Host header
+        if n and n.strip("[]") not in ANY_ADDRESS and n not in out:
+            out.append(n)
+    return out
+
+
 MISSING_EXTRA = "the viewer needs its extra: pip install -e '.[view]' (starlette, uvicorn)"
 
 
@@ -23,6 +60,10 @@ def view(
     host: Annotated[str, typer.Option(help="Interface to bind; the default serves this machine only.")] = "127.0.0.1",
     export: Annotated[
         Optional[Path], typer.Option(help="Write PATH (one run) as one self-contained HTML file instead of serving.")
+    ] = None,
+    allow_host: Annotated[
+        Optional[list[str]],
+        typer.Option(help="Also answer requests naming this host (repeatable; e.g. a name colleagues use)."),
     ] = None,
 ) -> None:
     """Serve a read-only web viewer of runs, diffs and evaluations (or export one run as HTML)."""
@@ -60,8 +101,12 @@ def view(
     shown = f"[{host}]" if ":" in host else host
     console.print(f"gar view: {folder.mode} {folder.root}", markup=False)
     console.print(f"serving at http://{shown}:{bound}/  (read-only; Ctrl-C stops)", markup=False)
-    # on a loopback address only loopback names are answered (no DNS rebinding); a chosen interface answers any
-    hosts = list(LOOPBACK) if host in LOOPBACK else None
+    hosts = allowed_hosts(host, allow_host)
+    if not is_loopback(host):
+        sys.stderr.write(
+            f"gar view: warning: --host {host} serves the runs (prompts, answers, media) to anyone who can reach "
+            f"this machine on port {bound}; answered host names: {', '.join(hosts)} (add more with --allow-host)\n"
+        )
     server = uvicorn.Server(uvicorn.Config(create_app(folder, hosts=hosts), log_level="warning"))
     try:
         server.run(sockets=[sock])

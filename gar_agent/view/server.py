@@ -81,14 +81,16 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
     """The app over one served folder; `warm` indexes every run in the background at start.
 
     `hosts`: the Host headers answered (others get 400), so a web page that rebinds its own domain
-    name to 127.0.0.1 cannot read the runs through the visitor's browser; None answers any.
+    name to 127.0.0.1 cannot read the runs through the visitor's browser; None answers any (tests and
+    scripts: `gar view` always gives its list, see `gar_agent.view.cli.allowed_hosts`).
     """
 
     def index(request: Request) -> Response:
         return HTMLResponse(render_page(), headers={"Cache-Control": "no-store"})
 
     def info(request: Request) -> Response:
-        return JSONResponse({"mode": folder.mode, "root": folder.root.name, "path": str(folder.root)})
+        # the folder's name only: its absolute path tells a visitor the user name and disk layout
+        return JSONResponse({"mode": folder.mode, "root": folder.root.name, "path": folder.root.name})
 
     def runs(request: Request) -> Response:
         page = folder.runs(
