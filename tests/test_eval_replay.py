@@ -221,6 +221,21 @@ def test_an_old_folder_without_replay_records_or_spec_still_replays(source, caps
     assert code == 0, err
 
 
+def test_replay_never_runs_the_graph_file_a_folder_names(source, capsys, tmp_path):
+    _, src = source
+    folder = tmp_path / "foreign"
+    shutil.copytree(src, folder)
+    planted = tmp_path / "planted.py"
+    marker = tmp_path / "ran"
+    planted.write_text(f"open({str(marker)!r}, 'w').close()\n" + SHIPPED_GRAPH.read_text())
+    config = json.loads((folder / "eval.json").read_text())
+    config["settings"].update(graph="planted", graph_file=str(planted), graph_sha256="0" * 64)
+    (folder / "eval.json").write_text(json.dumps(config))
+    code, _, err = gar(capsys, "eval", "replay", folder, "--out", tmp_path / "d")
+    assert code == 2 and "no shipped graph" in err and "--graph" in err
+    assert not marker.exists()
+
+
 def test_replay_refuses_bad_input_in_one_line(source, capsys, tmp_path):
     _, src = source
     code, _, err = gar(capsys, "eval", "replay", tmp_path / "nothing", "--out", tmp_path / "x")

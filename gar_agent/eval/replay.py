@@ -15,6 +15,7 @@ as `gar eval sweep` does: its failure is not a decision the replay can redo with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -43,10 +44,11 @@ from gar_agent.eval.store import (
 from gar_agent.media import MediaError
 from gar_agent.models.faults import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
+from gar_agent.paths import GRAPHS_DIR
 from gar_agent.prompts import PromptError, PromptSet, protocol_settings
 from gar_agent.run import Lineage, run_and_record
 from gar_agent.state import RunState, Settings
-from gar_agent.topology import GraphError, Topology, load_topology
+from gar_agent.topology import GraphError, Topology, available, load_topology
 from gar_agent.trace.replay import replay_model, trace_media
 from gar_agent.trace.store import TraceError, atomic_write, read_trace
 
@@ -90,20 +92,19 @@ class ReplayPlan:
 
 
 def _recorded_topology(rec: dict) -> Topology:
-    """SRC's graph as recorded: its file if unchanged, else the shipped graph of that name if its hash matches."""
-    name, path, sha = rec.get("graph", "gar"), rec.get("graph_file") or "", rec.get("graph_sha256")
-    tried = [path] if path and Path(path).is_file() else []
-    tried.append(name)
-    for ref in tried:
-        try:
-            topology = load_topology(ref)
-        except GraphError:
-            continue
-        if sha is None or topology.sha256 == sha:
-            return topology
+    """SRC's graph: the shipped graph whose file has the recorded sha256.
+
+    The file an eval folder names is never imported (a folder may come from anyone, and importing a
+    file runs it): without a shipped match the user names the graph to run with --graph.
+    """
+    name, sha = str(rec.get("graph", "gar")), rec.get("graph_sha256")
+    for shipped in available():
+        path = GRAPHS_DIR / f"{shipped}.py"
+        if sha and hashlib.sha256(path.read_bytes()).hexdigest() == sha:
+            return load_topology(str(path))
     raise ReplayError(
-        f"the source ran graph {name!r} ({path or 'no file recorded'}, sha256 {str(sha)[:12]}), which is changed "
-        "or missing here: pass --graph NAME|FILE to replay under a graph you choose"
+        f"the source ran graph {name!r} (sha256 {str(sha)[:16]}), which is no shipped graph (or a changed one): "
+        "a replay never runs a file a folder names; pass --graph NAME|FILE to replay under a graph you trust"
     )
 
 
