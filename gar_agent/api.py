@@ -1,0 +1,264 @@
+"""The Python API for notebooks: saved runs and evaluation folders as plain Python, and one clip run or replayed.
+
+    import gar_agent as gar
+    run = gar.load_trace("traces/<run>")            # typed: run.steps, run.calls, run.votes, run.result
+    ev = gar.load_eval("out/eval")                  # ev.metrics, ev.samples (plain dicts), ev.dataframe()
+    again = gar.replay(run, tau_av=0.7, backend="scripted:answers.json")
+    fresh = gar.run_clip("frame.jpg", "sound.wav", backend="scripted:answers.json")
+
+Everything here goes through the same code as the CLI (trace store, eval store, the one run path);
+errors are the CLI's one-line errors (gar_agent.errors.UserError and friends), raised. A recording is
+data from someone else: a replay runs the shipped graph with the recorded sha256 or the graph you name,
+never a file the recording names. pandas is optional: `dataframe()` says how to install it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from gar_agent.errors import UserError
+from gar_agent.eval.store import EvalDir, read_config, read_sample
+from gar_agent.paths import GRAPHS_DIR
+from gar_agent.result import RunResult
+from gar_agent.trace.schema import Trace, TraceCall, TraceStep
+from gar_agent.trace.store import read_trace, resolve_trace
+
+
+@dataclass
+class Run:
+    """A saved run: the typed trace and where it lies."""
+
+    trace: Trace
+    path: Path
+
+    @property
+    def run_id(self) -> str:
+        return self.trace.run_id
+
+    @property
+    def steps(self) -> list[TraceStep]:
+        """Every node that ran, in order (node, source, pass, calls, what it wrote)."""
+        return self.trace.steps
+
+    @property
+    def calls(self) -> list[TraceCall]:
+        """Every model call, in step order (stage, source, template, prompt, answers, usage)."""
+        return self.trace.calls()
+
+    @property
+    def result(self) -> RunResult:
+        return self.trace.result
+
+    @property
+    def votes(self) -> list[dict]:
+        """Each analysis vote of each source as a plain record (parsed fields, or why it was dropped)."""
+        out = []
+        for src in self.trace.final_state.sources:
+            for v in src.votes:
+                parsed = v.parsed
+                out.append(
+                    {
+                        "source": src.index,
+                        "index": v.index,
+                        "av_consistency": parsed.av_consistency if parsed else None,
+                        "keep": parsed.keep if parsed else None,
+                        "role_tags": list(parsed.role_tags) if parsed else [],
+                        "error": v.error,
+                        "raw": v.raw,
+                    }
+                )
+        return out
+
+
+def load_trace(run: str | Path | Run, trace_dir: str | Path | None = None) -> Run:
+    """A saved run from its trace file, run folder, or run id (prefix) in `trace_dir`."""
+    if isinstance(run, Run):
+        return run
+    path = resolve_trace(run, trace_dir)
+    return Run(read_trace(path), path)
+
+
+def _gate(score) -> str:
+    if score.failed:
+        return "failed"
+    if score.refined and score.skipped:
+        return "mixed"
+    return "refined" if score.refined else "skipped" if score.skipped else "no gate"
+
+
+@dataclass
+class Evaluation:
+    """A `gar eval` folder: its settings, metrics and samples."""
+
+    root: Path
+    config: dict
+    metrics: dict | None
+    samples: list[dict]  # one plain record per readable sample file, in id order
+
+    def dataframe(self):
+        """The samples as a pandas DataFrame indexed by sample id (pandas is optional)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise UserError("Evaluation.dataframe() needs pandas: pip install pandas (or use .samples)") from None
+        return pd.DataFrame.from_records(self.samples, index="id") if self.samples else pd.DataFrame()
+
+    def trace(self, sample_id: str) -> Run:
+        """The saved run of one sample."""
+        return load_trace(EvalDir(self.root).trace(sample_id))
+
+
+def load_eval(folder: str | Path) -> Evaluation:
+    """An evaluation folder: eval.json, metrics.json (None before the run ended) and every sample as a record."""
+    import json
+
+    d = EvalDir(Path(folder))
+    config = read_config(d)
+    try:
+        metrics = json.loads(d.metrics.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        metrics = None
+    records = []
+    for sid in d.stored_ids():
+        doc = read_sample(d, sid)
+        if doc is None:
+            continue
+        s = doc["score"]
+        classes = doc.get("gt_classes") if isinstance(doc.get("gt_classes"), list) else []
+        records.append(
+            {
+                "id": sid,
+                "ciou": doc.get("ciou"),
+                "ap": doc.get("ap"),
+                "failed": s.failed,
+                "error": s.error,
+                "gate": _gate(s),
+                "refined": s.refined,
+                "skipped": s.skipped,
+                "classes": "+".join(map(str, classes)),
+                "pred_boxes": s.pred_boxes,
+                "gt_boxes": s.gt_boxes,
+                "wall_s": doc.get("wall_s"),
+                "trace": doc.get("trace"),
+            }
+        )
+    return Evaluation(d.root, config, metrics if isinstance(metrics, dict) else None, records)
+
+
+def _recorded_graph(trace: Trace, graph: str | None):
+    """The graph to re-run a recording with: the one named, else the shipped graph with the recorded sha256."""
+    from gar_agent.topology import GraphError, available, load_topology
+
+    if graph:
+        return load_topology(graph)
+    for name in available():
+        path = GRAPHS_DIR / f"{name}.py"
+        if hashlib.sha256(path.read_bytes()).hexdigest() == trace.graph.sha256:
+            return load_topology(str(path))
+    raise GraphError(
+        f"the run used graph {trace.graph.name!r}, which is no shipped graph (or a changed one): "
+        "pass graph='NAME' or graph='path/to/graph.py' to replay under a graph you trust"
+    )
+
+
+@dataclass
+class Replay:
+    """A replayed run: its result, its trace, and how its calls were served."""
+
+    result: RunResult
+    trace_path: Path | None
+    reused: int
+    new: int
+    missing: list[str]
+
+
+def replay(
+    run: str | Path | Run,
+    *,
+    graph: str | None = None,
+    prompts: str | Path | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    trace_dir: str | Path | None = None,
+    **settings,
+) -> Replay:
+    """Re-run a saved run with its recorded answers (settings: n_votes, tau_av, tau_audio, ...).
+
+    Calls the recording lacks go to `backend` when given; without one the run stops at the first such
+    call and `missing` names it (the result then carries the error).
+    """
+    from gar_agent.models.backends import resolve_backend
+    from gar_agent.prompts import PromptSet
+    from gar_agent.trace.replay import replay as replay_run
+    from gar_agent.trace.replay import replay_model, trace_media
+
+    r = load_trace(run)
+    topology = _recorded_graph(r.trace, graph)
+    recorded = Path(r.trace.prompts_dir) if r.trace.prompts_dir else None
+    prompt_set = PromptSet(prompts or (recorded if recorded and recorded.is_dir() else None))
+    media = trace_media(r.trace, r.path)
+    chat = replay_model(r.trace, resolve_backend(backend, model) if backend else None)
+    done = replay_run(r.trace, media, topology, prompt_set, chat, trace_dir, **settings)
+    return Replay(done.outcome.result, done.trace_path, chat.served, chat.forwarded, list(chat.missing))
+
+
+def run_clip(
+    image: str | Path,
+    audio: str | Path,
+    *,
+    backend: str = "qwen-omni",
+    model: str | None = None,
+    graph: str = "gar",
+    prompts: str | Path | None = None,
+    protocol: str = "gar",
+    sources: int = 1,
+    n_votes: int = 5,
+    votes_per_call: int | None = None,
+    tau_av: float = 0.5,
+    tau_audio: float = 0.75,
+    trace_dir: str | Path | None = None,
+) -> Run:
+    """Run one clip (a frame and its audio) through a graph, as `gar run` does; its saved run.
+
+    The trace goes to `trace_dir` (default: the project's traces folder), so the returned Run has
+    steps, calls and votes like any loaded one.
+    """
+    from gar_agent.cli.common import run_settings
+    from gar_agent.media import load_media
+    from gar_agent.models.backends import resolve_backend
+    from gar_agent.prompts import PromptSet
+    from gar_agent.run import run_and_record
+    from gar_agent.topology import load_topology
+
+    topology = load_topology(graph)
+    prompt_set = PromptSet(prompts)
+    settings = run_settings(
+        topology,
+        prompt_set,
+        protocol,
+        backend,
+        model,
+        sources=sources,
+        n_votes=n_votes,
+        votes_per_call=votes_per_call,
+        tau_av=tau_av,
+        tau_audio=tau_audio,
+    )
+    media = load_media(image, audio)
+    done = run_and_record(
+        media,
+        settings,
+        resolve_backend(backend, model),
+        topology=topology,
+        prompts=prompt_set,
+        trace_dir=trace_dir or _default_traces(),
+    )
+    return Run(read_trace(done.trace_path), done.trace_path)
+
+
+def _default_traces() -> Path:
+    from gar_agent.paths import TRACES_DIR
+
+    return Path(TRACES_DIR)
