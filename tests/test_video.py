@@ -27,6 +27,7 @@ from gar_agent.video.track import analysis_times
 W, H, FPS, RATE = 160, 120, 10, 16000
 SQ = 24  # side of the square
 BOX0 = [10, 40, 10 + SQ, 40 + SQ]  # the square on frame 0
+FLAT = (60, 120, 60)  # the plain background of `leaving`
 
 
 def square(i: int) -> list[int]:
@@ -48,10 +49,26 @@ def tone(t: np.ndarray, switch_s: float) -> np.ndarray:
     return (0.5 * np.where(t < switch_s, np.sin(2 * np.pi * 440 * t), np.sin(2 * np.pi * 880 * t))).astype(np.float32)
 
 
+def leaving(i: int) -> np.ndarray:
+    """Flat green background; a red square with a blue core moving as `square`, gone from frame 12 (1.2 s)."""
+    img = np.zeros((H, W, 3), np.uint8)
+    img[:] = FLAT
+    if i < 12:
+        x1, y1, x2, y2 = square(i)
+        img[y1:y2, x1:x2] = (255, 0, 0)
+        img[y1 + 6 : y2 - 6, x1 + 6 : x2 - 6] = (0, 0, 255)
+    return img
+
+
 def make_video(
-    path: Path, seconds: float = 3.0, audio: bool = True, rotate: int | None = None, silent_until: float = 0.0
+    path: Path,
+    seconds: float = 3.0,
+    audio: bool = True,
+    rotate: int | None = None,
+    silent_until: float = 0.0,
+    scene=draw,
 ) -> Path:
-    """A test video: the moving square, and the tone switching at seconds/2 (silence before `silent_until`)."""
+    """A test video: `scene(i)` (the moving square), and the tone switching at seconds/2 (silence before `silent_until`)."""
     c = av.open(str(path), "w")
     vs = c.add_stream("libx264", rate=FPS)
     vs.width, vs.height, vs.pix_fmt = W, H, "yuv420p"
@@ -62,7 +79,7 @@ def make_video(
         a = c.add_stream("aac", rate=RATE)
         a.layout = "mono"
     for i in range(round(seconds * FPS)):
-        frame = av.VideoFrame.from_ndarray(draw(i), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(scene(i), format="rgb24")
         frame.pts = i
         c.mux(vs.encode(frame))
     c.mux(vs.encode())
@@ -104,6 +121,7 @@ def videos(tmp_path_factory) -> dict[str, Path]:
         "short": make_video(d / "short.mkv", seconds=0.3),
         "rotated": make_video(d / "rotated.mov", rotate=90),
         "late": make_video(d / "late.mkv", silent_until=1.2),
+        "leaving": make_video(d / "leaving.mp4", scene=leaving),
         "liar": claim_duration(make_video(d / "liar.mkv", seconds=0.3), 100_000),  # 3 frames
     }
     data = out["plain"].read_bytes()
@@ -303,6 +321,27 @@ def test_lost_object_is_interpolated_to_the_next_analysis(tracker):
     assert box["origin"] == "held" and box["box"] == BOX0
 
 
+@pytest.mark.parametrize("tracker", ["template", "mil"])
+def test_a_box_on_plain_background_is_lost_not_tracked_to_the_corner(tracker):
+    follower = Follower(W, H, tracker)
+    item = {"source": 0, "audio_class": "beep"}
+    plain = [30, 30, 90, 90]  # the model boxed plain background: nothing there to follow
+    follower.anchor(leaving(20), Anchor(0.0, [{**item, "box": plain}]), None)
+    for i in range(21, 30):
+        (box,) = follower.step(leaving(i), i / FPS)
+        assert box == {**item, "box": plain, "origin": "held"}  # was "tracker" at [0, 0, 60, 60]
+    # the square leaves; from then on its box is lost (held), never tracked over the plain background
+    follower.anchor(leaving(0), Anchor(0.0, [{**item, "box": BOX0}]), None)
+    origins = []
+    for i in range(1, 20):
+        (box,) = follower.step(leaving(i), i / FPS)
+        origins.append(box["origin"])
+        assert box["box"][:2] != [0, 0]
+        if box["origin"] == "tracker":
+            assert i < 12 and iou(box["box"], square(i)) > 0.3, (i, box)
+    assert set(origins[11:]) == {"held"}
+
+
 def test_analysis_times():
     assert analysis_times(3.0, 1.0) == [0.0, 1.0, 2.0]
     assert analysis_times(3.05, 1.0) == [0.0, 1.0, 2.0, 3.0]
@@ -354,7 +393,10 @@ def test_track_writes_video_timeline_and_traces(videos, tmp_path, capsys):
     assert len(frames) == 30 and [f["index"] for f in frames] == list(range(30))
     origins = [f["boxes"][0]["origin"] for f in frames]
     assert [i for i, o in enumerate(origins) if o == "analysis"] == [0, 10, 20]
-    assert set(origins) <= {"analysis", "tracker", "interpolation"}
+    assert set(origins[:20]) <= {"analysis", "tracker", "interpolation"}
+    # the script boxes BOX0 at every time; from 1 s on the square has left it, and a box on the plain
+    # gradient has nothing to follow: lost at once, held after the last analysed time
+    assert set(origins[21:]) == {"held"}
     assert sum(timeline["summary"]["boxes_by_origin"].values()) == 30
 
 
@@ -457,10 +499,42 @@ def test_a_header_claiming_a_long_video_is_not_trusted(videos, tmp_path, capsys)
         frame_at(probe(videos["liar"]), 50)
 
 
+def test_a_scripted_track_moves_and_a_departed_object_is_lost_not_tracked(videos, tmp_path, capsys):
+    # per-run answers: the model boxes the square where it is at 0 s and 1 s, and plain background at 2 s
+    plain = [100, 20, 140, 60]
+    script = write_script(
+        tmp_path / "moving.json",
+        audio=['{"audio_class": "beep", "audio_confidence_score": 0.9}'],
+        generate=[{"bbox": square(0), "description": "a square"}],
+        analyze=[{"av_consistency": 0.8, "keep": True, "role_tags": [], "anchor_votes": []}],
+        refine=['{"changed": false}'],
+        runs={
+            "t0001.000": {"generate": [{"bbox": square(10), "description": "a square"}]},
+            "t0002.000": {"generate": [{"bbox": plain, "description": "nothing"}]},
+        },
+    )
+    out = tmp_path / "moving"
+    args = ["track", videos["leaving"], "--every", 1, "--window", 1, "--out", out, "--n-votes", 2]
+    code, _, err = gar(capsys, *args, "--backend", f"scripted:{script}")
+    assert code == 0, err
+    timeline = json.loads((out / "timeline.json").read_text())
+    assert [e["status"] for e in timeline["times"]] == ["analysed"] * 3  # the boxes moved: nothing reused
+    assert [e["sources"][0]["box"] for e in timeline["times"]] == [square(0), square(10), plain]
+    boxes = [f["boxes"][0] for f in timeline["frames"]]
+    origins = "".join(b["origin"][0] for b in boxes)  # a(nalysis) t(racker) i(nterpolation) h(eld)
+    assert origins[:10] == "a" + "t" * 9 and origins[10] == origins[20] == "a"
+    assert all(iou(b["box"], square(i)) > 0.4 for i, b in enumerate(boxes[:10]))
+    # the square is gone from 1.2 s: interpolated toward the next analysed box, then held there
+    assert set(origins[12:20]) == {"i"} and origins[21:] == "h" * 9
+    assert all(b["box"] == plain for b in boxes[20:])  # never a jump to the corner
+    assert timeline["summary"]["boxes_by_origin"]["held"] == 9
+
+
 def test_track_failed_times_are_listed_and_retried(videos, tmp_path, capsys):
     out = tmp_path / "late"
     args = ["track", videos["late"], "--every", 1, "--window", 1, "--out", out, "--n-votes", 2]
-    code, stdout, err = gar(capsys, *args, "--backend", f"scripted:{script_for(tmp_path)}")
+    # boxed where the square is at 1 s, the first time that can be analysed
+    code, stdout, err = gar(capsys, *args, "--backend", f"scripted:{script_for(tmp_path, square(10))}")
     assert code == 0, err
     timeline = json.loads((out / "timeline.json").read_text())
     first, *rest = timeline["times"]

@@ -5,13 +5,17 @@ follows its object ("tracker") on a frame scaled to at most `TRACK_SIDE` pixels,
 
 - `template` (default): OpenCV template matching (`cv2.matchTemplate`, normalised correlation) of
   the object's patch in a window around its last position; the patch is refreshed from confident
-  matches so slow changes of appearance are followed. The match score says when it is lost.
+  matches so slow changes of appearance are followed. The match score says when it is lost, and
+  so does a match that is not unique: where every place in the window matches about as well (a
+  flat patch on flat background), the best score is high but says nothing of where the object
+  is; taking it sent a box to the window's corner (`[0, 0, 60, 60]`) and called it tracked.
 - `mil`: `cv2.TrackerMIL`, the one learning tracker in opencv-python-headless itself (CSRT and KCF
   need the contrib build; Nano, Vit and DaSiamRPN need network files). It lags objects that move
   more than a few pixels a frame and always answers, so its box is checked against the object's
   colours at the analysed frame (histogram intersection under `MIN_SIMILARITY`: lost).
 
-Either way a box is lost when it leaves the frame. A lost box then moves linearly, by time, from
+Either way a box is lost when it leaves the frame, or when it and its surroundings are flat (no
+texture: nothing to follow). A lost box then moves linearly, by time, from
 its last good position to the same source's box at the next analysed frame ("interpolation"), or
 stays where it was when there is no next box ("held").
 """
@@ -26,8 +30,12 @@ import numpy as np
 TRACK_SIDE = 320  # longest side of the frame the tracker sees
 MIN_SIMILARITY = 0.5  # mil: share of the object's colour mass that the tracked box must still cover
 MIN_SCORE = 0.6  # template: match score under which the object is lost
+MIN_PLAIN_SCORE = 0.95  # template, comparing plain differences (a flat patch): the same, stricter
 REFRESH_SCORE = 0.9  # template: matches this good refresh the patch (10% a frame)
 TRACKERS = ("template", "mil")
+NEAR_BEST = 0.02  # template: matches within this of the best score are as good as the best
+MAX_SPREAD = 0.25  # template: as good matches spread wider than this share of the patch side: ambiguous
+FLAT_STD = 2.0  # a region whose every channel varies less than this (of 255) has no texture
 MIN_INSIDE = 0.5  # fraction of the box that must stay inside the frame
 
 ORIGINS = ("analysis", "tracker", "interpolation", "held")
@@ -66,6 +74,13 @@ def _hist(bgr: np.ndarray, box: list[int]) -> np.ndarray | None:
     return cv2.normalize(h, h, 1.0, 0.0, cv2.NORM_L1).flatten()
 
 
+def _around(bgr: np.ndarray, box: list[int]) -> np.ndarray:
+    """The box grown by half its size on each side, inside the frame."""
+    x1, y1, x2, y2 = box
+    mx, my = max(2, (x2 - x1) // 2), max(2, (y2 - y1) // 2)
+    return bgr[max(0, y1 - my) : max(0, y2 + my), max(0, x1 - mx) : max(0, x2 + mx)]
+
+
 def _inside(box: list[int], w: int, h: int) -> float:
     x1, y1, x2, y2 = box
     area = max(1, (x2 - x1) * (y2 - y1))
@@ -93,18 +108,40 @@ class TemplateTracker:
         if window.shape[0] < ph or window.shape[1] < pw:
             return False, self.rect
         # a flat patch has no variance to correlate: compare plain differences instead
-        if float(self.patch.reshape(-1, self.patch.shape[-1]).std(axis=0).max()) > 2.0:
-            res = cv2.matchTemplate(window, self.patch, cv2.TM_CCOEFF_NORMED)
-            _, score, _, loc = cv2.minMaxLoc(res)
-        else:
-            res = cv2.matchTemplate(window, self.patch, cv2.TM_SQDIFF_NORMED)
-            low, _, loc, _ = cv2.minMaxLoc(res)
-            score = 1.0 - low
+        found = None
+        if not _flat(self.patch):
+            found = self._best(cv2.matchTemplate(window, self.patch, cv2.TM_CCOEFF_NORMED), MIN_SCORE)
+        if found is None:
+            # a flat patch has no variance to correlate, and a nearly flat one (a plain object whose
+            # edges the codec blurred) correlates its noise: compare plain differences, more strictly
+            found = self._best(1.0 - cv2.matchTemplate(window, self.patch, cv2.TM_SQDIFF_NORMED), MIN_PLAIN_SCORE)
+        if found is None:
+            return False, self.rect
+        score, loc = found
         self.rect = (x0 + loc[0], y0 + loc[1], w, h)
         if score >= REFRESH_SCORE:
-            found = window[loc[1] : loc[1] + ph, loc[0] : loc[0] + pw]
-            self.patch = 0.9 * self.patch + 0.1 * found
-        return score >= MIN_SCORE, self.rect
+            seen = window[loc[1] : loc[1] + ph, loc[0] : loc[0] + pw]
+            self.patch = 0.9 * self.patch + 0.1 * seen
+        return True, self.rect
+
+    def _best(self, scores: np.ndarray, minimum: float) -> tuple[float, tuple[int, int]] | None:
+        """The best score and its place, or None when it is too low or not unique."""
+        _, score, _, loc = cv2.minMaxLoc(scores)
+        ph, pw = self.patch.shape[:2]
+        if not score >= minimum or _spread(scores, score) > max(2, MAX_SPREAD * min(pw, ph)):
+            return None  # no good place, or no one best place: the object is not told apart from its surroundings
+        return score, loc
+
+
+def _flat(pixels: np.ndarray) -> bool:
+    """No texture: every channel nearly constant."""
+    return pixels.size == 0 or float(pixels.reshape(-1, pixels.shape[-1]).std(axis=0).max()) <= FLAT_STD
+
+
+def _spread(scores: np.ndarray, best: float) -> int:
+    """How far apart (pixels, the larger of x and y) the places scoring about as well as the best lie."""
+    near = np.argwhere(scores >= best - NEAR_BEST)
+    return int((near.max(axis=0) - near.min(axis=0)).max()) if len(near) else 0
 
 
 @dataclass
@@ -170,8 +207,9 @@ class Follower:
                     seen = _hist(small, [x, y, x + w, y + h])
                     ok = seen is not None and t.template is not None
                     ok = ok and cv2.compareHist(t.template, seen, cv2.HISTCMP_INTERSECT) >= MIN_SIMILARITY
-                far = not ok
-                if ok and not far and _inside(box, self.width, self.height) >= MIN_INSIDE:
+                if ok and _flat(_around(small, [x, y, x + w, y + h])):
+                    ok = False  # the box and its surroundings are one flat colour: nothing there to follow
+                if ok and _inside(box, self.width, self.height) >= MIN_INSIDE:
                     t.last_box, t.last_time = self._clip(box), time_s
                     out.append({**t.item, "box": t.last_box, "origin": "tracker"})
                     continue
