@@ -6,13 +6,19 @@ File format (`--backend scripted:FILE`)::
       "audio":    ["<answer>", ...],
       "generate": ["<answer>", ...],
       "analyze":  {"0": ["<vote>", ...], "1": [...]}   # or one list for every source
-      "refine":   ["<answer>", ...]
+      "refine":   ["<answer>", ...],
+      "runs":     {"<run id>": {"generate": [...], ...}}   # optional: other answers for one run
     }
 
 An answer is a string (sent as is, so messy answers can be scripted) or a JSON value (sent as its
 JSON text). Each (stage, source) consumes its list in order (a Generate repair takes the next
 "generate" answer); when the list runs out the last answer
 repeats. A list per source is keyed by the source index as a string; one list serves every source.
+Every run (one clip, one evaluation sample, one analysed time of `gar track`) starts its lists
+from the top, so a resumed evaluation or track gets the same answers. `runs` gives one run its
+own answers for the stages it names (the rest come from the top level): the run id is the sample
+id in `gar eval` and `t<seconds>` in `gar track` (`t0002.000` for 2 s, as in its `times/`
+folder), so motion can be scripted.
 Usage figures are estimates (about 4 characters a token, a fixed cost per image or audio block),
 marked `"estimated": true` in response metadata.
 """
@@ -32,6 +38,7 @@ from pydantic import Field, PrivateAttr
 from gar_agent.errors import UserError
 
 STAGES = ("audio", "generate", "analyze", "refine")
+RUNS = "runs"  # per-run answers: {"<run id>": {"<stage>": ...}}
 MEDIA_TOKENS = {"image": 256, "audio": 75}  # rough per-block costs for the estimate
 
 
@@ -69,8 +76,13 @@ class ScriptedChatModel(BaseChatModel):
             script = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ScriptError(f"script file {path} is not valid JSON ({e}): fix it") from None
-        if not isinstance(script, dict) or not set(script) <= set(STAGES):
-            raise ScriptError(f"script file {path} must be an object with keys among {', '.join(STAGES)}")
+        if not isinstance(script, dict) or not set(script) <= {*STAGES, RUNS}:
+            raise ScriptError(f"script file {path} must be an object with keys among {', '.join((*STAGES, RUNS))}")
+        runs = script.get(RUNS, {})
+        if not isinstance(runs, dict) or not all(isinstance(r, dict) and set(r) <= set(STAGES) for r in runs.values()):
+            raise ScriptError(
+                f'script file {path}: "{RUNS}" must map run ids to objects with keys among {", ".join(STAGES)}'
+            )
         return cls(script=script, source_name=str(path))
 
     @property
@@ -85,8 +97,9 @@ class ScriptedChatModel(BaseChatModel):
     def _identifying_params(self) -> dict:
         return {"script": self.source_name}
 
-    def _answers(self, stage: str, source: Any) -> list:
-        entry = self.script.get(stage)
+    def _answers(self, stage: str, source: Any, run: Any = None) -> list:
+        own = (self.script.get(RUNS) or {}).get(str(run)) if run is not None else None
+        entry = own[stage] if isinstance(own, dict) and stage in own else self.script.get(stage)
         if isinstance(entry, dict):
             entry = entry.get(str(source), entry.get("*"))
         if not entry:
@@ -102,7 +115,7 @@ class ScriptedChatModel(BaseChatModel):
         answer is the one after those, so a re-run from a checkpoint gets the original answers
         again. Without it (a direct call) a cursor per thread counts.
         """
-        answers = self._answers(stage, source)
+        answers = self._answers(stage, source, run)
         key = (str(run), stage, str(source))
         with self._lock:
             i = self._cursor.get(key, 0) if answered is None else answered
