@@ -29,6 +29,17 @@ MUTANTS = [
     (METRICS, "if width <= 0 or height <= 0:", "if width < 0 or height < 0:"),
     (RULES, "        x2 = min(x1 + 1, width - 1)", "        x2 = min(x1 + 2, width - 1)"),
     (METRICS, "valid = [m for m in matched if not math.isnan(m)]", "valid = matched"),
+    (METRICS, "px = gar_clip_box([round(v * side)", "px = gar_clip_box([int(v * side)"),
+    (METRICS, "[round(v * (size / side))", "[int(v * (size / side))"),
+    (METRICS, "round(round(v * size, 9))", "round(round(v * size, 6))"),
+    (METRICS, "round(round(v * size, 9))", "round(round(v * size, 12))"),
+    (METRICS, "if width <= 0 or height <= 0:", "if width <= 1 or height <= 0:"),
+    (METRICS, "if len(vals) != 4 or not all(", "if len(vals) != 4 and not all("),
+    (METRICS, "if len(vals) != 4 or not all(math.isfinite(v) for v in vals):", "if len(vals) != 4:"),
+    (METRICS, "/ den) if den > 0 else 0.0", "/ den) if den > 1 else 0.0"),
+    (METRICS, "keys = sorted(self.pos)", "keys = list(self.pos)"),
+    (METRICS, "    if not gt_boxes:\n", "    if False:\n"),
+    (METRICS, "return None if not used or math.isnan(x)", "return None if not used and math.isnan(x)"),
 ]
 
 

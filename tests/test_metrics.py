@@ -238,3 +238,82 @@ def test_masks_match_gar_pipeline_on_random_pixel_boxes():
             cv2.rectangle(gar, (g224[0], g224[1]), (g224[2], g224[3]), 1, -1)
             assert np.array_equal(boxes_to_mask([normalize_box(box, w, h)]), gar), (w, h, box)
     assert compared > 150
+
+
+# --- cIoU in float32, as the released evaluator computes it ---------------------------------------
+
+GT_100 = [0.0, 0.0, 99 / 224, 99 / 224]  # on a 224x224 frame: grid corners (0,0)-(99,99), 100 x 100 pixels
+
+
+def _inside(k: int) -> list[float]:
+    """A prediction of 100 x k pixels inside GT_100: cIoU exactly k / 100."""
+    return [0.0, 0.0, 99 / 224, (k - 1) / 224]
+
+
+@pytest.mark.parametrize(
+    "k, counted", [(15, True), (30, True), (45, False), (60, True), (65, False), (85, True), (90, False)]
+)
+def test_ciou_is_float32_like_the_evaluator(k, counted):
+    # GAR's masks are float32 and so is cal_CIOU's quotient: an exact k/100 is float32(k/100), which
+    # sits above the float64 linspace threshold for 0.15, 0.3, 0.6, 0.85 and below it for 0.45, 0.65, 0.9
+    score = SampleScore(id="c", pred_boxes=[_inside(k)], gt_boxes=[GT_100], image_size=[224, 224])
+    value = score.metrics()["ciou"]
+    assert value == float(np.float32(k / 100))
+    i = int(round(k / 5))
+    assert bool(value >= THRESHOLDS[i]) == counted
+    # one sample: the success rate is 1 up to the last threshold it reaches, the area 0.05 per step less half a step
+    reached = i + 1 if counted else i
+    assert summarize([score], duet=False)["auc"] == pytest.approx(0.05 * reached - 0.025)
+    # what the released scripts compute: float32 masks, cal_CIOU with its 1e-8, sklearn's auc over linspace
+    gt, pred = score.masks()
+    theirs = np.sum(pred * gt) / (np.sum(gt) + np.sum(pred * (gt == 0)) + 1e-8)
+    assert value == float(theirs)
+    rates = [float(np.mean(np.array([theirs]) >= t)) for t in np.linspace(0, 1, 21)]
+    assert summarize([score], duet=False)["auc"] == pytest.approx(sk_auc(np.linspace(0, 1, 21), rates))
+
+
+def test_ciou_of_one_pixel_masks():
+    one = np.zeros((4, 4), np.float32)
+    one[1, 2] = 1
+    assert ciou(one, one) == 1.0
+
+
+# --- the conversions, each rounding and each guard ---------------------------------------------------
+
+
+def test_gt_rounds_to_pixels_then_to_the_grid_half_up_not_truncated():
+    # x1 = 0.1015 on a 640-wide frame: 64.96 px rounds to 65 (int() would give 64), and 65 * 224/640 =
+    # 22.75 rounds to 23 (int() would give 22)
+    assert box_to_grid([0.1015, 0.2, 0.5, 0.6], 224, (640, 360))[0] == 23
+
+
+def test_one_rounding_removes_float_noise_only():
+    # 113.5 less 3e-10 is float noise of an exact half: it rounds to even (114); 4e-7 less is a real value (113)
+    assert box_to_grid([(113.5 - 3e-10) / 224, 0.0, 0.9, 0.9])[0] == 114
+    assert box_to_grid([(113.5 - 4e-7) / 224, 0.0, 0.9, 0.9])[0] == 113
+
+
+def test_bad_boxes_and_sizes_are_refused_with_their_reason():
+    assert normalize_box([0, 0, 1, 1], 1, 1) == [0.0, 0.0, 1.0, 1.0]  # a one-pixel image is an image
+    for box in ([0, 0, float("nan"), 1], [0, 0, float("inf"), 1], [0, 0, 1]):
+        with pytest.raises(ValueError, match="a box needs 4 finite numbers"):
+            box_to_grid(box)
+
+
+def test_piap_pools_scores_in_any_order_of_arrival():
+    # the first sample brings scores 0 and 1, the second 0.5: the pool must rank 1 > 0.5 > 0
+    g1, p1 = np.array([1.0, 0.0, 0.0, 0.0]), np.array([1.0, 1.0, 0.0, 0.0])
+    g2, p2 = np.array([0.0, 1.0, 0.0, 0.0]), np.array([0.5, 0.5, 0.0, 0.0])
+    pairs = [(g1, p1), (g2, p2)]
+    expected = average_precision_score(np.concatenate([g1, g2]), np.concatenate([p1, p2]))
+    assert piap(pairs) == pytest.approx(expected)
+
+
+def test_no_gt_box_gives_no_matched_iou_and_no_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a mean of nothing must not reach numpy's warning
+        per, mean = matched_ious([HALF, SHIFTED], [])
+        assert per == [] and np.isnan(mean)
+        # an evaluated duet sample without GT boxes: the matched IoU is undefined (None), not NaN
+        out = summarize([SampleScore(id="e", pred_boxes=[HALF, SHIFTED], gt_boxes=[])], duet=True)
+    assert out["n_evaluated"] == 1 and out["matched_mean_iou"] is None

@@ -80,12 +80,17 @@ def boxes_to_mask(
 def ciou(pred_mask: np.ndarray, gt_mask: np.ndarray) -> float:
     """cIoU = sum(P*G) / (sum(G) + sum(P*(G==0))), P binarised at 0.5 (GAR `Evaluator.cal_CIOU`).
 
-    GAR adds 1e-8 to the denominator; here an empty denominator (no GT, no prediction) gives 0.0.
+    In float32, as GAR computes it for the paper's numbers in both protocols: its masks are float32,
+    so the pixel sums and their quotient are float32 (NumPy >= 2 keeps `+ 1e-8` in float32, where
+    it changes nothing for a non-empty denominator). That is not noise: an exact 0.3 is stored as
+    float32(0.3) > 0.30000000000000004, the float64 linspace threshold, so it counts at 0.3, while
+    float32(0.45) < 0.45 does not count at 0.45 (AUC moves by 0.05 / n per such clip). Pixel counts
+    are exact in float32 up to 2**24. An empty denominator (no GT, no prediction) gives 0.0.
     """
-    p = (np.asarray(pred_mask) >= 0.5).astype(np.float64)
-    g = np.asarray(gt_mask, dtype=np.float64)
-    den = g.sum() + (p * (g == 0)).sum()
-    return float((p * g).sum() / den) if den > 0 else 0.0
+    p = (np.asarray(pred_mask) >= 0.5).astype(np.float32)
+    g = np.asarray(gt_mask, dtype=np.float32)
+    den = g.sum(dtype=np.float32) + (p * (g == 0)).sum(dtype=np.float32)
+    return float((p * g).sum(dtype=np.float32) / den) if den > 0 else 0.0
 
 
 def success_rate(cious: Sequence[float], t: float) -> float:
@@ -109,7 +114,7 @@ def _is_binary(p: np.ndarray) -> bool:
 
 
 def _score_counts(gt_mask: np.ndarray, pred_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(distinct prediction scores, GT-positive pixels at each, GT-negative pixels at each)."""
+    """(distinct prediction scores ascending, GT-positive pixels at each, GT-negative pixels at each)."""
     g = np.asarray(gt_mask).ravel() > 0.5
     p = np.asarray(pred_mask, dtype=np.float64).ravel()
     if _is_binary(p):  # the usual case (box masks): two counts, no sort
@@ -126,12 +131,15 @@ def _score_counts(gt_mask: np.ndarray, pred_mask: np.ndarray) -> tuple[np.ndarra
     return scores, pos, np.bincount(inverse, minlength=scores.size) - pos
 
 
-def _ap_from_counts(scores: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
-    """Step AP, sklearn's definition: over distinct scores, high to low, the sum of dRecall * Precision."""
+def _ap_from_counts(pos: np.ndarray, neg: np.ndarray) -> float:
+    """Step AP, sklearn's definition: over distinct scores, high to low, the sum of dRecall * Precision.
+
+    `pos` / `neg` count the pixels at each distinct score in ascending score order (np.unique's;
+    PixelPool sorts its keys): they are walked from the end.
+    """
     keep = (pos + neg) > 0
-    scores, pos, neg = scores[keep], pos[keep], neg[keep]
-    order = np.argsort(-scores)
-    tp, fp = np.cumsum(pos[order]), np.cumsum(neg[order])
+    pos, neg = pos[keep], neg[keep]
+    tp, fp = np.cumsum(pos[::-1]), np.cumsum(neg[::-1])
     if not tp.size or tp[-1] == 0:
         return 0.0
     precision = tp / (tp + fp)
@@ -152,7 +160,7 @@ def average_precision(gt_mask: np.ndarray, pred_mask: np.ndarray) -> float:
     if not g.any():
         return 0.0
     if _is_binary(p):
-        return _ap_from_counts(*_score_counts(g, p))
+        return _ap_from_counts(*_score_counts(g, p)[1:])
     return float(average_precision_score(g.astype(np.int8), p))
 
 
@@ -173,8 +181,8 @@ class PixelPool:
         """AP of everything pooled; 0.0 when no GT pixel is positive."""
         if not self.pos:
             return 0.0
-        keys = np.array(sorted(self.pos))
-        return _ap_from_counts(keys, np.array([self.pos[k] for k in keys]), np.array([self.neg[k] for k in keys]))
+        keys = sorted(self.pos)
+        return _ap_from_counts(np.array([self.pos[k] for k in keys]), np.array([self.neg[k] for k in keys]))
 
 
 def piap(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
