@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, JsonValue, model_validator
 
 from gar_agent.state import Analysis, Box, RunState, SourceRecord, Usage
 
@@ -55,7 +55,7 @@ class ResultSource(BaseModel):
 
     box: Box
     initial_box: Box
-    description: str = ""
+    description: JsonValue = ""  # text; any JSON value where the reference duet scripts keep one
     audio_class: str = "unknown"
     audio_confidence: float = 0.0
     analysis: Analysis | None = None

@@ -7,9 +7,10 @@ and forks round-trip without custom serialisers.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 Box = list[int]
 """A box `[x1, y1, x2, y2]` in integer pixels of the original image (x1 < x2, y1 < y2)."""
@@ -205,7 +206,9 @@ class SourceRecord(BaseModel):
     index: int
     initial_box: Box
     box: Box = Field(description="The current box: initial, then refined.")
-    description: str = ""
+    description: JsonValue = Field(
+        "", description="Generate's description: text; any JSON value where the reference duet scripts keep one."
+    )
     audio_class: str = "unknown"
     audio_confidence: float = 0.0
     votes: list[Vote] = Field(default_factory=list)
@@ -213,6 +216,11 @@ class SourceRecord(BaseModel):
     gate: GateDecision | None = None
     refinement: Refinement | None = None
     error: str | None = None
+
+
+def as_text(value: JsonValue) -> str:
+    """A JSON value for display: a string as it is, anything else as JSON (`null`, `3`)."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 class ParsedAnswer(BaseModel):

@@ -60,7 +60,7 @@ def test_the_cli_keeps_the_traceback_of_a_bug(example, tmp_path, monkeypatch):
     image, audio, script = example
     from gar_agent.protocols import gar as protocol
 
-    def broken(answers, first):
+    def broken(answers, first, sent=None):
         raise ValueError("a bug of ours that happens to be a ValueError")
 
     monkeypatch.setattr(protocol, "parse_votes", broken)

@@ -7,6 +7,7 @@ functions return when called.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import io
 import json
@@ -23,7 +24,8 @@ from gar_agent.models.scripted import ScriptedChatModel
 from gar_agent.prompts import PromptError, PromptSet, protocol_settings, render_text
 from gar_agent.protocols import reference as ref
 from gar_agent.protocols.importer import PromptImportError, import_prompts
-from gar_agent.runner import run_clip
+from gar_agent.result import run_result
+from gar_agent.runner import arun_clip, run_clip
 from gar_agent.state import Analysis, AnchorVote, Settings, Vote
 
 FAKE = Path(__file__).parent / "data" / "fake_code"
@@ -292,7 +294,7 @@ def test_scripts_clip_and_ops():
 # --- runs --------------------------------------------------------------------------------------------
 
 
-def _run(media, sets: Path, benchmark: str, sources: int, **script):
+def _run(media, sets: Path, benchmark: str, sources: int, run_async: bool = False, **script):
     prompts = PromptSet(sets / benchmark)
     manifest = prompts.manifest["defaults"]
     settings = Settings(
@@ -303,6 +305,8 @@ def _run(media, sets: Path, benchmark: str, sources: int, **script):
         **protocol_settings(prompts, "reference", sources),
     )
     model = ScriptedChatModel(script=script)
+    if run_async:
+        return asyncio.run(arun_clip(media, settings, model, prompts=prompts)).state
     return run_clip(media, settings, model, prompts=prompts).state
 
 
@@ -392,6 +396,106 @@ def test_reference_needs_imported_prompts(example, tmp_path, capsys):
                  "--out", str(tmp_path / "o"), "--trace-dir", str(tmp_path / "t")])  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert code == 2 and "gar prompts import" in err and "\n" not in err
+
+
+# --- what the scripts parse: the decoded prompt and answer (run_chat) ----------------------------------
+
+@pytest.mark.parametrize("blank", ["", "  \n\t "])
+def test_a_blank_audio_answer_reads_the_prompts_example_json(media, sets, blank):
+    # the scripts decode prompt + answer and strip it: with nothing after the assistant header the
+    # header split finds no marker and the JSON search runs over the prompt, whose example JSON parses
+    state = _run(media, sets, "music-solo", 1, generate=['{"bbox": [1, 2, 30, 40]}'], audio=[blank],
+                 analyze=['{"keep": true, "av_consistency": 0.9}'], refine=['{"changed": false}'])  # fmt: skip
+    assert state.error is None
+    src = state.sources[0]
+    assert (src.audio_class, src.audio_confidence) == ("<name>", 0.0)  # the fake prompt's example values
+    assert state.generate.audio[0].raw == blank
+
+
+def test_a_blank_vote_counts_when_the_prompt_holds_an_object(media, sets):
+    # the vote prompt quotes the audio class; a class "{}" makes the first {...} of the prompt valid JSON,
+    # so an empty vote is a vote ({} -> av 0, keep false); with another class it is skipped
+    def analysis(audio_class):
+        # fenced: unfenced, the non-greedy match would stop inside "{}" and find no JSON
+        audio = "```json\n" + json.dumps({"audio_class": audio_class, "audio_confidence_score": 0.9}) + "\n```"
+        state = _run(media, sets, "music-solo", 1, generate=['{"bbox": [1, 2, 30, 40]}'], audio=[audio],
+                     analyze=["", "", "", '{"keep": true, "av_consistency": 1}'], refine=['{"changed": false}'])  # fmt: skip
+        assert state.error is None
+        return state.sources[0].analysis
+
+    counted, skipped = analysis("{}"), analysis("violin")
+    # five votes (the last answer repeats): three blank, two keep
+    assert (counted.n_votes, counted.n_parsed, counted.keep) == (5, 5, False)  # 2 keeps of 5: no majority
+    assert (skipped.n_votes, skipped.n_parsed, skipped.keep) == (5, 2, True)
+
+
+def test_only_the_text_after_the_last_inst_marker_counts_in_every_stage(media, sets):
+    w = media.image_info.width
+    state = _run(
+        media,
+        sets,
+        "music-solo",
+        1,
+        generate=['{"bbox": [0, 0, 5, 5]} [/INST] {"bbox": [10, 20, 110, 220], "description": "late"}'],
+        audio=['{"audio_class": "drum"} [/INST] {"audio_class": "violin", "audio_confidence_score": 0.2}'],
+        analyze=['{"keep": true, "av_consistency": 1} [/INST] {"keep": false}'],
+        refine=['{"draft": true} [/INST] ```json\n{"bbox": [12, 22, 112, 222]}\n```'],
+    )
+    assert state.error is None
+    src = state.sources[0]
+    assert (src.initial_box, src.description) == ([10, 20, 110, 220], "late")
+    assert (src.audio_class, src.audio_confidence) == ("violin", 0.2)
+    assert src.analysis.keep is False and src.analysis.av_consistency == 0.0
+    assert src.refinement.applied == "bbox" and src.box == [12, 22, 112, 222] and w > 112
+    # an answer that is nothing but the marker leaves an empty text: no JSON, as in the script
+    assert ref.script_text("x [/INST]", ref.NOTHING_SENT) == ""
+
+
+def test_duet_descriptions_keep_their_json_values(media, sets):
+    state = _run(
+        media,
+        sets,
+        "music-duet",
+        2,
+        generate=['{"bboxes": [[0, 0, 100, 100], [10, 10, 60, 60]], "descriptions": [null, 3]}'],
+        audio=['{"audio_classes": ["cello", "flute"], "audio_confidence_scores": [0.9, 0.9]}'],
+        analyze=['{"keep": true, "av_consistency": 1}'],
+    )
+    assert state.error is None
+    assert [s.description for s in state.sources] == [None, 3]
+    assert state.generate.boxes[0].value["descriptions"] == [None, 3]
+    state = _run(media, sets, "music-duet", 2,
+                 generate=['{"bboxes": [[0, 0, 100, 100], [10, 10, 60, 60]], "descriptions": [" left ", ["a"]]}'],
+                 audio=['{"audio_classes": ["cello", "flute"]}'], analyze=['{"keep": true}'])  # fmt: skip
+    assert [s.description for s in state.sources] == [" left ", ["a"]]  # strings unstripped, as the script keeps them
+
+
+NON_OBJECT_VOTE = '```json\n[{"keep": true}]\n```'
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["invoke", "ainvoke"])
+@pytest.mark.parametrize("bad", [0, 1])
+def test_a_non_object_duet_vote_drops_the_clip_after_that_sources_votes(media, sets, bad, run_async):
+    good = '{"keep": false, "av_consistency": 0.1}'  # every source would go to Refine
+    analyze = {"0": [good], "1": [good]}
+    analyze[str(bad)] = [good, NON_OBJECT_VOTE, good]  # the script collects all N votes, then raises
+    state = _run(
+        media,
+        sets,
+        "music-duet",
+        2,
+        generate=['{"bboxes": [[0, 0, 100, 100], [10, 10, 60, 60]], "descriptions": ["a", "b"]}'],
+        audio=['{"audio_classes": ["cello", "flute"], "audio_confidence_scores": [0.9, 0.9]}'],
+        analyze=analyze,
+        refine=['{"bbox": [1, 1, 50, 50]}'],
+        run_async=run_async,  # gar eval's way: the branches are tasks of one event loop
+    )
+    result = run_result(state)
+    assert "not an object" in result.error and "drops this sample" in result.error
+    # the script's order: source 1's votes, source 2's votes, then Refine; it stops at the raise
+    asked = [(c.stage, c.source, c.n) for c in state.calls]
+    assert asked == [("generate", None, 1), ("audio", None, 1), *[("analyze", k, 5) for k in range(bad + 1)]]
+    assert (result.refined, result.skipped) == (0, 0)  # the scripts count no gate of a dropped clip
 
 
 # --- fixes in both protocols -------------------------------------------------------------------------

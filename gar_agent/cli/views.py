@@ -9,7 +9,7 @@ from rich.text import Text
 
 from gar_agent.cli.safe_text import cut, safe, visible
 from gar_agent.result import STATUS_TEXT, RunResult
-from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
+from gar_agent.state import GenerateRecord, ModelCall, SourceRecord, as_text
 
 CLIP = 600  # characters of prompts/answers shown inline; the trace keeps them whole
 UNUSABLE_CLIP = 200  # an answer that could not be used: enough to see what the model did, not a screenful of noise
@@ -97,7 +97,7 @@ def generate_view(
                 safe(s.audio_class, one_line=True),
                 f"{s.audio_confidence:.2f}",
                 box,
-                safe(cut(s.description, 80), one_line=True),
+                safe(cut(as_text(s.description), 80), one_line=True),
             )
         parts.append(table)
     if error:

@@ -91,6 +91,9 @@ class GarContext:
     """The decoded image and audio (loaded from image/audio when not given)."""
     prompts: Any = _Resolved(_resolve_prompts)
     """The prompt templates (read from prompts_dir when not given)."""
+    script_order: Any = None
+    """Protocol reference with several sources: the released scripts' order across branches
+    (nodes/script_order.py), set by Generate for the run."""
 
     def resolved(self) -> bool:
         """Whether the model, the media and the prompts are ready (given, or resolved already)."""

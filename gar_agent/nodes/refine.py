@@ -11,6 +11,7 @@ from gar_agent import protocols
 from gar_agent.nodes.common import report
 from gar_agent.nodes.context import GarContext
 from gar_agent.nodes.runnable import Asks, model_node
+from gar_agent.nodes.script_order import everyone, script_order
 from gar_agent.rules import max_delta
 from gar_agent.state import Refinement, SourceState
 
@@ -20,6 +21,11 @@ def refine(state: SourceState, ctx: GarContext) -> Asks:
     """Ask for a refined box and apply it within the method's clamps (in image pixels)."""
     image = state.image
     src = state.source.model_copy()  # fields are replaced below, never mutated: a shallow copy will do
+    if (order := script_order(ctx)) is not None:  # protocol reference (a graph without a Gate: wait here)
+        order.end(src.index)
+        if dropped := (yield everyone(order)):
+            src.error = f"refine (source {src.index}): not asked: {dropped}"
+            return report(src)
     request, resolve = protocols.protocol(state.settings.protocol).refine(state, ctx)
     call = yield request
     if call.error:

@@ -31,9 +31,10 @@ from langgraph.runtime import Runtime
 
 from gar_agent.calls import Request, aask, ask
 from gar_agent.nodes.context import GarContext
+from gar_agent.nodes.script_order import Wait, script_order
 from gar_agent.state import ModelCall
 
-Asks = Generator[Request, ModelCall, dict]
+Asks = Generator[Request | Wait, ModelCall | str | None, dict]
 """A model node's body: yields requests, receives their calls, returns the state update."""
 
 
@@ -63,31 +64,52 @@ class _Answered:
 
 
 def drive(body: Asks, ctx: GarContext, state: Any = None) -> dict:
-    """Run a body to its update, each request answered by `ask` (blocking this thread)."""
+    """Run a body to its update, each request answered by `ask` (blocking this thread).
+
+    A `Wait` (script_order.py) blocks until the other branches release it.
+    """
     answered = _Answered(state)
     try:
         request = next(body)
         while True:
+            if isinstance(request, Wait):
+                request = body.send(request.order.wait_sync(request.sources))
+                continue
             call = ask(ctx.model, ctx.media, answered.stamp(request))
             answered.add(call)
             request = body.send(call)
     except StopIteration as end:
         return end.value
+    except BaseException:
+        _abort(ctx)
+        raise
 
 
 async def adrive(body: Asks, ctx: GarContext, state: Any = None) -> dict:
-    """Run a body to its update, each request awaited through `aask`."""
-    if not ctx.resolved():  # loading a model or decoding a clip must not block the event loop
-        await asyncio.to_thread(ctx.resolve)
-    answered = _Answered(state)
+    """Run a body to its update, each request awaited through `aask` (a `Wait` awaited on the loop)."""
     try:
+        if not ctx.resolved():  # loading a model or decoding a clip must not block the event loop
+            await asyncio.to_thread(ctx.resolve)
+        answered = _Answered(state)
         request = next(body)
         while True:
+            if isinstance(request, Wait):
+                request = body.send(await request.order.wait_async(request.sources))
+                continue
             call = await aask(ctx.model, ctx.media, answered.stamp(request))
             answered.add(call)
             request = body.send(call)
     except StopIteration as end:
         return end.value
+    except BaseException:
+        _abort(ctx)
+        raise
+
+
+def _abort(ctx: GarContext) -> None:
+    # a branch that raised never marks its analysis: the others must not wait for it
+    if (order := script_order(ctx)) is not None:
+        order.abort("another branch of this run failed")
 
 
 class _Node(RunnableCallable):

@@ -125,8 +125,10 @@ def analysis_request(state: SourceState, ctx: GarContext, n: int) -> Request:
     )  # fmt: skip
 
 
-def parse_votes(answers: list[str], first: int) -> tuple[list[Vote], str | None]:
-    """Each answer parsed and validated; an unusable one is kept with its reason (never fatal)."""
+def parse_votes(answers: list[str], first: int, sent: object = None) -> tuple[list[Vote], str | None]:
+    """Each answer parsed and validated; an unusable one is kept with its reason (never fatal).
+
+    `sent` (the call the answers came from) is unused: only the reference protocol parses the prompt too."""
     votes = []
     for i, raw in enumerate(answers):
         parsed, error = parse_vote(raw)

@@ -8,8 +8,11 @@ What this protocol does that `gar` does not (the README's table says why each di
   are (`vote_fields`, `aggregate`), VGGSound-Duet re-cleans its aggregate (`clean_duet`).
 - Boxes are read as original-image pixels, converted with `int()` and clipped by the scripts' own
   `clip_box` (which, unlike ours, does not grow a box inward at the border).
+- Answers are parsed as the scripts parse them: the decoded prompt and answer (`script_text`), so a
+  blank answer is searched in the prompt and "[/INST]" cuts what precedes it.
 - A sample fails exactly where a script would raise: Stage A without a usable box, an audio answer
-  with no JSON, a vote whose JSON is not an object.
+  with no JSON, a vote whose JSON is not an object (once that source's N votes are in; no later
+  call is made and no gate counted: the sources keep the scripts' order, nodes/script_order.py).
 """
 
 from __future__ import annotations
@@ -17,12 +20,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Generator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from gar_agent.calls import Request
 from gar_agent.nodes.context import GarContext
+from gar_agent.nodes.script_order import ScriptOrder
 from gar_agent.protocols.common import ended, model_failed
 from gar_agent.rules import gar_clip_box, max_delta  # max(4, round(0.08 * min(W, H))): the scripts' clamp
 from gar_agent.state import (
@@ -58,14 +63,46 @@ class ScriptFailure(Exception):
 # --- answers ------------------------------------------------------------------------------------
 
 
-def extract_json(answer: str) -> Any:
-    """The scripts' JSON finder: header strip, fenced blocks first, then the first non-greedy `{...}`.
+class Sent(Protocol):
+    """The text a call sent (a Request or the ModelCall that records it)."""
 
-    The scripts decode prompt + answer, so the text before the answer always ends with the
-    assistant header; splitting on it first gives the answer, as here. An unfenced object with a
-    nested object (`{"ops": {...}}`) is not found: the non-greedy match stops at the first `}`.
+    prompt: str
+    system: str | None
+
+
+@dataclass(frozen=True)
+class _Text:
+    prompt: str = ""
+    system: str | None = None
+
+
+NOTHING_SENT = _Text()  # parsing an answer on its own, as the tests of single answers do
+
+
+def script_text(answer: str, sent: Sent = NOTHING_SENT) -> str:
+    """The text the scripts parse for an answer: what their `run_chat` returns.
+
+    It decodes the whole conversation, prompt and answer, with special tokens dropped, which under
+    Qwen2.5-Omni's chat template reads "system\\n<system>\\nuser\\n<prompt>\\nassistant\\n<answer>" (the
+    media placeholders are special tokens); keeps only what follows the last "[/INST]"; and strips.
+    So an empty or blank answer leaves the assistant header without its newline, the header split
+    finds nothing, and the JSON search runs over the prompt itself (its example JSON, a class text
+    holding "{}"); "[/INST]" in an answer drops everything before it.
     """
-    text = "\nassistant\n" + answer
+    text = f"system\n{sent.system or ''}\nuser\n{sent.prompt}\nassistant\n{answer}"
+    if "[/INST]" in text:
+        text = text.split("[/INST]")[-1].strip()
+    return text.strip()
+
+
+def extract_json(answer: str, sent: Sent = NOTHING_SENT) -> Any:
+    """The scripts' JSON finder on `script_text`: header strip, fenced blocks first, then the first non-greedy `{...}`.
+
+    The header split leaves what follows the last assistant header: the answer, unless the answer is
+    blank or cut by "[/INST]" (`script_text`). An unfenced object with a nested object
+    (`{"ops": {...}}`) is not found: the non-greedy match stops at the first `}`.
+    """
+    text = script_text(answer, sent)
     for marker in _HEADERS:
         if marker in text:
             text = text.split(marker)[-1]
@@ -86,8 +123,8 @@ def extract_json(answer: str) -> Any:
     raise ScriptFailure("no JSON object in the answer")
 
 
-def _object(answer: str, stage: str) -> dict:
-    value = extract_json(answer)
+def _object(answer: str, stage: str, sent: Sent = NOTHING_SENT) -> dict:
+    value = extract_json(answer, sent)
     if not isinstance(value, dict):  # the scripts call .get on it and raise
         raise ScriptFailure(f"{stage}: the answer's JSON is a {type(value).__name__}, not an object")
     return value
@@ -156,10 +193,10 @@ def vote_fields(obj: dict) -> VoteAnswer:
     )
 
 
-def parse_vote(answer: str) -> tuple[VoteAnswer | None, str | None]:
+def parse_vote(answer: str, sent: Sent = NOTHING_SENT) -> tuple[VoteAnswer | None, str | None]:
     """(vote, None); (None, why) for an answer the scripts skip; ScriptFailure where they raise."""
     try:
-        value = extract_json(answer)
+        value = extract_json(answer, sent)
     except ScriptFailure as e:
         return None, f"{e} (the released code skips this vote)"
     if not isinstance(value, dict):
@@ -167,12 +204,13 @@ def parse_vote(answer: str) -> tuple[VoteAnswer | None, str | None]:
     return vote_fields(value), None
 
 
-def parse_votes(answers: list[str], first: int) -> tuple[list[Vote], str | None]:
-    """The votes of one pass; the second value is set where a script would raise (a non-object vote)."""
+def parse_votes(answers: list[str], first: int, sent: Sent = NOTHING_SENT) -> tuple[list[Vote], str | None]:
+    """The votes of one pass (`sent`: the call they answer); the second value is set where a script
+    would raise (a non-object vote)."""
     votes, fatal = [], None
     for i, raw in enumerate(answers):
         try:
-            parsed, error = parse_vote(raw)
+            parsed, error = parse_vote(raw, sent)
         except ScriptFailure as e:
             parsed, error = None, str(e)
             fatal = fatal or f"{e}: the released code drops this sample"
@@ -252,8 +290,8 @@ def _request(ctx: GarContext, state, stage: str, source: int | None, media, valu
     )
 
 
-def _locate(answer: str, k: int, width: int, height: int) -> tuple[list[Box], list[str]]:
-    obj = _object(answer, "generate")
+def _locate(answer: str, k: int, width: int, height: int, sent: Sent = NOTHING_SENT) -> tuple[list[Box], list[Any]]:
+    obj = _object(answer, "generate", sent)
     if k == 1:
         bbox, description = obj.get("bbox"), str(obj.get("description", "")).strip()
         if not (isinstance(bbox, list) and len(bbox) == 4):
@@ -264,12 +302,12 @@ def _locate(answer: str, k: int, width: int, height: int) -> tuple[list[Box], li
         raise ScriptFailure(f"generate: 'bboxes' is not exactly {k} boxes of 4 numbers")
     if not (isinstance(descriptions, list) and len(descriptions) == k):
         descriptions = [""] * k
-    texts = [d if isinstance(d, str) else json.dumps(d) for d in descriptions]
-    return [clip_box(_ints(b, "generate"), width, height) for b in boxes], texts
+    # kept as the duet scripts keep them: any JSON value (null, a number), a string unstripped
+    return [clip_box(_ints(b, "generate"), width, height) for b in boxes], descriptions
 
 
-def _audio(answer: str, k: int) -> tuple[list[str], list[float]]:
-    obj = _object(answer, "audio")
+def _audio(answer: str, k: int, sent: Sent = NOTHING_SENT) -> tuple[list[str], list[float]]:
+    obj = _object(answer, "audio", sent)
     if k == 1:
         name = str(obj.get("audio_class", "")).strip().lower() or "unknown"
         try:  # not clipped: the single-source scripts gate on the raw value
@@ -297,6 +335,8 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
     Yields each request (the node sends back its call) and returns the update.
     """
     k, image = state.settings.sources, state.image
+    # the scripts take a clip's sources one after another: the branches keep that order (and stop together)
+    ctx.script_order = ScriptOrder(k) if k > 1 else None
     record = GenerateRecord(pairing="list order (the released code: box i goes with class i)")
     calls: list[ModelCall] = []
     call = yield _request(ctx, state, "generate", None, ("image", "audio"), {})
@@ -304,7 +344,7 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
     if call.error:
         return model_failed(record, calls, "box")
     try:
-        boxes, descriptions = _locate(call.answers[0], k, image.width, image.height)
+        boxes, descriptions = _locate(call.answers[0], k, image.width, image.height, call)
     except (ScriptFailure, *_DATA_ERRORS) as e:
         record.boxes.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
         return ended(record, calls, f"{e}: the released code drops this sample")
@@ -315,7 +355,7 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
     if call.error:
         return model_failed(record, calls, "audio")
     try:
-        classes, confidences = _audio(call.answers[0], k)
+        classes, confidences = _audio(call.answers[0], k, call)
     except (ScriptFailure, *_DATA_ERRORS) as e:
         record.audio.append(ParsedAnswer(raw=call.answers[0], error=str(e)))
         return ended(record, calls, f"{e}: the released code drops this sample")
@@ -388,7 +428,7 @@ def refine(state: SourceState, ctx: GarContext) -> tuple[Request, Any]:
         previous = list(src.box)
         applied: list[str] = []
         try:
-            obj = _object(answer, "refine")
+            obj = _object(answer, "refine", request)
             bbox, changed, ops = obj.get("bbox"), obj.get("changed"), obj.get("ops")
             candidate = previous
             if ops:

@@ -190,7 +190,7 @@ function generateView(d) {
     h("p", { class: "muted" }, "pairing: ", d.pairing || "–"),
     d.sources.length ? h("div", {}, h("h3", {}, "Sources"), table(["source", "audio class", "confidence", "initial box", "description"],
       d.sources.map((s) => h("tr", {}, h("td", {}, s.index), h("td", {}, s.audio_class), h("td", { class: "num" }, fmt(s.audio_confidence)),
-        h("td", { "data-initial": s.index }, boxText(s.initial_box)), h("td", {}, s.description))))) : null,
+        h("td", { "data-initial": s.index }, boxText(s.initial_box)), h("td", {}, typeof s.description === "string" ? s.description : JSON.stringify(s.description)))))) : null,
     d.error ? errorCard(d.error, "generate") : null);
 }
 
