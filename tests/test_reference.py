@@ -400,6 +400,7 @@ def test_reference_needs_imported_prompts(example, tmp_path, capsys):
 
 # --- what the scripts parse: the decoded prompt and answer (run_chat) ----------------------------------
 
+
 @pytest.mark.parametrize("blank", ["", "  \n\t "])
 def test_a_blank_audio_answer_reads_the_prompts_example_json(media, sets, blank):
     # the scripts decode prompt + answer and strip it: with nothing after the assistant header the
