@@ -569,3 +569,76 @@ def test_host_allow_list_is_kept_on_every_interface(runs):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- one parent folder of everything
+
+
+def make_mixed(root: Path, runs: Path, evaluation: Path) -> Path:
+    """A parent folder as a researcher keeps one: traces/ beside two evaluations, one of them swept."""
+    mixed = root / "project"
+    shutil.copytree(runs, mixed / "traces", symlinks=True)
+    shutil.copytree(evaluation, mixed / "eval-tau05")
+    shutil.copytree(evaluation, mixed / "evals" / "swept")
+    assert main(["eval", "sweep", str(mixed / "evals" / "swept"), "--tau-av", "0.3,0.5", "--tau-audio", "0.75"]) == 0
+    return mixed
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory, runs, evaluation) -> Path:
+    return make_mixed(tmp_path_factory.mktemp("view-mixed"), runs, evaluation)
+
+
+def test_a_parent_folder_shows_its_runs_evaluations_and_sweeps(mixed):
+    c = TestClient(create_app(Folder.open(mixed), warm=False))
+    assert c.get("/api/info").json()["mode"] == "traces"
+    runs = {r["ref"] for r in c.get("/api/runs").json()["rows"]}
+    assert {"traces/duet", "traces/single-skip", "traces/corrupt"} <= runs  # was an empty list
+    assert not any(r.startswith(("eval-tau05/", "evals/")) for r in runs)  # evaluation runs: on their page
+    evals = {e["ref"]: e for e in c.get("/api/evals").json()["rows"]}
+    assert set(evals) == {"eval-tau05", "evals/swept"}
+    assert evals["evals/swept"]["sweep"] is True and evals["eval-tau05"]["sweep"] is False
+    assert evals["eval-tau05"]["dataset"] == "vggss-single" and evals["eval-tau05"]["n_samples"] == 4
+    ev = c.get("/api/eval", params={"ref": "evals/swept"}).json()
+    assert [(s["tau_av"], s["tau_audio"]) for s in ev["sweep"]["settings"]] == [(0.3, 0.75), (0.5, 0.75)]
+    assert c.get("/api/eval", params={"ref": "eval-tau05"}).json()["sweep"] is None
+    rows = {r["id"]: r for r in c.get("/api/samples", params={"ref": "eval-tau05"}).json()["rows"]}
+    assert rows["a"]["trace"] == "eval-tau05/traces/a"
+    doc = c.get("/api/run", params={"ref": "eval-tau05/traces/a"}).json()
+    assert doc["gt"] == [[56, 56, 167, 167]] and doc["sample"]["ciou"] == pytest.approx(1.0)
+    assert c.get("/api/thumb", params={"ref": "eval-tau05/traces/a"}).status_code == 200
+    for bad in ("traces", "..", "eval-tau05/../..", "nowhere"):
+        assert c.get("/api/eval", params={"ref": bad}).status_code == 404, bad
+    assert c.get("/api/eval").status_code == 404  # the parent itself is no evaluation
+
+
+def test_runs_list_tells_runs_apart_by_tau_classes_and_status(client):
+    rows = {r["ref"]: r for r in client.get("/api/runs").json()["rows"]}
+    skip, refined = rows["single-skip"], rows["single-refined"]
+    assert (skip["tau_av"], refined["tau_av"]) == (0.5, 0.7) and skip["tau_audio"] == 0.75
+    assert skip["classes"] == ["violin"] and rows["duet"]["classes"] == ["violin", "drum"]
+    assert (skip["status"], refined["status"], rows["failed"]["status"]) == ("skipped", "refined", "failed")
+    assert rows["duet"]["status"] == "1 skipped, 1 refined"
+    assert skip["image"] == "frame.png" or skip["image"].endswith(".png")
+
+
+def test_a_sample_with_nan_is_null_not_a_500(evaluation, tmp_path):
+    folder = tmp_path / "ev"
+    shutil.copytree(evaluation, folder)
+    sample = folder / "samples" / "a.json"
+    sample.write_text(sample.read_text().replace('"ciou":1.0', '"ciou":NaN', 1))
+    (folder / "metrics.json").write_text('{"auc": NaN, "ciou@0.5": 0.5}')
+    c = TestClient(create_app(Folder.open(folder), warm=False))
+    r = c.get("/api/samples")
+    assert r.status_code == 200 and {x["id"]: x for x in r.json()["rows"]}["a"]["ciou"] is None
+    ev = c.get("/api/eval").json()
+    assert ev["metrics"] == {"auc": None, "ciou@0.5": 0.5}
+
+
+def test_a_video_run_is_named_by_its_video_and_time(runs, tmp_path):
+    doc = json.loads((runs / "duet" / "trace.json").read_text())
+    doc["inputs"]["video"] = {"path": "/clips/concert.mp4", "sha256": "0" * 64, "size": 10, "at_s": 12.5}
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "trace.json").write_text(json.dumps(doc))
+    [row] = TestClient(create_app(Folder.open(tmp_path), warm=False)).get("/api/runs").json()["rows"]
+    assert row["image"] == "concert.mp4 @ 12.5 s"

@@ -118,9 +118,15 @@ def test_runs_list_with_error_cards_and_filter(page, url):
         "() => { const i = document.querySelector('tr[data-ref=duet] img.thumb'); return i.complete && i.naturalWidth > 0; }"
     )
     shot(page, "runs")
-    page.fill("[data-testid=runs-filter]", "refined")
+    page.fill("[data-testid=runs-filter]", "refined")  # the status column: one run refined, the duet half
+    page.wait_for_function("document.querySelectorAll('tr[data-ref]').length === 2")
+    assert set(page.locator("tr[data-ref]").evaluate_all("rs => rs.map(r => r.dataset.ref)")) == {
+        "single-refined",
+        "duet",
+    }
+    page.fill("[data-testid=runs-filter]", "drum")  # an audio class
     page.wait_for_function("document.querySelectorAll('tr[data-ref]').length === 1")
-    assert page.locator("tr[data-ref]").get_attribute("data-ref") == "single-refined"
+    assert page.locator("tr[data-ref]").get_attribute("data-ref") == "duet"
 
 
 def test_clicking_through_a_duet_draws_the_trace_boxes_and_gate_values(page, url, runs):
@@ -267,3 +273,53 @@ def test_an_exported_run_opens_with_no_server(page, runs, tmp_path):
     assert json.loads(value) == gate_step.state["sources"][0]["gate"]["av_consistency"]
     assert all(r.startswith(("file:", "data:")) for r in requests), requests
     shot(page, "export")
+
+
+def test_runs_list_shows_tau_classes_and_status(page, url):
+    page.goto(url + "#/runs")
+    page.wait_for_selector("tr[data-ref=duet]")
+
+    def cell(ref: str, col: str) -> str:
+        return page.locator(f"tr[data-ref='{ref}'] td[data-col={col}]").inner_text().strip()
+
+    # two runs that differ only in their gate threshold no longer look alike
+    assert (cell("single-skip", "tau"), cell("single-refined", "tau")) == ("0.5 / 0.75", "0.7 / 0.75")
+    assert (cell("single-skip", "status"), cell("single-refined", "status")) == ("skipped", "refined")
+    assert cell("duet", "classes") == "violin, drum" and cell("duet", "n") == "2"
+    assert cell("failed", "status") == "failed"
+    headers = page.locator("[data-testid=runs] th").all_inner_texts()
+    assert {"tau_av / tau_audio", "audio classes", "status"} <= set(headers)
+
+
+def test_a_parent_folder_lists_runs_and_evaluations_and_shows_a_sweep(page, tmp_path_factory, runs, example):
+    from test_view_api import make_mixed
+
+    root = tmp_path_factory.mktemp("view-browser-mixed")
+    mixed = make_mixed(root, runs, make_eval(root / "e"))
+    with serving(mixed) as u:
+        page.goto(u)
+        page.wait_for_selector("[data-testid=evals]")
+        assert page.locator("tr[data-eval]").evaluate_all("rs => rs.map(r => r.dataset.eval)") == [
+            "eval-tau05",
+            "evals/swept",
+        ]
+        assert "sweep" in page.locator("tr[data-eval='evals/swept']").inner_text()
+        assert page.locator("tr[data-ref='traces/duet']").count() == 1  # runs of traces/ beside them
+        shot(page, "mixed")
+        page.click("tr[data-eval='evals/swept'] [data-testid=eval-link]")
+        page.wait_for_selector("[data-testid=sweep]")
+        assert page.locator("tr[data-sweep]").evaluate_all("rs => rs.map(r => r.dataset.sweep)") == [
+            "0.3/0.75/5",
+            "0.5/0.75/5",
+        ]
+        # the histogram: a count over each non-empty bar, and a count axis
+        labels = page.locator("[data-testid=iou-hist] text[data-count-label]")
+        assert labels.evaluate_all("ts => ts.map(t => [+t.dataset.countLabel, t.textContent])") == [[6, "1"], [19, "1"]]
+        texts = page.locator("[data-testid=iou-hist] text").evaluate_all("ts => ts.map(t => t.textContent)")
+        assert {"0", "1", "0.0", "1.0", "cIoU", "samples"} <= set(texts)  # both axes, labelled
+        shot(page, "eval-sweep")
+        page.click("tr[data-sample=b] [data-testid=sample-link]")
+        page.wait_for_selector("[data-testid=timeline]")
+        ciou = json.loads((mixed / "evals" / "swept" / "samples" / "b.json").read_text())["ciou"]
+        assert float(page.locator("[data-testid=sample-ciou]").inner_text()) == pytest.approx(ciou, abs=1e-4)
+        assert page.locator("[data-testid=frame] rect.box.gt").count() == 1

@@ -211,7 +211,7 @@ def read_sample(d: EvalDir, sid: str) -> dict | None:
             return None
         doc["score"] = SampleScore.model_validate(doc["score"])
         return doc if doc["score"].id == sid else None
-    except (OSError, ValueError, KeyError, TypeError, ValidationError):
+    except (OSError, ValueError, KeyError, TypeError, ValidationError, RecursionError):  # deep nesting: not ours
         return None
 
 

@@ -103,6 +103,11 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _float_or_none(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
 def json_depth(value: Any, limit: int) -> int:
     """How deep a parsed JSON value nests (iteratively; stops once past `limit`)."""
     deepest, stack = 0, [(value, 1)]
@@ -126,11 +131,13 @@ def _max_bytes() -> int:
         return MAX_TRACE_MB * 1_000_000
 
 
-def load_json(path: Path, what: str = "trace") -> Any:
+def load_json(path: Path, what: str = "trace", nan_as_null: bool = False) -> Any:
     """A JSON file read as untrusted: bounded size, no NaN/Infinity, no huge numbers, bounded nesting.
 
     Every reader of a trace goes through here (via `read_trace`), so a crafted or damaged file is
     one `TraceError` line naming the file and what is wrong, never a ValueError or RecursionError.
+    `nan_as_null`: NaN, Infinity and overflowing floats read as None instead (a metrics file, where
+    "no value" was once written as NaN).
     """
     limit = _max_bytes()
     try:
@@ -144,7 +151,12 @@ def load_json(path: Path, what: str = "trace") -> Any:
         )
     try:
         text = path.read_bytes().decode("utf-8")
-        data = json.loads(text, parse_constant=_no_constant, parse_int=_bounded_int, parse_float=_finite_float)
+        data = json.loads(
+            text,
+            parse_constant=(lambda _: None) if nan_as_null else _no_constant,
+            parse_int=_bounded_int,
+            parse_float=_float_or_none if nan_as_null else _finite_float,
+        )
     except _BadValue as e:
         raise TraceError(f"{what} {path} holds {e}: it cannot be read") from None
     except RecursionError:

@@ -32,12 +32,13 @@ def export_run(run: str | Path, out: str | Path) -> Path:
         embedded[kind] = _data_uri(*found) if found else None
     audio = media.locate(trace, trace_file, folder.root, "audio")
     # a run of a `gar eval` folder (OUT/traces/<id>) is exported with its sample's ground truth
-    gt = None
+    gt, sample = None, None
     if folder.root.parent.name == "traces" and (folder.root.parent.parent / "eval.json").is_file():
         evaluation = Folder(folder.root.parent.parent, "eval")
         gt = evaluation.sample_gt(f"traces/{folder.root.name}", trace)
+        sample = evaluation.sample_facts(f"traces/{folder.root.name}")
     data = {
-        "run": run_document(trace, ".", gt),
+        "run": {**run_document(trace, ".", gt), "sample": sample},
         "media": embedded,
         "waveform": media.waveform(audio[0]) if audio else None,
     }

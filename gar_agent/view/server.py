@@ -8,6 +8,7 @@ A trace that cannot be read answers 422 with its one-line error, which the page 
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,8 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import JSONResponse as StarletteJSON
 from starlette.routing import Route
 
 from gar_agent.view import media
@@ -25,6 +27,27 @@ from gar_agent.view.safety import OutsideRoot
 from gar_agent.view.source import Folder, ViewError, diff_document, run_document
 
 MAX_PAGE = 500
+
+
+def _finite(value):
+    """The value with every NaN/Infinity float made None (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+class JSONResponse(StarletteJSON):
+    """Starlette's JSON answer, but a NaN anywhere (a sample or metrics file may hold one) is null, not a 500."""
+
+    def render(self, content) -> bytes:
+        try:
+            return super().render(content)
+        except ValueError:  # allow_nan=False refused a NaN/Infinity: only then pay for the walk
+            return super().render(_finite(content))
 
 
 class BadRequest(ValueError):
@@ -101,24 +124,28 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
     def run(request: Request) -> Response:
         ref = _ref(request)
         trace = folder.read(ref)
-        return JSONResponse(run_document(trace, ref, folder.sample_gt(ref, trace)))
+        doc = run_document(trace, ref, folder.sample_gt(ref, trace))
+        doc["sample"] = folder.sample_facts(ref)  # a run of an evaluation: its sample's cIoU and AP
+        return JSONResponse(doc)
 
     def diff(request: Request) -> Response:
         a, b = _ref(request, "a"), _ref(request, "b")
         return JSONResponse(diff_document(folder.read(a), folder.read(b), a, b))
 
+    def evaluations(request: Request) -> Response:
+        return JSONResponse({"rows": folder.evaluations()})
+
     def evaluation(request: Request) -> Response:
-        if folder.mode != "eval":
-            raise OutsideRoot("eval")
-        return JSONResponse(folder.evaluation())
+        ref = request.query_params.get("ref", ".")
+        return JSONResponse({**folder.evaluation_folder(ref).evaluation(), "ref": ref})
 
     def samples(request: Request) -> Response:
-        if folder.mode != "eval":
-            raise OutsideRoot("samples")
+        ref = request.query_params.get("ref", ".")
+        evaluation = folder.evaluation_folder(ref)
         status = request.query_params.get("status", "")
         if status not in ("", "failed", "refined", "skipped", "ok"):
             raise BadRequest(f"status must be failed, refined, skipped or ok, got {status!r}")
-        page = folder.samples(
+        page = evaluation.samples(
             offset=_int(request, "offset", 0),
             limit=_int(request, "limit", 100, 1, MAX_PAGE),
             sort=request.query_params.get("sort", "id"),
@@ -128,6 +155,9 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
             iou_max=_float(request, "iou_max"),
             cls=request.query_params.get("cls", ""),
         )
+        if ref not in ("", "."):  # a sample's run, named from the served folder
+            prefix = ref.rstrip("/") + "/"
+            page["rows"] = [{**r, "trace": prefix + r["trace"] if r["trace"] else None} for r in page["rows"]]
         return JSONResponse(page)
 
     def _media(ref: str, kind: str) -> tuple[Path, str]:
@@ -165,6 +195,7 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
         Route("/api/runs", _guard(runs)),
         Route("/api/run", _guard(run)),
         Route("/api/diff", _guard(diff)),
+        Route("/api/evals", _guard(evaluations)),
         Route("/api/eval", _guard(evaluation)),
         Route("/api/samples", _guard(samples)),
         Route("/api/media", _guard(media_file)),

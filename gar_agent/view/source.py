@@ -9,7 +9,7 @@ this module is what follows it; the page and the server only see the documents b
 
 from __future__ import annotations
 
-import json
+import contextlib
 import os
 import threading
 from collections import OrderedDict
@@ -19,7 +19,7 @@ from pathlib import Path
 from gar_agent.eval.store import EvalDir, read_sample
 from gar_agent.trace.diff import diff_traces
 from gar_agent.trace.schema import Trace
-from gar_agent.trace.store import TRACE_FILE, TraceError, read_trace
+from gar_agent.trace.store import TRACE_FILE, TraceError, load_json, read_trace
 from gar_agent.view.graph_svg import graph_svg, taken_path
 from gar_agent.view.safety import OutsideRoot, inside, relative_ref
 
@@ -96,6 +96,7 @@ class Folder:
     _runs: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # ref -> (stat key, row)
     _samples: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # id -> (stat key, row)
     traces: TraceCache = field(default_factory=TraceCache, repr=False)
+    _evals: dict[str, Folder] = field(default_factory=dict, repr=False)  # ref -> an evaluation in a collection
 
     @classmethod
     def open(cls, path: str | Path) -> Folder:
@@ -135,23 +136,92 @@ class Folder:
             raise ViewError(str(e).replace(str(self.root) + os.sep, "")) from None
 
     def run_folders(self) -> list[Path]:
-        """Every run folder, newest first (by modification time: no trace has to be opened)."""
+        """Every run folder, newest first (by modification time: no trace has to be opened).
+
+        A traces folder lists its runs and, one level down, the runs of each sub-folder that is not
+        an evaluation (a parent folder holding `traces/` beside eval folders shows them all). An
+        evaluation's own runs are listed on its page.
+        """
         if self.mode == "run":
             return [self.root]
         base = self.root / "traces" if self.mode == "eval" else self.root
-        if not base.is_dir():
-            return []
-        found = []
-        with os.scandir(base) as it:
-            for entry in it:
-                if entry.is_dir() and not entry.name.startswith("."):
-                    f = Path(entry.path) / TRACE_FILE
-                    try:
-                        found.append((f.stat().st_mtime, Path(entry.path)))
-                    except OSError:
-                        continue
-        found.sort(key=lambda x: (-x[0], x[1].name))
+        found: list[tuple[float, Path]] = []
+        for entry in _subfolders(base):
+            f = entry / TRACE_FILE
+            try:
+                found.append((f.stat().st_mtime, entry))
+                continue
+            except OSError:
+                pass
+            if self.mode == "traces" and not _is_eval(entry):
+                for sub in _subfolders(entry):
+                    with contextlib.suppress(OSError):
+                        found.append(((sub / TRACE_FILE).stat().st_mtime, sub))
+        found.sort(key=lambda x: (-x[0], str(x[1])))
         return [p for _, p in found]
+
+    def eval_folders(self) -> list[Path]:
+        """The evaluation folders of a collection: sub-folders (and their sub-folders) holding eval.json."""
+        if self.mode != "traces":
+            return []
+        out = []
+        for entry in _subfolders(self.root):
+            if _is_eval(entry):
+                out.append(entry)
+            elif not (entry / TRACE_FILE).is_file():
+                out += [sub for sub in _subfolders(entry) if _is_eval(sub)]
+        return sorted(out, key=lambda p: relative_ref(self.root, p))
+
+    def evaluations(self) -> list[dict]:
+        """One row per evaluation of a collection: its name, dataset, sample count, headline metrics, sweep."""
+        rows = []
+        for path in self.eval_folders():
+            ref = relative_ref(self.root, path)
+            config, config_error = _json_file(path / "eval.json")
+            metrics, metrics_error = _json_file(path / "metrics.json")
+            samples = path / "samples"
+            rows.append(
+                {
+                    "ref": ref,
+                    "dataset": (config or {}).get("dataset"),
+                    "settings": (config or {}).get("settings") or {},
+                    "n_samples": sum(1 for _ in samples.glob("*.json")) if samples.is_dir() else 0,
+                    "metrics": {k: (metrics or {}).get(k) for k in ("ciou@0.5", "auc", "ap", "n_failed")},
+                    "error": config_error if config is None else None,
+                    "metrics_error": metrics_error,
+                    "sweep": (path / "sweep.json").is_file(),
+                }
+            )
+        return rows
+
+    def evaluation_folder(self, ref: str = ".") -> Folder:
+        """The evaluation a request names: the served folder itself, or one inside a collection."""
+        if ref in ("", "."):
+            if self.mode != "eval":
+                raise OutsideRoot("eval")
+            return self
+        if self.mode != "traces":
+            raise OutsideRoot(ref)
+        target = inside(self.root, ref)
+        if not target.is_dir() or not _is_eval(target):
+            raise OutsideRoot(ref)
+        with self._lock:
+            sub = self._evals.get(ref)
+            if sub is None:
+                # its own caches, but the parsed traces are shared with the collection
+                sub = self._evals[ref] = Folder(target, "eval", traces=self.traces)
+        return sub
+
+    def _sample_of(self, ref: str) -> tuple[Folder, str] | None:
+        """(evaluation, sample id) of a run named `<evaluation>/traces/<id>`, else None."""
+        parts = ref.split("/")
+        if len(parts) < 2 or parts[-2] != "traces":
+            return None
+        prefix = "/".join(parts[:-2]) or "."
+        try:
+            return self.evaluation_folder(prefix), parts[-1]
+        except OutsideRoot:
+            return None
 
     def run_row(self, folder: Path) -> dict:
         """One line of the runs list (cached until the trace file changes)."""
@@ -195,6 +265,8 @@ class Folder:
             self.run_row(f)
         if self.mode == "eval":
             self.samples()
+        for path in self.eval_folders():
+            self.evaluation_folder(relative_ref(self.root, path)).samples()
 
     # ----------------------------------------------------------------- evaluation
 
@@ -265,9 +337,12 @@ class Folder:
         d = self.eval_dir
         config, config_error = _json_file(d.config)
         metrics, metrics_error = _json_file(d.metrics)
+        sweep, sweep_error = _json_file(d.sweep) if d.sweep.exists() else (None, None)
         rows = self.sample_rows()
         return {
             "root": self.root.name,
+            "sweep": sweep,
+            "sweep_error": sweep_error,
             "config": config,
             "config_error": config_error,
             "metrics": metrics,
@@ -279,25 +354,47 @@ class Folder:
         }
 
     def sample_gt(self, ref: str, trace: Trace) -> list[list[int]] | None:
-        """Ground-truth boxes in pixels for a run of an evaluation folder (traces/<id>), else None."""
-        parts = ref.split("/")
-        if self.mode != "eval" or len(parts) != 2 or parts[0] != "traces":
-            return None
-        doc = read_sample(self.eval_dir, parts[1])
+        """Ground-truth boxes in pixels for a run of an evaluation folder (`[EVAL/]traces/<id>`), else None."""
+        doc = self.sample_doc(ref)
         if doc is None:
             return None
         size = frame_size(trace)
         return [to_pixels(b, size["width"], size["height"]) for b in doc["score"].gt_boxes]
 
+    def sample_doc(self, ref: str) -> dict | None:
+        """The sample file of a run of an evaluation (the eval store's read_sample), else None."""
+        found = self._sample_of(ref)
+        return read_sample(found[0].eval_dir, found[1]) if found else None
+
+    def sample_facts(self, ref: str) -> dict | None:
+        """What the run page shows of an evaluation sample: its id and scores."""
+        doc = self.sample_doc(ref)
+        if doc is None:
+            return None
+        return {k: doc.get(k) for k in ("ciou", "ap", "matched_mean_iou")} | {"id": ref.split("/")[-1]}
+
     def vis_path(self, ref: str) -> Path | None:
         """The overlay `gar eval` drew for a sample (vis/<id>.jpg), if any."""
-        parts = ref.split("/")
-        if self.mode != "eval" or len(parts) != 2 or parts[0] != "traces":
+        found = self._sample_of(ref)
+        if found is None:
             return None
         try:
-            return inside(self.root, f"vis/{parts[1]}.jpg")
+            return inside(found[0].root, f"vis/{found[1]}.jpg")
         except OutsideRoot:
             return None
+
+
+def _subfolders(base: Path) -> list[Path]:
+    """The visible sub-folders of a folder (none when it is not one)."""
+    try:
+        with os.scandir(base) as it:
+            return [Path(e.path) for e in it if not e.name.startswith(".") and e.is_dir()]
+    except OSError:
+        return []
+
+
+def _is_eval(path: Path) -> bool:
+    return (path / "eval.json").is_file() or (path / "samples").is_dir()
 
 
 SAMPLE_SORTS = ("id", "ciou", "ap", "matched_mean_iou", "refined", "skipped", "wall_s", "calls")
@@ -308,12 +405,12 @@ def _haystack(row: dict) -> str:
 
 
 def _json_file(path: Path) -> tuple[dict | None, str | None]:
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.is_file():
         return None, f"no {path.name}"
-    except (OSError, ValueError) as e:
-        return None, f"{path.name} cannot be read ({type(e).__name__})"
+    try:  # as untrusted as a trace: bounded size, numbers and nesting (NaN reads as no value)
+        doc = load_json(path, path.name, nan_as_null=True)
+    except TraceError as e:
+        return None, str(e).replace(str(path.parent) + os.sep, "")
     return (doc, None) if isinstance(doc, dict) else (None, f"{path.name} is not a JSON object")
 
 
@@ -369,13 +466,20 @@ def run_summary(trace: Trace, ref: str) -> dict:
     """A runs-list row of a trace."""
     res = result_view(trace.result)
     srcs = res["sources"]
+    statuses = [s.status for s in trace.result.sources] if hasattr(trace.result, "sources") else []
+    settings = trace.settings
     return {
         "ref": ref,
         "id": trace.run_id,
         "time": trace.created,
-        "image": Path(trace.inputs["image"].path).name if "image" in trace.inputs else "",
-        "k": trace.settings.sources,
-        "n": trace.settings.n_votes,
+        "image": input_name(trace),
+        "k": settings.sources,
+        "n": settings.n_votes,
+        "tau_av": settings.tau_av,
+        "tau_audio": settings.tau_audio,
+        "classes": [s["audio_class"] for s in srcs if s["audio_class"]],
+        # one word per run: failed, else what happened to its sources ("refined", "skipped", "2 refined")
+        "status": "failed" if res["error"] is not None else _status_text(statuses),
         "graph": trace.graph.name,
         "protocol": protocol_of(trace),
         "boxes": [s["box"] for s in srcs],
@@ -386,6 +490,26 @@ def run_summary(trace: Trace, ref: str) -> dict:
         "run_error": res["error"],
         "kind": "fork" if trace.fork else "replay" if trace.parent else "run",
     }
+
+
+def input_name(trace: Trace) -> str:
+    """What a run ran on, by name: the video and the time asked for, else the image file."""
+    video = trace.inputs.get("video")
+    if video is not None:
+        at = "" if video.at_s is None else f" @ {video.at_s:g} s"
+        return Path(video.path).name + at
+    return Path(trace.inputs["image"].path).name if "image" in trace.inputs else ""
+
+
+def _status_text(statuses: list[str]) -> str:
+    words = {"skipped": "skipped", "not_refined": "not refined", "not_analysed": "not analysed"}
+    counts: dict[str, int] = {}
+    for st in statuses:
+        w = words.get(st, st)
+        counts[w] = counts.get(w, 0) + 1
+    if not counts:
+        return "no sources"
+    return ", ".join(w if n == 1 and len(statuses) == 1 else f"{n} {w}" for w, n in counts.items())
 
 
 def protocol_of(trace: Trace) -> str:

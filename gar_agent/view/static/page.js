@@ -227,6 +227,8 @@ async function runView(ref) {
   const s = doc.settings;
   const header = h("div", { class: "card" },
     h("h2", {}, "run ", h("span", { "data-testid": "run-id" }, doc.run_id)),
+    doc.sample ? h("div", { "data-testid": "sample-scores" }, `evaluation sample ${doc.sample.id} · cIoU `,
+      h("strong", { "data-testid": "sample-ciou" }, fmt(doc.sample.ciou)), ` · AP ${fmt(doc.sample.ap)}`) : null,
     h("div", {}, `${doc.created.replace("T", " ")} · graph ${doc.graph.name} · protocol ${doc.protocol} · K=${s.sources} N=${s.n_votes} ` +
       `tau_av=${s.tau_av} tau_audio=${s.tau_audio} · backend ${doc.backend || "–"} · ${doc.usage.calls ?? "–"} calls · ${fmt(doc.usage.wall_s)} s`),
     h("div", { class: "muted" }, `image ${doc.inputs.image ? doc.inputs.image.name : "–"} (${doc.image.width}×${doc.image.height}) · audio ${doc.inputs.audio ? doc.inputs.audio.name : "–"}`,
@@ -279,11 +281,11 @@ async function runsView(params) {
   const diffBtn = h("button", { disabled: true, "data-testid": "diff-button", onclick: () => {
     const [a, b] = [...picked]; location.hash = "#/diff/" + enc(a) + "/" + enc(b);
   } }, "diff the 2 selected runs");
-  const filter = h("input", { type: "search", placeholder: "filter: id, image, graph, protocol, failed…", value: q, size: 40, "data-testid": "runs-filter" });
+  const filter = h("input", { type: "search", placeholder: "filter: id, image, class, status, graph, protocol…", value: q, size: 40, "data-testid": "runs-filter" });
   let timer = null;
   filter.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => { location.hash = "#/runs?q=" + enc(filter.value); }, 250); });
   const rows = page.rows.map((r) => {
-    if (r.error) return h("tr", { class: "err", "data-ref": r.ref }, h("td", {}), h("td", { colspan: 11 }, errorCard(r.error, r.id)));
+    if (r.error) return h("tr", { class: "err", "data-ref": r.ref }, h("td", {}), h("td", { colspan: 14 }, errorCard(r.error, r.id)));
     const box = h("input", { type: "checkbox", "data-pick": r.ref, onchange: (ev) => {
       if (ev.target.checked) picked.add(r.ref); else picked.delete(r.ref);
       diffBtn.disabled = picked.size !== 2;
@@ -292,14 +294,32 @@ async function runsView(params) {
       h("td", { class: "nowrap" }, r.time.replace("T", " ").slice(0, 19)),
       h("td", {}, h("img", { class: "thumb", loading: "lazy", alt: "", src: "api/thumb?ref=" + enc(r.ref) })),
       h("td", {}, h("a", { href: runHref(r.ref), "data-testid": "run-link", title: r.id }, r.id.length > 16 ? r.id.slice(0, 12) + "…" : r.id), r.kind !== "run" ? ` (${r.kind})` : "", h("div", { class: "muted" }, r.image)),
-      h("td", { class: "num" }, r.k), h("td", { class: "num" }, r.n), h("td", {}, r.graph), h("td", {}, r.protocol),
+      h("td", { class: "num" }, r.k), h("td", { class: "num", "data-col": "n" }, r.n),
+      h("td", { class: "num nowrap", "data-col": "tau" }, `${fmt(r.tau_av)} / ${fmt(r.tau_audio)}`),
+      h("td", { "data-col": "classes" }, (r.classes || []).join(", ")),
+      h("td", { "data-col": "status" }, h("span", { class: "pill " + (r.failed ? "fail" : "pass") }, r.status || (r.failed ? "failed" : "–"))),
+      h("td", {}, r.graph), h("td", {}, r.protocol),
       h("td", {}, r.failed ? h("span", { class: "pill fail" }, r.run_error) : r.boxes.map(boxText).join(" ")),
       h("td", { class: "num" }, r.refined), h("td", { class: "num" }, fmt(r.calls)), h("td", { class: "num" }, fmt(r.wall_s)));
   });
   const nav = pager(page, limit, (o) => `#/runs?q=${enc(q)}&offset=${o}`);
-  app.replaceChildren(h("h2", {}, "Runs"), h("div", { class: "toolbar" }, filter, diffBtn), nav,
-    table(["", "time", "frame", "run", "K", "N", "graph", "protocol", "final boxes", "refined", "calls", "wall s"], rows, { "data-testid": "runs" }));
+  const evals = INFO.mode === "traces" ? (await api("api/evals")).rows : [];
+  app.replaceChildren(evals.length ? evalsTable(evals) : "", h("h2", {}, "Runs"), h("div", { class: "toolbar" }, filter, diffBtn), nav,
+    table(["", "time", "frame", "run", "K", "N", "tau_av / tau_audio", "audio classes", "status", "graph", "protocol", "final boxes", "refined", "calls", "wall s"], rows, { "data-testid": "runs" }));
   filter.focus(); filter.setSelectionRange(q.length, q.length);
+}
+
+function evalsTable(evals) {
+  // the evaluations (and gate sweeps) of a folder that holds them beside runs
+  const rows = evals.map((e) => h("tr", { "data-eval": e.ref, class: e.error ? "err" : "" },
+    h("td", {}, h("a", { href: "#/eval?ref=" + enc(e.ref), "data-testid": "eval-link" }, e.ref)),
+    h("td", {}, e.dataset || "–"), h("td", { class: "num" }, e.n_samples),
+    h("td", { class: "num" }, e.settings.n_votes ?? "–"), h("td", { class: "num nowrap" }, `${fmt(e.settings.tau_av)} / ${fmt(e.settings.tau_audio)}`),
+    h("td", { class: "num" }, pct(e.metrics["ciou@0.5"])), h("td", { class: "num" }, pct(e.metrics.auc)),
+    h("td", { class: "num" }, fmt(e.metrics.n_failed)), h("td", {}, e.sweep ? h("span", { class: "pill pass" }, "sweep") : ""),
+    h("td", {}, e.error || "")));
+  return h("div", {}, h("h2", {}, "Evaluations"),
+    table(["evaluation", "dataset", "samples", "N", "tau_av / tau_audio", "cIoU@0.5 %", "AUC %", "failed", "gate sweep", ""], rows, { "data-testid": "evals" }));
 }
 
 function pager(page, limit, href) {
@@ -335,20 +355,49 @@ async function diffView(a, b) {
 function histogram(values, bins) {
   const counts = new Array(bins).fill(0);
   for (const v of values) counts[Math.min(bins - 1, Math.max(0, Math.floor(v * bins)))]++;
-  const W = 420, H = 140, bw = W / bins, top = Math.max(1, ...counts);
-  const svg = h("svg", { class: "hist", viewBox: `0 0 ${W} ${H + 30}`, width: W, height: H + 30, "data-testid": "iou-hist" });
+  const L = 34, W = 420, H = 140, T = 14, bw = W / bins, top = Math.max(1, ...counts);
+  const svg = h("svg", { class: "hist", viewBox: `0 0 ${L + W + 6} ${T + H + 44}`, width: L + W + 6, height: T + H + 44, "data-testid": "iou-hist" });
+  const y = (c) => T + H - (c / top) * H;
+  // the count axis: 0, the middle and the tallest bar, with light grid lines
+  for (const c of [...new Set([0, Math.round(top / 2), top])]) {
+    svg.append(h("line", { class: "grid", x1: L, x2: L + W, y1: y(c), y2: y(c) }));
+    svg.append(h("text", { class: "tick", x: L - 4, y: y(c) + 4, "text-anchor": "end" }, String(c)));
+  }
+  svg.append(h("line", { class: "axis", x1: L, x2: L, y1: T, y2: T + H }), h("line", { class: "axis", x1: L, x2: L + W, y1: T + H, y2: T + H }));
   counts.forEach((c, i) => {
     const bh = (c / top) * H;
-    svg.append(h("rect", { class: "bar", x: i * bw + 1, y: H - bh + 4, width: bw - 2, height: bh, "data-bin": i, "data-count": c }));
+    svg.append(h("rect", { class: "bar", x: L + i * bw + 1, y: T + H - bh, width: bw - 2, height: bh, "data-bin": i, "data-count": c }));
+    if (c) svg.append(h("text", { class: "count", x: L + i * bw + bw / 2, y: T + H - bh - 3, "text-anchor": "middle", "data-count-label": i }, String(c)));
   });
-  for (let t = 0; t <= 10; t += 2) svg.append(h("text", { x: (t / 10) * W - (t === 10 ? 14 : 0), y: H + 18 }, (t / 10).toFixed(1)));
+  for (let t = 0; t <= 10; t += 2) svg.append(h("text", { class: "tick", x: L + (t / 10) * W, y: T + H + 16, "text-anchor": t === 0 ? "start" : t === 10 ? "end" : "middle" }, (t / 10).toFixed(1)));
+  svg.append(h("text", { class: "label", x: L + W / 2, y: T + H + 36, "text-anchor": "middle" }, "cIoU"));
+  svg.append(h("text", { class: "label", x: 10, y: T + H / 2, "text-anchor": "middle", transform: `rotate(-90 10 ${T + H / 2})` }, "samples"));
   return svg;
 }
 
+function sweepView(sweep) {
+  if (!sweep || !Array.isArray(sweep.settings)) return null;
+  const rec = sweep.recorded || {};
+  const rows = sweep.settings.map((x) => {
+    const m = x.metrics || {};
+    const here = x.tau_av === rec.tau_av && x.tau_audio === rec.tau_audio && x.n_votes === rec.n_votes;
+    return h("tr", { class: here ? "changed" : "", "data-sweep": `${x.tau_av}/${x.tau_audio}/${x.n_votes}` },
+      h("td", { class: "num" }, fmt(x.tau_av)), h("td", { class: "num" }, fmt(x.tau_audio)), h("td", { class: "num" }, fmt(x.n_votes)),
+      h("td", { class: "num" }, fmt(x.n_decided)), h("td", { class: "num" }, fmt(x.n_needs_model)),
+      h("td", { class: "num" }, pct(m["ciou@0.3"])), h("td", { class: "num" }, pct(m["ciou@0.5"])), h("td", { class: "num" }, pct(m.auc)),
+      h("td", { class: "num" }, fmt(m.refined)), h("td", { class: "num" }, fmt(m.skipped)));
+  });
+  return h("div", { class: "card" }, h("h3", {}, "Gate sweep (sweep.json)"),
+    h("div", { class: "muted" }, `recorded: tau_av ${fmt(rec.tau_av)} · tau_audio ${fmt(rec.tau_audio)} · N ${fmt(rec.n_votes)} (highlighted)` +
+      (sweep.n_unavailable ? ` · ${sweep.n_unavailable} samples unavailable` : "") + (sweep.strict ? " · strict" : "")),
+    table(["tau_av", "tau_audio", "N", "decided", "needs the model", "cIoU@0.3 %", "cIoU@0.5 %", "AUC %", "refined", "skipped"], rows, { "data-testid": "sweep" }));
+}
+
 async function evalView(params) {
-  const ev = await api("api/eval");
+  const ref = params.get("ref") || "";
+  const ev = await api("api/eval" + (ref ? "?ref=" + enc(ref) : ""));
   const m = ev.metrics || {};
-  const st = { sort: params.get("sort") || "id", desc: params.get("desc") === "1", status: params.get("status") || "",
+  const st = { ref, sort: params.get("sort") || "id", desc: params.get("desc") === "1", status: params.get("status") || "",
     iou_min: params.get("iou_min") || "", iou_max: params.get("iou_max") || "", cls: params.get("cls") || "", offset: +(params.get("offset") || 0) };
   const limit = 100;
   const qs = (o) => Object.entries({ ...st, ...o }).filter(([, v]) => v !== "" && v !== false && v !== 0).map(([k, v]) => `${k}=${enc(v === true ? 1 : v)}`).join("&");
@@ -365,6 +414,7 @@ async function evalView(params) {
     ...Object.entries(g.reasons).map(([k, v]) => [`refined because ${k}`, v]),
   ].map(([k, v]) => h("tr", {}, h("td", {}, k), h("td", { class: "num", "data-gate-stat": k }, v))), { "data-testid": "gate-stats" }));
   const hist = h("div", { class: "card" }, h("h3", {}, `Per-sample cIoU (${ev.ciou.length} evaluated)`), histogram(ev.ciou, 20));
+  const sweep = ev.sweep_error ? errorCard(ev.sweep_error, "sweep.json") : sweepView(ev.sweep);
   const cfg = ev.config || {};
   const head = h("div", { class: "card" }, h("h2", {}, "Evaluation ", ev.root), ev.config_error ? errorCard(ev.config_error, "eval.json") : null,
     h("div", {}, `dataset ${cfg.dataset || "–"} · ${ev.n_samples} sample files` + (ev.n_unreadable ? ` (${ev.n_unreadable} unreadable)` : "")),
@@ -390,7 +440,7 @@ async function evalView(params) {
     h("div", { class: "toolbar" }, status, "cIoU from", num("iou_min", "min"), "to", num("iou_max", "max"), cls),
     pager(page, limit, (o) => "#/eval?" + qs({ offset: o })),
     h("table", { "data-testid": "samples" }, h("thead", {}, headRow), h("tbody", {}, rows)));
-  app.replaceChildren(head, h("div", { class: "row" }, metrics, gate, hist), samples);
+  app.replaceChildren(head, h("div", { class: "row" }, metrics, gate, hist), sweep || "", samples);
 }
 
 // ------------------------------------------------------------------ routing
