@@ -25,6 +25,8 @@ from gar_agent.cli.app import main
 from gar_agent.eval import compare as cmp
 from gar_agent.eval.metrics import SampleScore, box_to_grid, summarize
 from gar_agent.eval.store import sample_document
+from gar_agent.spec import read_spec
+from gar_agent.trace.store import read_trace
 
 SHIPPED_GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "gar.py"
 
@@ -213,12 +215,22 @@ def test_an_old_folder_without_replay_records_or_spec_still_replays(source, caps
     for key in ("spec", "replay"):
         config.pop(key, None)
     (old / "eval.json").write_text(json.dumps(config))
+    (old / "spec.json").unlink()
     for p in (old / "samples").glob("*.json"):
         doc = json.loads(p.read_text())
         doc.pop("gt_classes", None)
         p.write_text(json.dumps(doc))
+    for p in (old / "traces").glob("*/trace.json"):  # a schema-2 trace: no run spec
+        doc = json.loads(p.read_text())
+        assert doc.pop("spec", None) is not None
+        p.write_text(json.dumps({**doc, "schema_version": 2}))
     code, _, err = gar(capsys, "eval", "replay", old, "--out", tmp_path / "d")
     assert code == 0, err
+    assert read_spec(tmp_path / "d" / "spec.json").backend.name == "recording"
+    code, _, err = gar(
+        capsys, "eval", "replay", old, "--out", tmp_path / "e", "--graph", "no_gate", "--backend", "recorded"
+    )
+    assert code == 2 and "may not import" in err  # eval.json still names the backend: refused all the same
 
 
 def test_replay_never_runs_the_graph_file_a_folder_names(source, capsys, tmp_path):
@@ -395,3 +407,48 @@ def test_compare_refuses_folders_of_other_benchmarks_or_gt(source, capsys, tmp_p
     assert code == 2 and "sample s1 has other GT boxes" in err
     code, _, err = gar(capsys, "eval", "compare", src)
     assert code == 2 and "two or more folders" in err
+
+
+# --------------------------------------------------------------------------- the run spec
+
+
+SCRIPT = {
+    "audio": [{"audio_class": "dog", "audio_confidence_score": 0.9}],
+    "generate": [{"bbox": [40, 40, 140, 180], "description": "a dog"}],
+    "analyze": [{"av_consistency": 0.6, "keep": True, "role_tags": ["body"], "anchor_votes": []}],
+    "refine": [{"bbox": [44, 44, 136, 176], "changed": True, "refined_description": "The dog barks."}],
+}
+
+
+def test_backend_recorded_rebuilds_the_sources_backend_and_the_replay_records_its_spec(source, capsys, tmp_path):
+    data, _ = source
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(SCRIPT))
+    src = tmp_path / "scripted"
+    assert gar(capsys, "eval", "run", *data, "--ids", _ids(tmp_path, "s0", "s3"), "--backend", f"scripted:{script}",
+               "--out", src)[0] == 0  # fmt: skip
+    dst = tmp_path / "nogate"
+    code, out, err = gar(capsys, "eval", "replay", src, "--out", dst, "--graph", "no_gate", "--backend", "recorded")
+    assert code == 0, err
+    report = json.loads((dst / "replay.json").read_text())
+    assert report["new"] == 2 and report["replayed"] == 2  # each sample's Refine, answered by the rebuilt script
+    spec = read_spec(dst / "spec.json")
+    assert spec.backend.name == f"scripted:{script}" and spec.graph.name == "no_gate" and spec.graph.source
+    assert spec.command == "eval-replay" and spec.options["source"] == str(src.resolve())
+    trace = read_trace(dst / "traces" / "s3" / "trace.json")
+    assert trace.spec is not None and trace.spec.is_slim and trace.spec.graph.sha256 == spec.graph.sha256
+
+
+def test_backend_recorded_never_imports_a_module_the_folder_names(source, capsys, tmp_path):
+    _, src = source  # made with --backend test_eval_replay:VaryModel
+    code, _, err = gar(
+        capsys, "eval", "replay", src, "--out", tmp_path / "d", "--graph", "no_gate", "--backend", "recorded"
+    )
+    assert code == 2 and "test_eval_replay:VaryModel" in err and "--backend" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def _ids(tmp_path: Path, *ids: str) -> Path:
+    path = tmp_path / "ids.txt"
+    path.write_text("\n".join(ids) + "\n")
+    return path

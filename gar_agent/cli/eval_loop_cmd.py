@@ -30,9 +30,8 @@ from gar_agent.cli.common import (
 from gar_agent.cli.eval_cmd import _report, eval_app
 from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
 from gar_agent.eval.compare import CompareError, compare_folders
-from gar_agent.eval.replay import Changes, plan, prepare, recorded_backend, run_replay
+from gar_agent.eval.replay import Changes, named_backend, plan, prepare, recorded_backend, run_replay
 from gar_agent.eval.store import SettingsMismatch
-from gar_agent.models.backends import resolve_backend
 
 EXIT_MISSING_CALL = 3  # as `gar replay`: the recording lacks a call and no backend was given
 
@@ -70,12 +69,13 @@ def replay_command(
     try:
         p = plan(src, out, changes, backend)
         check_votes(p.settings.n_votes, p.settings.votes_per_call)
-        fallback = None
-        if backend is not None:
-            name, recorded_model = recorded_backend(p.src_config) if backend == "recorded" else (backend, None)
-            serving = served_options(name, base_url, api_key_env, max_retries, request_timeout)
-            fallback = resolve_backend(name, model or recorded_model, **serving)
-        resumed = prepare(p)
+        fallback, answering = None, None
+        if backend == "recorded":
+            fallback, answering = recorded_backend(p, model)
+        elif backend is not None:
+            serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout)
+            fallback, answering = named_backend(backend, model, serving)
+        resumed = prepare(p, answering)
     except (*USER_ERRORS, SettingsMismatch) as e:
         raise fail(str(e)) from None
     s = p.settings

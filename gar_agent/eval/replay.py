@@ -15,7 +15,6 @@ as `gar eval sweep` does: its failure is not a decision the replay can redo with
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -44,11 +43,11 @@ from gar_agent.eval.store import (
 from gar_agent.media import MediaError
 from gar_agent.models.faults import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
-from gar_agent.paths import GRAPHS_DIR
 from gar_agent.prompts import PromptError, PromptSet, protocol_settings
 from gar_agent.run import Lineage, run_and_record
+from gar_agent.spec import BackendSpec, RunSpec, SpecError, backend_spec, build_spec, read_spec, write_spec
 from gar_agent.state import RunState, Settings
-from gar_agent.topology import GraphError, Topology, available, load_topology
+from gar_agent.topology import GraphError, Topology, recorded_topology
 from gar_agent.trace.replay import replay_model, trace_media
 from gar_agent.trace.store import TraceError, atomic_write, read_trace
 
@@ -85,27 +84,12 @@ class ReplayPlan:
     topology: Topology
     prompts: PromptSet
     notes: list[str] = field(default_factory=list)  # said once before the samples run
+    src_spec: RunSpec | None = None  # SRC's spec.json (None: a folder from before run specs)
+    spec: RunSpec | None = None  # DST's, once `prepare` knows the backend; each trace records it slim
 
     @property
     def ids(self) -> list[str]:
         return self.src.stored_ids()
-
-
-def _recorded_topology(rec: dict) -> Topology:
-    """SRC's graph: the shipped graph whose file has the recorded sha256.
-
-    The file an eval folder names is never imported (a folder may come from anyone, and importing a
-    file runs it): without a shipped match the user names the graph to run with --graph.
-    """
-    name, sha = str(rec.get("graph", "gar")), rec.get("graph_sha256")
-    for shipped in available():
-        path = GRAPHS_DIR / f"{shipped}.py"
-        if sha and hashlib.sha256(path.read_bytes()).hexdigest() == sha:
-            return load_topology(str(path))
-    raise ReplayError(
-        f"the source ran graph {name!r} (sha256 {str(sha)[:16]}), which is no shipped graph (or a changed one): "
-        "a replay never runs a file a folder names; pass --graph NAME|FILE to replay under a graph you trust"
-    )
 
 
 def plan(src: str | Path, dst: str | Path, changes: Changes, fallback_name: str | None = None) -> ReplayPlan:
@@ -118,7 +102,9 @@ def plan(src: str | Path, dst: str | Path, changes: Changes, fallback_name: str 
     dataset = DATASETS[src_config["dataset"]]
     notes = []
     try:
-        topology = load_topology(changes.graph) if changes.graph else _recorded_topology(rec)
+        topology = recorded_topology(
+            str(rec.get("graph", "gar")), str(rec.get("graph_sha256")), changes.graph, f"gar trace show {s.traces}/<id>"
+        )
         recorded_prompts = rec.get("prompts_dir")
         if changes.prompts is not None:
             prompts = PromptSet(changes.prompts, benchmark=dataset.name)
@@ -141,7 +127,13 @@ def plan(src: str | Path, dst: str | Path, changes: Changes, fallback_name: str 
     data = dict(src_config.get("data") or {})
     config = eval_config(dataset, settings, topology, prompts, rec.get("gt_boxes") or "first", data, rec.get("model"))
     config["replay"] = {"source": str(s.root.resolve()), "backend": fallback_name}
-    return ReplayPlan(s, d, src_config, config, settings, topology, prompts, notes)
+    src_spec = None
+    if s.spec.is_file():
+        try:
+            src_spec = read_spec(s.spec)
+        except SpecError as e:
+            notes.append(f"{e}: the source's backend is not known (--backend recorded cannot rebuild it)")
+    return ReplayPlan(s, d, src_config, config, settings, topology, prompts, notes, src_spec)
 
 
 @dataclass
@@ -209,6 +201,7 @@ def replay_sample(
         state=state,
         inputs=trace.inputs,
         lineage=Lineage(parent=trace.run_id, backend=p.settings.backend),
+        spec=p.spec.slim() if p.spec is not None else None,
     )
     counts = dict(
         reused=model.served, new=model.forwarded, reused_tokens=model.served_tokens, new_tokens=model.forwarded_tokens
@@ -272,11 +265,24 @@ def _done(d: EvalDir, sid: str, retry_failed: bool) -> dict | None:
     return doc
 
 
-def prepare(p: ReplayPlan) -> bool:
-    """Check DST (resume or new) and write its eval.json; True when resuming."""
+def prepare(p: ReplayPlan, backend: BackendSpec | None = None) -> bool:
+    """Check DST (resume or new), write its eval.json and run spec; True when resuming.
+
+    `backend` is the spec of the model answering what the recording lacks; without one the spec names
+    the source's backend (every answer is then the recording's), or "recording" for a folder without a spec.
+    """
     resumed = check_folder(p.dst, p.config)
     clean_partial_writes(p.dst)
     store_config(p.dst, p.config)  # again on a resume: the same settings, maybe a backend now given
+    answering = backend or (p.src_spec.backend if p.src_spec else None)
+    answering = answering or BackendSpec(name="recording", options={"parent": str(p.src.root.resolve())})
+    rec = p.config["settings"]
+    p.spec = build_spec(
+        command="eval-replay", backend=answering, topology=p.topology, prompts=p.prompts, settings=p.settings,
+        dataset=p.config["dataset"], gt_boxes=rec.get("gt_boxes"), data=p.config.get("data"),
+        source=str(p.src.root.resolve()),
+    )  # fmt: skip
+    write_spec(p.dst.spec, p.spec)  # rewritten on a resume: a backend given now is the one that answers
     return resumed
 
 
@@ -350,15 +356,26 @@ def _count(report: ReplayReport, c: dict) -> None:
     report.new_tokens += int(c.get("new_tokens") or 0)
 
 
-def recorded_backend(src_config: dict) -> tuple[str, str | None]:
-    """(backend, model) that made SRC, as its eval.json names them; ReplayError when it cannot say."""
-    rec = src_config.get("settings") or {}
-    if isinstance(src_config.get("replay"), dict):  # a replay of a replay: the backend it was given
-        name = src_config["replay"].get("backend")
-        if not name:
-            raise ReplayError("the source is itself a replay made without a backend: give --backend B")
-        return name, None
-    name = str(rec.get("backend") or "").split(" --model ")[0].strip()
-    if not name:
-        raise ReplayError("the source does not record its backend: give --backend B")
-    return name, rec.get("model")
+def recorded_backend(p: ReplayPlan, model: str | None = None) -> tuple[BaseChatModel, BackendSpec]:
+    """`--backend recorded`: the backend that made SRC built again, from its run spec (or, for a folder
+    from before run specs, the backend its eval.json names). A `module:attr` backend is refused, as
+    `gar replay --backend recorded` refuses it: building it would import code a folder names."""
+    if model:
+        raise ReplayError("--model goes with a backend name: --backend recorded uses the recorded model")
+    if p.src_spec is not None:
+        spec = p.src_spec.backend
+    else:
+        rec = p.src_config.get("settings") or {}
+        name = str(rec.get("backend") or "").split(" --model ")[0].strip()
+        if not name or name.startswith(REPLAY_BACKEND):
+            raise ReplayError("the source records no backend to rebuild: give --backend NAME")
+        spec = BackendSpec(name=name, model=rec.get("model"))
+    return spec.build(), spec
+
+
+def named_backend(name: str, model: str | None, options: dict) -> tuple[BaseChatModel, BackendSpec]:
+    """`--backend NAME`: the model for what the recording lacks, and its spec."""
+    from gar_agent.models.backends import resolve_backend
+
+    chat = resolve_backend(name, model, **options)
+    return chat, backend_spec(name, model, options, chat)
