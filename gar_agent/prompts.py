@@ -112,15 +112,30 @@ class PromptSet:
         self.manifest: dict | None = None
         if (directory / MANIFEST).is_file():
             try:
-                self.manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+                text = (directory / MANIFEST).read_text(encoding="utf-8")
             except (OSError, ValueError) as e:
                 raise PromptError(
-                    f"{directory / MANIFEST} is not readable JSON ({e}): run `gar prompts import` again"
+                    f"{directory / MANIFEST} is not readable ({e}): run `gar prompts import` again"
                 ) from None
-            if not isinstance(self.manifest, dict) or self.manifest.get("protocol") not in PROTOCOLS:
-                raise PromptError(f"{directory / MANIFEST} names no known protocol: run `gar prompts import` again")
+            self.manifest = _manifest(text, directory / MANIFEST)
         self._cache: dict[str, str] = {}
         self._hashes: dict[str, str] | None = None
+        self._recorded = False  # from_texts: the texts are all there is; no file is read
+
+    @classmethod
+    def from_texts(cls, texts: dict[str, str], directory: str | Path) -> PromptSet:
+        """The prompt set a run recorded (its spec's template texts), read from no folder.
+
+        `directory` is where the set was (for messages only). A replay asks the prompts exactly as
+        recorded, even when the folder has been edited or is on another machine since.
+        """
+        self = cls.__new__(cls)
+        self.directory = Path(directory)
+        self.manifest = _manifest(texts[MANIFEST], self.directory / MANIFEST) if MANIFEST in texts else None
+        self._cache = dict(texts)
+        self._hashes = {name: hashlib.sha256(text.encode("utf-8")).hexdigest() for name, text in sorted(texts.items())}
+        self._recorded = True
+        return self
 
     @property
     def protocol(self) -> str:
@@ -135,6 +150,10 @@ class PromptSet:
     def text(self, name: str) -> str:
         """The raw template text of a file in this set."""
         if name not in self._cache:
+            if self._recorded:
+                raise PromptError(
+                    f"the recorded prompt set ({self.directory}) has no template {name}: pass --prompts DIR"
+                )
             path = self.directory / name
             if not path.is_file():
                 raise PromptError(f"prompt template {path} not found: add it or use another --prompts DIR")
@@ -155,6 +174,17 @@ class PromptSet:
             files = sorted([*self.directory.glob("*.txt"), *self.directory.glob(MANIFEST)])
             self._hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
         return dict(self._hashes)
+
+
+def _manifest(text: str, where: Path) -> dict:
+    """A prompt set's manifest.json, checked (PromptError naming the file)."""
+    try:
+        manifest = json.loads(text)
+    except ValueError as e:
+        raise PromptError(f"{where} is not readable JSON ({e}): run `gar prompts import` again") from None
+    if not isinstance(manifest, dict) or manifest.get("protocol") not in PROTOCOLS:
+        raise PromptError(f"{where} names no known protocol: run `gar prompts import` again")
+    return manifest
 
 
 def protocol_settings(prompts: PromptSet, protocol: str, sources: int) -> dict:

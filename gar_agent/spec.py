@@ -19,6 +19,7 @@ Public API (small on purpose):
 - `RunSpec`, `BackendSpec`, `GraphSpec`, `PromptsSpec`: pydantic models;
   `spec.model_dump(mode="json")` and `RunSpec.model_validate(doc)` round-trip.
 - `build_spec(...)`: what `gar run`, `gar eval run` and `gar track` call once per command.
+- `PromptsSpec.prompt_set()`: the recorded templates as a PromptSet (what a replay asks with).
 - `RunSpec.slim()`: the spec without the graph source and template texts (hashes kept): what each
   trace of an evaluation folder records; the folder's `spec.json` holds the texts once.
 - `RunSpec.build_backend()` (= `BackendSpec.build()`): the recorded backend rebuilt (`gar replay
@@ -124,6 +125,14 @@ class PromptsSpec(BaseModel):
     protocol: str = "gar"
     hashes: dict[str, str] = Field(default_factory=dict, description="file -> sha256 (templates and manifest).")
     templates: dict[str, str] = Field(default_factory=dict, description="file -> text; empty in a slim spec.")
+
+    def prompt_set(self) -> PromptSet | None:
+        """The recorded templates as a PromptSet (no folder read), or None when the texts are not here (slim)."""
+        if not self.templates:
+            return None
+        from gar_agent.prompts import PromptSet
+
+        return PromptSet.from_texts(self.templates, self.path or self.name)
 
 
 class RunSpec(BaseModel):

@@ -4,17 +4,20 @@ saved run can rebuild its backend (`gar replay --backend recorded`) and show its
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import write_script
 from pydantic import SecretStr
-from test_trace import cli, recorded  # noqa: F401  (fixture)
+from test_graph import audio_answer, boxes_answer
+from test_trace import VOTES, cli, recorded  # noqa: F401  (fixture)
 
 from gar_agent.cli.app import main
 from gar_agent.errors import BackendError
 from gar_agent.models.openai_backend import ChatOpenAIServed
-from gar_agent.paths import GRAPHS_DIR
+from gar_agent.paths import GRAPHS_DIR, PROMPTS_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.spec import BackendSpec, RunSpec, backend_spec, model_config_fields, read_spec
 from gar_agent.trace.store import read_trace, resolve_trace
@@ -177,3 +180,28 @@ def test_a_recorded_module_backend_is_never_imported(tmp_path, monkeypatch):
     with pytest.raises(BackendError, match="may not import"):
         BackendSpec(name="planted_backend:Model").build()
     assert not (tmp_path / "marker").exists() and "planted_backend" not in sys.modules
+
+
+def test_a_replay_asks_the_recorded_templates_though_the_folder_changed_since(example, tmp_path, capsys):
+    image, audio, _ = example
+    prompts = tmp_path / "my-prompts"
+    shutil.copytree(PROMPTS_DIR, prompts)
+    script = write_script(
+        tmp_path / "script.json",
+        audio=[audio_answer(["violin"], [0.8])],
+        generate=[boxes_answer([[38, 70, 128, 215]])],
+        analyze=VOTES,
+    )
+    traces = tmp_path / "traces"
+    code, out, err = cli(capsys, "run", image, audio, "--backend", f"scripted:{script}", "--prompts", prompts,
+                         "--tau-av", "0.4", "--trace-dir", traces, "--out", tmp_path / "o", "--json")  # fmt: skip
+    assert code == 0, err
+    recorded_result = json.loads(out)
+    [run_dir] = [p for p in traces.iterdir() if (p / "trace.json").is_file()]
+    (prompts / "analyze_single.txt").write_text("an edited prompt: ${audio_class}\n")
+    code, out, err = cli(capsys, "replay", run_dir, "--trace-dir", traces, "--out", tmp_path / "r", "--json")
+    assert code == 0, err  # every call served: the prompts asked are the recorded ones
+    assert json.loads(out)["sources"] == recorded_result["sources"]
+    # the edited folder, named, is what a researcher asks for: its Analyze call is new
+    code, _, err = cli(capsys, "replay", run_dir, "--prompts", prompts, "--trace-dir", traces, "--out", tmp_path / "r")
+    assert code == 3 and "analyze call for source 0" in err

@@ -389,6 +389,11 @@ def test_track_writes_video_timeline_and_traces(videos, tmp_path, capsys):
         assert src["gate"]["refine"] is False and src["gate"]["av_consistency"] == 0.8
         trace = read_trace(e["trace"])  # one trace per analysed time
         assert trace.inputs["video"].at_s == e["t"] and trace.run_id == e["run_id"]
+        # the command's run spec, built once, in every time's trace
+        assert trace.spec.command == "track" and trace.spec.options == {
+            "every": 1.0, "window": 1.0, "tracker": "template", "reuse": False,
+        }  # fmt: skip
+        assert trace.spec.backend.name.startswith("scripted:") and trace.spec.settings.n_votes == 2
     frames = timeline["frames"]
     assert len(frames) == 30 and [f["index"] for f in frames] == list(range(30))
     origins = [f["boxes"][0]["origin"] for f in frames]

@@ -197,9 +197,7 @@ def _visible(text: str) -> str:
 
 def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
     """Print the recorded graph source, or its unified diff against a graph file (read as text, never imported)."""
-    spec = trace.spec
-    if spec is not None and spec.is_slim:  # an eval folder's trace: the texts are in the folder's spec.json
-        spec = folder_spec(path, spec)
+    spec = _full_spec(trace, path)  # an eval folder's trace: the texts are in the folder's spec.json
     info = trace.graph
     if spec is None or spec.graph.source is None:
         raise fail(
@@ -210,7 +208,8 @@ def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
     if against is None:
         shipped = shipped_graph(spec.graph.sha256)
         note = f"= shipped {shipped}" if shipped else "no shipped graph has this sha256"
-        console.print(f"# graph {spec.graph.name!r} sha256 {spec.graph.sha256} ({note})", markup=False)
+        # one comment line (not wrapped to the console's width): the output is itself a graph file
+        sys.stdout.write(_visible(f"# recorded graph {spec.graph.name!r} sha256 {spec.graph.sha256} ({note})") + "\n")
         sys.stdout.write(_visible(recorded) + ("" if recorded.endswith("\n") else "\n"))
         return
     try:
@@ -356,7 +355,7 @@ def replay(
     trace, path = _load(run, trace_dir)
     try:
         topology = _topology(trace, path, graph)
-        prompt_set = _prompts(trace, prompts)
+        prompt_set = _prompts(trace, path, prompts)
         media = trace_media(trace, path)
         fallback, fallback_spec = _fallback(trace, backend, model)
         chat = replay_model(trace, fallback)
@@ -379,10 +378,26 @@ def replay(
     _finish(done, media, out, as_json)
 
 
-def _prompts(trace, override: Path | None = None) -> PromptSet:
-    """The prompt set a re-run uses: the one given, else the recorded one (its protocol's), else the shipped set."""
+def _prompts(trace: Trace, path: Path, override: Path | None = None) -> PromptSet:
+    """The prompt set a re-run uses: the one given; else the templates the run spec recorded (asked
+    exactly as recorded, whatever became of the folder); else (a trace without a spec) the recorded
+    folder if it is there, else the shipped set."""
+    if override:
+        return PromptSet(override)
+    spec = _full_spec(trace, path)
+    recorded_set = spec.prompts.prompt_set() if spec is not None else None
+    if recorded_set is not None:
+        return recorded_set
     recorded = Path(trace.prompts_dir) if trace.prompts_dir else None
-    return PromptSet(override or (recorded if recorded and recorded.is_dir() else None))
+    return PromptSet(recorded if recorded and recorded.is_dir() else None)
+
+
+def _full_spec(trace: Trace, path: Path):
+    """The trace's run spec with its texts: its own, or (an eval folder's trace) the folder's spec.json."""
+    spec = trace.spec
+    if spec is not None and spec.is_slim:
+        spec = folder_spec(path, spec) or spec
+    return spec
 
 
 def _parse_box(spec: str) -> tuple[int, list[int]]:
@@ -431,7 +446,7 @@ def fork(
         raise fail("gar fork needs at least one edit: --box SOURCE=x1,y1,x2,y2 or --vote SOURCE:INDEX=ANSWER")
     try:
         topology = _topology(trace, path, graph)
-        prompt_set = _prompts(trace)
+        prompt_set = _prompts(trace, path)
         media = trace_media(trace, path)
         fallback, fallback_spec = _fallback(trace, backend, model)
         chat = replay_model(trace, fallback)

@@ -18,8 +18,10 @@ from gar_agent.eval.score import metrics_document, score_result
 from gar_agent.eval.store import EvalDir, load_scores, read_config
 from gar_agent.media import MediaError
 from gar_agent.prompts import PromptError, PromptSet
+from gar_agent.spec import RunSpec, SpecError, read_spec
 from gar_agent.topology import Topology, recorded_topology
 from gar_agent.trace.replay import replay, replay_model, trace_media
+from gar_agent.trace.schema import Trace
 from gar_agent.trace.store import TraceError, atomic_write, read_trace
 
 
@@ -96,10 +98,17 @@ class _Graphs:
             self.topologies[key] = recorded_topology(name, sha256, self.graph, self.show)
         return self.topologies[key]
 
-    def prompt_set(self, directory: str) -> PromptSet:
-        if directory not in self.prompts:
-            self.prompts[directory] = PromptSet(directory)
-        return self.prompts[directory]
+    def prompt_set(self, trace: Trace, folder: RunSpec | None) -> PromptSet:
+        """The recorded templates (the folder's spec.json, when the trace's prompt hashes agree with it),
+        else, for a folder without a spec, the prompt folder the trace names if it is there."""
+        if folder is not None and trace.spec is not None and trace.spec.prompts.hashes == folder.prompts.hashes:
+            key = "spec:" + json.dumps(folder.prompts.hashes, sort_keys=True)
+            if key not in self.prompts:
+                self.prompts[key] = folder.prompts.prompt_set() or PromptSet(trace.prompts_dir)
+            return self.prompts[key]
+        if trace.prompts_dir not in self.prompts:
+            self.prompts[trace.prompts_dir] = PromptSet(trace.prompts_dir)
+        return self.prompts[trace.prompts_dir]
 
 
 def sweep(
@@ -120,6 +129,10 @@ def sweep(
     recorded = GateSetting(rec["tau_av"], rec["tau_audio"], rec["n_votes"])
     scores, unreadable = load_scores(d)
     graphs = _Graphs(graph, f"gar trace show {d.traces}/<id>")
+    try:
+        folder_spec = read_spec(d.spec) if d.spec.is_file() else None
+    except SpecError:
+        folder_spec = None  # a damaged spec.json: the traces still name their prompt folder
     records: dict[GateSetting, list] = {s: [] for s in settings}
     decided: dict[GateSetting, int] = {s: 0 for s in settings}
     needs: dict[GateSetting, list[dict]] = {s: [] for s in settings}
@@ -135,7 +148,7 @@ def sweep(
             trace_path = d.trace(score.id)
             trace = read_trace(trace_path)
             media = trace_media(trace, trace_path)
-            prompts = graphs.prompt_set(trace.prompts_dir)
+            prompts = graphs.prompt_set(trace, folder_spec)
         except (TraceError, MediaError, PromptError) as e:
             unavailable.append({"id": score.id, "error": str(e)})
             continue
