@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -55,10 +55,12 @@ from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.score import metrics_document, rescore, write_metrics
 from gar_agent.eval.store import (
     EvalDir,
+    FolderInUse,
     SettingsMismatch,
     check_folder,
     clean_partial_writes,
     eval_config,
+    hold_folder,
     load_scores,
     read_config,
     split_done,
@@ -85,6 +87,13 @@ ProcessesOpt = Annotated[
 ]
 StrictOpt = Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")]
 GtBoxesOpt = Annotated[Optional[str], typer.Option(help="VGG-SS GT: first (GAR) | union (LVS); default first.")]
+SHOWN_FAILURES = 20  # failed samples listed one per line after a run; metrics.json lists them all
+FailFastOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Stop at the first sample that fails on bad input or an internal error (default: fail it, go on, exit 1)."
+    ),
+]
 METRIC_COLUMNS = [("ciou@0.3", "cIoU@0.3"), ("ciou@0.5", "cIoU@0.5"), ("auc", "AUC"), ("ap", "AP"), ("piap", "PIAP")]
 
 
@@ -149,9 +158,12 @@ def _report(d: EvalDir, metrics: dict, title: str) -> None:
         shown = ", ".join(metrics["missing"][:5]) + (" ..." if metrics["n_missing"] > 5 else "")
         notes.append(f"{metrics['n_missing']} id(s) without frame or audio, not run: {shown}")
     if metrics["n_failed"]:
-        first = metrics["failed"][0]
         how = "counted as misses (--strict)" if metrics["strict"] else "left out of the metrics (--strict counts them)"
-        notes.append(f"{metrics['n_failed']} failed sample(s) {how}; first: {first['id']}: {first['error']}")
+        notes.append(f"{metrics['n_failed']} failed sample(s) {how}:")
+        # one line each (the first SHOWN_FAILURES): what failed it is in its error; all are in metrics.json
+        notes += [f"  {f['id']}: {f['error']}" for f in metrics["failed"][:SHOWN_FAILURES]]
+        if metrics["n_failed"] > SHOWN_FAILURES:
+            notes.append(f"  ... and {metrics['n_failed'] - SHOWN_FAILURES} more (listed in {d.metrics.name})")
     for note in notes:
         console.print(note, markup=False, soft_wrap=True)
     console.print(f"wrote {d.metrics}", markup=False, soft_wrap=True)
@@ -170,9 +182,21 @@ def _note_backend_faults(metrics: dict) -> None:
         )
 
 
-def _exit_for(metrics: dict) -> None:
+def _exit_for(metrics: dict, errors_fail: bool = False) -> None:
+    """Exit 1 when every sample failed, or (a run: `errors_fail`) when any failed on its input or on an
+    internal error: those are not the method's outcome, and a script must not take the numbers as
+    complete. A failure of the model's answers is the benchmark's own result (exit 0)."""
     if metrics["n_total"] and metrics["n_failed"] == metrics["n_total"]:
         raise fail(f"every sample failed ({metrics['n_failed']}); see {metrics['failed'][0]['error']}", EXIT_RUN_FAILED)
+    errors = [f for f in metrics["failed"] if f.get("kind") in ("input", "internal")]
+    if errors_fail and errors:
+        internal = sum(f["kind"] == "internal" for f in errors)
+        raise fail(
+            f"{len(errors)} sample(s) failed on bad input ({len(errors) - internal}) or an internal error "
+            f"({internal}), listed above ({', '.join(f['id'] for f in errors[:5])}{' ...' if len(errors) > 5 else ''}); "
+            "an internal error's traceback is in its sample file; fix them and run again with --retry-failed",
+            EXIT_RUN_FAILED,
+        )
 
 
 def _given(**options) -> list[str]:
@@ -248,6 +272,7 @@ def eval_command(
     ] = False,
     vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
     max_pixels: MaxPixelsOpt = None,
+    fail_fast: FailFastOpt = False,
     rescore_dir: Annotated[
         Optional[Path], typer.Option("--rescore", help="Recompute OUT/metrics.json from the stored samples (no model).")
     ] = None,
@@ -296,6 +321,7 @@ def eval_command(
             dataset=dataset,
             retry_failed=retry_failed,
             max_pixels=max_pixels,
+            fail_fast=fail_fast,
         )
         if sweep_dir is not None and gt is not None:
             extra.append("--gt")
@@ -356,6 +382,7 @@ def run_command(
     ] = False,
     vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
     max_pixels: MaxPixelsOpt = None,
+    fail_fast: FailFastOpt = False,
 ) -> None:
     """Run a benchmark into OUT (resumable); thresholds default to the dataset's (the released scripts')."""
     if gt_boxes is not None and gt_boxes not in ("first", "union"):
@@ -433,6 +460,7 @@ def _run(
     retry_failed,
     vis,
     max_pixels=None,  # applied by with_pixel_limit around the command
+    fail_fast=False,
 ) -> None:
     missing_opts = [
         f for f, v in (("--dataset", dataset), ("--frames", frames), ("--audio", audio), ("--gt", gt)) if v is None
@@ -479,63 +507,68 @@ def _run(
         resumed = check_folder(d, config)
     except (*USER_ERRORS, SettingsMismatch) as e:
         raise fail(str(e)) from None
-    clean_partial_writes(d)
-    todo, done = split_done(d, samples, retry_failed)
-    console.rule(
-        f"gar eval · {dataset} · {len(samples)} samples · K={spec.sources} N={n} "
-        f"tau_av={settings.tau_av:g} tau_audio={settings.tau_audio:g} · graph {topology.name} · {settings.backend}"
-    )
-    if resumed:
-        console.print(
-            f"resuming {out}: {len(done)} of {len(samples)} samples already done", markup=False, soft_wrap=True
-        )
-    if todo:
-        try:
-            serving = served_options(
-                backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff, max_response_bytes
-            )
-            local = local_options(backend, prefix_cache, batch_size)
-            chat = resolve_backend(
-                backend, model, **serving, **local
-            )  # created once, shared by every sample and worker
-        except USER_ERRORS as e:
+    with contextlib.ExitStack() as held:
+        try:  # one process per folder: a second run would compute every sample again
+            held.enter_context(hold_folder(d.root))
+        except FolderInUse as e:
             raise fail(str(e)) from None
-        serves = _concurrent_samples(chat)
-        processes = auto_processes(chat, workers) if processes is None else processes
-        if processes > 1 and serves is not None:
-            raise fail(f"--processes {processes}: {backend} runs on one device in this process; use --batch-size")
-        run_spec = build_spec(
-            command="eval", backend=backend, model=model, options={**serving, **local}, chat=chat,
-            topology=topology, prompts=prompt_set, settings=settings,
-            dataset=dataset, gt_boxes=options.get("gt_boxes"), data=data,
-        )  # fmt: skip
-        if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
-            store_config(d, config)
-        if not d.spec.is_file():  # once per folder: a resume (same settings, checked) keeps the first
-            write_spec(d.spec, run_spec)
-        if serves is not None and serves > 1:
-            # B clips in one generate need B samples in flight; their calls meet in the model's batcher
-            workers = max(workers, serves)
-        elif serves == 1 and workers > 1:
-            err.print(
-                f"gar: note: the model runs one sample at a time (--workers {workers} ignored); "
-                "--batch-size B runs B samples as one batch",
-                markup=False,
-                soft_wrap=True,
-            )
-            workers = 1
-        job = EvalJob(d, settings, chat, topology, prompt_set, vis=vis, spec=run_spec.slim())
-        _run_with_progress(job, todo, done, workers, processes)
-    scores, unreadable = load_scores(d, [s.id for s in samples])
-    if unreadable:  # a sample file vanished or was damaged while we ran: never count it half
-        raise fail(
-            f"{len(unreadable)} sample file(s) unreadable after the run (e.g. {unreadable[0]}): run the same command again"
+        clean_partial_writes(d)
+        todo, done = split_done(d, samples, retry_failed)
+        console.rule(
+            f"gar eval · {dataset} · {len(samples)} samples · K={spec.sources} N={n} "
+            f"tau_av={settings.tau_av:g} tau_audio={settings.tau_audio:g} · graph {topology.name} · {settings.backend}"
         )
-    metrics = metrics_document(scores, config, strict, missing)
-    write_metrics(d, metrics)
-    _report(d, metrics, f"{dataset} · {out}")
-    _note_backend_faults(metrics)
-    _exit_for(metrics)
+        if resumed:
+            console.print(
+                f"resuming {out}: {len(done)} of {len(samples)} samples already done", markup=False, soft_wrap=True
+            )
+        if todo:
+            try:
+                serving = served_options(
+                    backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff, max_response_bytes
+                )
+                local = local_options(backend, prefix_cache, batch_size)
+                chat = resolve_backend(
+                    backend, model, **serving, **local
+                )  # created once, shared by every sample and worker
+            except USER_ERRORS as e:
+                raise fail(str(e)) from None
+            serves = _concurrent_samples(chat)
+            processes = auto_processes(chat, workers) if processes is None else processes
+            if processes > 1 and serves is not None:
+                raise fail(f"--processes {processes}: {backend} runs on one device in this process; use --batch-size")
+            run_spec = build_spec(
+                command="eval", backend=backend, model=model, options={**serving, **local}, chat=chat,
+                topology=topology, prompts=prompt_set, settings=settings,
+                dataset=dataset, gt_boxes=options.get("gt_boxes"), data=data,
+            )  # fmt: skip
+            if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
+                store_config(d, config)
+            if not d.spec.is_file():  # once per folder: a resume (same settings, checked) keeps the first
+                write_spec(d.spec, run_spec)
+            if serves is not None and serves > 1:
+                # B clips in one generate need B samples in flight; their calls meet in the model's batcher
+                workers = max(workers, serves)
+            elif serves == 1 and workers > 1:
+                err.print(
+                    f"gar: note: the model runs one sample at a time (--workers {workers} ignored); "
+                    "--batch-size B runs B samples as one batch",
+                    markup=False,
+                    soft_wrap=True,
+                )
+                workers = 1
+            job = EvalJob(d, settings, chat, topology, prompt_set, vis=vis, spec=run_spec.slim(), fail_fast=fail_fast)
+            _run_with_progress(job, todo, done, workers, processes)
+        scores, unreadable = load_scores(d, [s.id for s in samples])
+        if unreadable:  # a sample file vanished or was damaged while we ran: never count it half
+            raise fail(
+                f"{len(unreadable)} sample file(s) unreadable after the run (e.g. {unreadable[0]}): run the same command again"
+            )
+        metrics = metrics_document(scores, config, strict, missing)
+        write_metrics(d, metrics)
+        _report(d, metrics, f"{dataset} · {out}")
+        _note_backend_faults(metrics)
+        _exit_for(metrics, errors_fail=True)
 
 
 def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, processes: int = 1) -> None:
@@ -579,10 +612,12 @@ def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, proce
             else:
                 run_samples(job, todo, workers, on_done)
     except SampleCrash as e:
-        # our graph raised: show where (a bug is never a one-liner), then what is kept
-        traceback.print_exception(e.__cause__ or e, file=sys.stderr)
+        # --fail-fast: an internal error shows where it raised (a bug is never a one-liner), then what is kept
+        if e.traceback_text:
+            sys.stderr.write(e.traceback_text)
         raise fail(
-            f"{e} ({finished()} finished samples are kept: fix it and run the same command to resume)",
+            f"stopped: {e} ({finished()} finished samples are kept: fix it and run the same command, "
+            "with --retry-failed to redo a sample recorded as failed)",
             EXIT_RUN_FAILED,
         ) from None
     except ServersDown as e:

@@ -1,17 +1,22 @@
 """Running an evaluation: each sample through the one run path, `workers` at a time, its file written last.
 
-A sample whose media cannot be read fails alone; a crash of the graph itself stops the benchmark
-(SampleCrash, with its traceback); an interruption leaves no half-written sample.
+One bad sample never stops the benchmark: media that cannot be used (unreadable, over the pixel
+limit) fails its sample as bad input, and an unexpected exception anywhere in a sample's run fails
+that sample as an internal error, its traceback saved in its sample file. With `fail_fast` the
+first such failure stops the run (SampleCrash). An interruption leaves no half-written sample.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import json
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 import traceback
@@ -23,7 +28,7 @@ from langchain_core.language_models import BaseChatModel
 
 from gar_agent.eval.datasets import Sample
 from gar_agent.eval.score import score_result
-from gar_agent.eval.store import EvalDir, sample_document
+from gar_agent.eval.store import INTERNAL_ERROR, EvalDir, failure_kind, sample_document
 from gar_agent.loop import BackgroundLoop
 from gar_agent.media import Media, MediaError, load_media
 from gar_agent.models.faults import is_backend_fault
@@ -39,7 +44,12 @@ GT_COLOR = (255, 215, 0)  # RGB yellow: apart from the source colours of gar_age
 
 
 class SampleCrash(RuntimeError):
-    """The graph raised on a sample (a bug or a broken graph/prompt, not a model or media failure)."""
+    """The run stops on a sample: --fail-fast at its first bad-input or internal-error failure, or its
+    failure could not even be written. `traceback_text` is the text of the exception behind it, if any."""
+
+    def __init__(self, message: str, traceback_text: str | None = None):
+        super().__init__(message)
+        self.traceback_text = traceback_text
 
 
 class ServersDown(RuntimeError):
@@ -80,42 +90,66 @@ class EvalJob:
     max_audio_s: float = 30.0
     vis: bool = True
     spec: RunSpec | None = None  # slim: each trace records it without the texts (the folder's spec.json has them)
+    fail_fast: bool = False  # stop at the first sample failed on bad input or an internal error
 
 
 def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
     """Run the graph on one sample, write its trace, overlay and (last, atomically) its sample file."""
     start = time.perf_counter()
-    media = _media(sample, job)
-    if isinstance(media, dict):
-        return media
     try:
-        recorded = run_and_record(
-            media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
-            trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
-        )  # fmt: skip
-    except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
-        raise _crash(sample, e) from e
-    return _finish(job, sample, media, recorded.outcome.result, start)
+        media = _media(sample, job)
+        if isinstance(media, dict):
+            doc = media
+        else:
+            recorded = run_and_record(
+                media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
+                trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
+            )  # fmt: skip
+            doc = _finish(job, sample, media, recorded.outcome.result, start)
+    except Exception as e:  # whatever raised (our code, a broken graph, a full disk) fails this sample only
+        doc = _internal_error(job, sample, e, start)
+    return _stop_if_fail_fast(job, doc)
 
 
 async def aevaluate_sample(job: EvalJob, sample: Sample) -> dict:
     """`evaluate_sample` with the run on the event loop (a model with its own async path)."""
     start = time.perf_counter()
-    media = _media(sample, job)
-    if isinstance(media, dict):
-        return media
     try:
-        recorded = await arun_and_record(
-            media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
-            trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
-        )  # fmt: skip
-    except Exception as e:  # the graph itself raised: stop the benchmark, say on which sample
-        raise _crash(sample, e) from e
-    return _finish(job, sample, media, recorded.outcome.result, start)
+        media = _media(sample, job)
+        if isinstance(media, dict):
+            doc = media
+        else:
+            recorded = await arun_and_record(
+                media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
+                trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
+            )  # fmt: skip
+            doc = _finish(job, sample, media, recorded.outcome.result, start)
+    except Exception as e:  # whatever raised fails this sample only
+        doc = _internal_error(job, sample, e, start)
+    return _stop_if_fail_fast(job, doc)
 
 
-def _crash(sample: Sample, e: Exception) -> SampleCrash:
-    return SampleCrash(f"sample {sample.id}: {type(e).__name__}: {' '.join(str(e).split())}")
+def _internal_error(job: EvalJob, sample: Sample, e: Exception, start: float) -> dict:
+    """The failed sample file of an unexpected exception, its traceback kept in it.
+
+    If even that cannot be written (e.g. the disk is full), the run stops: SampleCrash.
+    """
+    text = "".join(traceback.format_exception(e))
+    error = f"{INTERNAL_ERROR}{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    try:
+        score = score_result(sample.id, sample.gt_boxes, None, error)
+        doc = sample_document(score, None, time.perf_counter() - start, None, None, sample.classes)
+        doc["traceback"] = text
+        return _write(job, sample, doc, score)
+    except Exception as again:
+        raise SampleCrash(f"sample {sample.id}: {error}, and its failure could not be written ({again})", text) from e
+
+
+def _stop_if_fail_fast(job: EvalJob, doc: dict) -> dict:
+    score = doc["score"]
+    if job.fail_fast and failure_kind(score.error) in ("input", "internal"):
+        raise SampleCrash(f"--fail-fast: sample {score.id} failed: {score.error}", doc.get("traceback"))
+    return doc
 
 
 def _media(sample: Sample, job: EvalJob) -> Media | dict:
@@ -179,24 +213,32 @@ def runs_on_loop(model: BaseChatModel) -> bool:
 
 
 def run_samples(
-    job: EvalJob, samples: Sequence[Sample], workers: int = 1, on_done: Callable[[dict], None] | None = None
+    job: EvalJob,
+    samples: Sequence[Sample],
+    workers: int = 1,
+    on_done: Callable[[dict], None] | None = None,
+    stop=None,
 ) -> None:
     """Evaluate samples, `workers` at a time; `on_done` gets each sample document as it is written.
 
-    On an interruption (Ctrl-C) the samples not yet started are cancelled; the ones running finish
-    and are written, so nothing is lost or half-counted.
+    On an interruption (Ctrl-C), or once `stop` (an Event: another process stopped) is set, the
+    samples not yet started are not started; the ones running finish and are written, so nothing is
+    lost or half-counted.
     """
     on_done = on_done or (lambda doc: None)
+    stopped = stop.is_set if stop is not None else (lambda: False)
     if runs_on_loop(job.model):
-        _run_on_loop(job, samples, workers, on_done)
+        _run_on_loop(job, samples, workers, on_done, stopped)
     elif workers <= 1:
         for s in samples:
+            if stopped():
+                break
             on_done(evaluate_sample(job, s))
     else:
-        _run_in_threads(job, samples, workers, on_done)
+        _run_in_threads(job, samples, workers, on_done, stopped)
 
 
-def _run_in_threads(job: EvalJob, samples: Sequence[Sample], workers: int, on_done) -> None:
+def _run_in_threads(job: EvalJob, samples: Sequence[Sample], workers: int, on_done, stopped) -> None:
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gar-eval")
     try:
         queue = iter(samples)
@@ -208,7 +250,7 @@ def _run_in_threads(job: EvalJob, samples: Sequence[Sample], workers: int, on_do
                 doc = f.result()
                 on_done(doc)
                 down = down or servers_down(job, doc)
-            if down is None:  # submit as others finish (not all at once), so a stop leaves little queued
+            if down is None and not stopped():  # submit as others finish, so a stop leaves little queued
                 running |= {pool.submit(evaluate_sample, job, s) for s in _take(queue, len(finished))}
         if down is not None:
             raise ServersDown(down)
@@ -216,13 +258,13 @@ def _run_in_threads(job: EvalJob, samples: Sequence[Sample], workers: int, on_do
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_on_loop(job: EvalJob, samples: Sequence[Sample], workers: int, on_done) -> None:
+def _run_on_loop(job: EvalJob, samples: Sequence[Sample], workers: int, on_done, stopped) -> None:
     """The samples as tasks on the model's event loop (a private one if it has none), W at a time."""
     loop = getattr(job.model, "background_loop", None)
     own = loop is None
     loop = loop or BackgroundLoop("gar-eval")
     stop = threading.Event()
-    future = loop.submit(_samples_on_loop(job, samples, workers, on_done, stop))
+    future = loop.submit(_samples_on_loop(job, samples, workers, on_done, lambda: stop.is_set() or stopped()))
     try:
         try:
             future.result()
@@ -235,10 +277,10 @@ def _run_on_loop(job: EvalJob, samples: Sequence[Sample], workers: int, on_done)
             loop.close()
 
 
-async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stop: threading.Event) -> None:
+async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stopped) -> None:
     queue, running, crash, down = iter(samples), set(), None, None
     while True:
-        while len(running) < workers and crash is None and down is None and not stop.is_set():
+        while len(running) < workers and crash is None and down is None and not stopped():
             sample = next(queue, None)
             if sample is None:
                 break
@@ -249,7 +291,7 @@ async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stop: t
         for task in finished:
             try:
                 doc = task.result()
-            except Exception as e:  # a crash (or e.g. a full disk): the running samples still finish first
+            except Exception as e:  # a stop (--fail-fast, a failure not even writable): the running finish first
                 crash = crash or e
                 continue
             on_done(doc)
@@ -283,12 +325,15 @@ def run_in_processes(
     One process's GIL caps what its threads can do for a served model (the client's CPU per sample
     is the limit, not the server); each process adds a core. Samples are dealt out round-robin;
     every sample file is still written atomically by whoever ran it, so a resume works as usual.
-    `on_done` gets {"id", "ciou"} of each finished sample in the calling process.
+    `on_done` gets {"id", "ciou"} of each finished sample in the calling process. The workers die
+    with this process, however it ends (a kill included): none is left asking the model while a
+    resume asks again.
     """
     ctx = multiprocessing.get_context("fork")
-    queue = ctx.Queue()
+    queue, stop = ctx.Queue(), ctx.Event()
     shards = [list(samples[i::processes]) for i in range(processes)]
-    procs = [ctx.Process(target=_shard, args=(job, shard, workers, queue), daemon=True) for shard in shards if shard]
+    args = (workers, queue, stop, os.getpid())
+    procs = [ctx.Process(target=_shard, args=(job, shard, *args), daemon=True) for shard in shards if shard]
     for p in procs:
         p.start()
     crash, down, running = None, None, len(procs)
@@ -299,6 +344,7 @@ def run_in_processes(
                 on_done(payload)
             elif kind == "crash":
                 crash = crash or payload
+                stop.set()  # --fail-fast: the other processes start nothing more
             elif kind == "down":
                 down = down or payload
             elif kind == "exit":
@@ -309,17 +355,48 @@ def run_in_processes(
             if p.is_alive():
                 p.terminate()
     if crash:
-        raise SampleCrash(crash)
+        raise SampleCrash(*crash)
     if down:
         raise ServersDown(down)
 
 
-def _shard(job: EvalJob, samples: list[Sample], workers: int, queue) -> None:
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> None:
+    """End this forked worker when `parent` ends, even by SIGKILL (nothing of the parent runs then).
+
+    Linux: the kernel sends SIGKILL when the parent dies (prctl PR_SET_PDEATHSIG; it fires when the
+    thread that forked us ends, and gar eval forks from its main thread). The samples in flight have
+    no file yet, and a resume redoes them. Elsewhere a thread watches the parent's pid.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # the parent died before the prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+    threading.Thread(target=_watch_parent, args=(parent,), name="gar-parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent: int, every_s: float = 0.5) -> None:
+    while os.getppid() == parent:  # an orphan is re-parented (to init or a subreaper)
+        time.sleep(every_s)
+    os._exit(1)
+
+
+def _shard(job: EvalJob, samples: list[Sample], workers: int, queue, stop, parent: int) -> None:
     """A child process's share of the samples; what it finished and how it ended go to the parent."""
+    die_with_parent(parent)
     try:
-        run_samples(job, samples, workers, lambda doc: queue.put(("done", {"id": doc["id"], "ciou": doc["ciou"]})))
+        run_samples(
+            job, samples, workers, lambda doc: queue.put(("done", {"id": doc["id"], "ciou": doc["ciou"]})), stop
+        )
     except SampleCrash as e:
-        queue.put(("crash", f"{e}\n{''.join(traceback.format_exception(e.__cause__ or e))}"))
+        queue.put(("crash", (str(e), e.traceback_text)))
     except ServersDown as e:
         queue.put(("down", str(e)))
     except KeyboardInterrupt:

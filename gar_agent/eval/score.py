@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gar_agent.eval.datasets import DATASETS
 from gar_agent.eval.metrics import SampleScore, normalize_box, summarize
-from gar_agent.eval.store import EvalDir, load_scores, read_config
+from gar_agent.eval.store import EvalDir, failure_kind, load_scores, read_config
 from gar_agent.result import RunResult
 from gar_agent.trace.store import atomic_write
 
@@ -47,6 +47,7 @@ def metrics_document(
     """metrics.json: summarize() of the records (in id order) plus what produced them."""
     duet = DATASETS[config["dataset"]].sources > 1
     ordered = sorted(scores, key=lambda s: s.id)  # the same order in a run and a rescore: same floats
+    failed = [{"id": s.id, "error": s.error, "kind": failure_kind(s.error)} for s in ordered if s.failed]
     return {
         **summarize(ordered, duet=duet, strict=strict),
         "dataset": config["dataset"],
@@ -55,7 +56,11 @@ def metrics_document(
         "settings": config["settings"],
         "n_missing": len(missing),
         "missing": list(missing),
-        "failed": [{"id": s.id, "error": s.error} for s in ordered if s.failed],
+        "failed": failed,
+        # failures that are not the method's outcome: a frame or audio file that could not be used,
+        # or our own code raising (each with its traceback in its sample file); `gar eval` exits 1 on them
+        "n_input_errors": sum(f["kind"] == "input" for f in failed),
+        "n_internal_errors": sum(f["kind"] == "internal" for f in failed),
     }
 
 

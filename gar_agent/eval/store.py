@@ -9,14 +9,21 @@ Layout of an evaluation folder OUT:
   atomically, so a sample either has a complete file or none (a corrupt one is redone);
 - `traces/<id>/trace.json`: the run's trace (run id = sample id), what the gate sweep replays;
 - `vis/<id>.jpg`: prediction (source colours) and ground truth (yellow, "GT");
-- `metrics.json`: the benchmark numbers, always computed from the sample files at the end.
+- `metrics.json`: the benchmark numbers, always computed from the sample files at the end;
+- `.lock`: held (flock) by the one `gar eval` writing the folder, and holding its pid.
+
+A failed sample's error says what failed it (`failure_kind`): its input (`media: ...`, e.g. a frame
+over the pixel limit), our own code (`internal error: ...`, the traceback in its sample file), the
+serving side (a backend fault), or the run itself (the model's answers, e.g. no usable box).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,12 +42,60 @@ from gar_agent.state import Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.store import atomic_write
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; the folder is then not locked
+    fcntl = None
+
 FORMAT = 1  # of eval.json and samples/<id>.json
 CHECKED = ("dataset", "settings")
+INPUT_ERROR = "media: "  # the prefix of a sample's error when its frame or audio could not be used
+INTERNAL_ERROR = "internal error: "  # ... when our code raised on it (the traceback is in its sample file)
+
+
+def failure_kind(error: str | None) -> str:
+    """What failed a sample, from its error: input | internal | backend | run (the model's answers)."""
+    if error and error.startswith(INPUT_ERROR):
+        return "input"
+    if error and error.startswith(INTERNAL_ERROR):
+        return "internal"
+    return "backend" if is_backend_fault(error) else "run"
 
 
 class SettingsMismatch(UserError):
     """An evaluation folder made with other settings than the ones given; the message is one line."""
+
+
+class FolderInUse(UserError):
+    """Another process holds the evaluation folder; the message names its pid."""
+
+
+@contextlib.contextmanager
+def hold_folder(root: Path):
+    """Hold OUT for this process while the block runs: a second `gar eval` on it stops (FolderInUse).
+
+    Two runs on one folder would each compute every sample and delete each other's temporary files.
+    The lock is an flock on OUT/.lock, released by the kernel however the holder ends (forked workers
+    share it while they live); the file holds the holder's pid, for the message.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise FolderInUse(
+                f"{root} is in use by another gar eval (pid {holder}): wait for it to end, or give another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
