@@ -139,3 +139,185 @@ def test_cut_keeps_at_most_limit_and_says_the_length(text, limit):
         assert shown == stripped
     else:
         assert shown.startswith(stripped[:limit]) and shown.endswith(f"… ({len(stripped):,} chars)")
+
+
+# --- issue 20.4: --step --png, --version, the viewer's install hint, the video in --json, the build ------
+
+
+def demo_run(example, tmp_path, capsys, script: Path | None = None) -> tuple[Path, str]:
+    """The demo's duet run with scripted answers: its trace directory and run id."""
+    image, audio, demo_script = example
+    script = script or demo_script
+    traces = tmp_path / "runs"
+    code, _, err = gar(capsys, "run", image, audio, "--backend", f"scripted:{script}", "--sources", 2,
+                       "--out", tmp_path / "o", "--trace-dir", traces)  # fmt: skip
+    assert code == 0, err
+    [run] = [p.parent.name for p in traces.glob("*/trace.json")]
+    return traces, run
+
+
+def test_trace_show_step_png_writes_that_steps_overlay(example, tmp_path, capsys):
+    traces, run = demo_run(example, tmp_path, capsys)
+    code, out, err = gar(capsys, "trace", "show", run, "--step", 2, "--png", tmp_path / "png", "--trace-dir", traces)
+    assert code == 0, err
+    assert [p.name for p in (tmp_path / "png").iterdir()] == ["step_002_gate.png"]
+    assert "wrote 1 overlay to" in out
+    code, out, _ = gar(capsys, "trace", "show", run, "--png", tmp_path / "all", "--trace-dir", traces)
+    assert code == 0 and len(list((tmp_path / "all").iterdir())) == 6
+
+
+def test_version(capsys):
+    from gar_agent import __version__
+
+    code, out, _ = gar(capsys, "--version")
+    assert code == 0 and out.strip() == f"gar-agent {__version__}"
+
+
+class FakeDist:
+    def __init__(self, direct_url: str | None) -> None:
+        self.direct_url = direct_url
+
+    def read_text(self, name: str) -> str | None:
+        return self.direct_url if name == "direct_url.json" else None
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "command"),
+    [
+        ('{"dir_info": {"editable": true}, "url": "file:///src/gar"}', "pip install -e '.[view]'"),
+        (None, "pip install 'gar-agent[view]'"),  # a wheel from an index: no direct_url.json
+        (
+            '{"archive_info": {}, "url": "file:///dist/gar_agent-0.1.0-py3-none-any.whl"}',
+            "pip install 'gar-agent[view]'",
+        ),
+    ],
+)
+def test_the_viewer_advice_matches_the_install(monkeypatch, direct_url, command):
+    from gar_agent import extras
+    from gar_agent.view.cli import missing_extra
+
+    monkeypatch.setattr(extras.metadata, "distribution", lambda name: FakeDist(direct_url))
+    assert missing_extra() == f"the viewer needs its extra: {command} (starlette, uvicorn)"
+
+
+def test_run_video_json_names_the_video_and_time(tmp_path, capsys):
+    from test_video import make_video, script_for
+
+    video = make_video(tmp_path / "clip.mp4", seconds=2.0)
+    code, out, err = gar(capsys, "run", video, "--at", 1.5, "--json", "--n-votes", 1, "--out", tmp_path / "o",
+                         "--trace-dir", tmp_path / "t", "--backend", f"scripted:{script_for(tmp_path)}")  # fmt: skip
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["video"]["path"] == str(video) and doc["video"]["at_s"] == 1.5
+    assert 1.4 < doc["video"]["frame_time_s"] <= 1.5 and doc["video"]["window_s"] == [0.0, 2.0]
+    assert doc["image"]["path"].endswith("frame.png") and doc["audio"]["path"].endswith(
+        "audio.wav"
+    )  # kept as they were
+    assert json.loads((tmp_path / "o" / "result.json").read_text()) == doc
+
+
+def test_python_m_build_is_not_shadowed_by_a_build_folder(tmp_path):
+    """`python -m build` in a checkout: the ignored build/ folder setuptools leaves is a namespace
+    package named `build`, which Python runs instead of the missing frontend ("'build' is a package
+    and cannot be directly executed"). The dev extra installs the frontend, which takes precedence."""
+    import subprocess
+    import sys
+
+    (tmp_path / "build" / "lib" / "gar_agent").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-m", "build", "--version"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "build" in done.stdout
+
+
+# --- issue 20.5: no repetition, step order ----------------------------------------------------------
+
+
+def test_live_run_does_not_reprint_the_branches(example, tmp_path, capsys):
+    image, audio, script = example
+    code, out, err = gar(capsys, "run", image, audio, "--backend", f"scripted:{script}", "--sources", 2,
+                         "--out", tmp_path / "o", "--trace-dir", tmp_path / "t")  # fmt: skip
+    assert code == 0, err
+    assert "localize" not in out
+    assert out.count("analyze_multi.txt") == 2 and out.count("refine_multi.txt") == 1  # each call shown once
+
+
+def test_trace_show_prints_in_step_order(example, tmp_path, capsys):
+    traces, run = demo_run(example, tmp_path, capsys)
+    code, out, err = gar(capsys, "trace", "show", run, "--trace-dir", traces)
+    assert code == 0, err
+    order = [out.index(p) for p in ("─ generate ", "source 0: violin", "─ analyze · source 0", "source 1: drum",
+                                    "─ refine · source 1")]  # fmt: skip
+    assert order == sorted(order), order
+
+
+# --- issue 20.6: replay and fork say what changed ---------------------------------------------------
+
+
+def test_replay_names_its_parent_the_change_and_the_diff(example, tmp_path, capsys, monkeypatch):
+    # the demo's answers, but Refine moves the violin's box (a replay that refines it changes its box)
+    answers = json.loads(example[2].read_text())
+    answers["refine"]["0"] = ['{"bbox": [30, 60, 120, 210], "changed": true}']
+    script = write_script(tmp_path / "script.json", **answers)
+    traces, run = demo_run(example, tmp_path, capsys, script)
+    parent = next(traces.glob("*/trace.json"))
+    monkeypatch.chdir(tmp_path)  # where traces/ would be
+    code, out, err = gar(capsys, "replay", parent, "--tau-av", 0.9, "--backend", f"scripted:{script}",
+                         "--out", tmp_path / "r")  # fmt: skip
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"replay of run {run} ({parent}) · changed: tau_av 0.5 -> 0.9"
+    [child] = [p for p in traces.glob("*/trace.json") if p != parent]  # beside the parent, not in ./traces
+    assert not (tmp_path / "traces").exists()
+    assert lines[-1] == f"compare: gar trace diff {parent} {child}"
+    # tau_av 0.9 sends the violin (av 0.89) to Refine too: its final box changes, said with its IoU
+    assert lines[-2] == (
+        f"final boxes changed from run {run}: source 0 [38, 70, 128, 215] -> [30, 60, 120, 210] "
+        "(IoU 0.762 with the parent's)"
+    )
+    code, out, _ = gar(capsys, "replay", parent, "--out", tmp_path / "r2")
+    assert code == 0 and f"final boxes unchanged from run {run}" in out and "· nothing changed" in out
+
+
+def test_fork_shows_the_edited_box(example, tmp_path, capsys):
+    traces, run = demo_run(example, tmp_path, capsys)
+    script = example[2]
+    code, out, err = gar(capsys, "fork", run, "--box", "0=40,60,120,200", "--trace-dir", traces,
+                         "--backend", f"scripted:{script}", "--out", tmp_path / "f")  # fmt: skip
+    assert code == 0, err
+    assert out.splitlines()[0].endswith(
+        "after generate · edits: source 0 initial box [38, 70, 128, 215] -> [40, 60, 120, 200]"
+    )
+    generate = out[out.index("─ generate ") : out.index("─ analyze ")]
+    assert "[40, 60, 120, 200] (fork edit; Generate gave [38, 70, 128, 215])" in " ".join(
+        line.strip("│ ") for line in generate.splitlines()
+    )
+    assert "source 0 [38, 70, 128, 215] -> [40, 60, 120, 200] (IoU 0.751 with the parent's)" in out
+
+
+def test_overlays_number_sources_as_the_tables_do(example, tmp_path, capsys):
+    from gar_agent.overlay import result_items
+    from gar_agent.result import RunResult
+
+    demo_run(example, tmp_path, capsys)
+    result = RunResult.model_validate_json((tmp_path / "o" / "result.json").read_text())
+    assert [item["label"] for item in result_items(result)] == ["source 0: violin", "source 1: drum (refined)"]
+
+
+# --- issue 20.7: an unusable answer shown once, cut, escaped ----------------------------------------
+
+NOISE = '\ufffdThedesaul\x19\x0512\x04 "bo' * 150  # what a random-weight model answers: 2,850 chars
+
+
+def test_an_unusable_answer_is_shown_once_cut_and_escaped(example, tmp_path, capsys):
+    image, audio, _ = example
+    script = write_script(tmp_path / "noise.json", audio=["A" + NOISE], generate=["B" + NOISE, "C" + NOISE])
+    code, out, err = gar(capsys, "run", image, audio, "--backend", f"scripted:{script}", "--n-votes", 1,
+                         "--out", tmp_path / "o", "--trace-dir", tmp_path / "t")  # fmt: skip
+    assert code == 1 and "the box answer was unusable after 2 tries" in err
+    no_raw_escapes(out + err)
+    for first in "ABC":  # each answer once (the repair prompt quoting it says so instead of repeating it)
+        assert out.count(f"{first}\ufffdThedesaul\\x19\\x0512\\x04") == 1, first
+    assert out.count(f"… ({len(NOISE) + 1:,} chars)") == 3 and "unusable answer: " not in out
+    assert "answer (unusable: no JSON object found in the answer): " in out and "«the answer above»" in out
+    width = {len(line) for line in out.splitlines() if line.startswith("│")}
+    assert len(width) == 1, width  # the panel's borders line up

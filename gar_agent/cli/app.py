@@ -160,7 +160,7 @@ def run(
         )
     except USER_ERRORS as e:  # a bug of ours keeps its traceback
         raise fail(str(e)) from None
-    finish(done.outcome.result, media, out, as_json, done.trace_path)
+    finish(done.outcome.result, media, out, as_json, done.trace_path, inputs["video"] if inputs else None)
 
 
 @app.command()
@@ -198,6 +198,23 @@ def demo(
         embed_media=False,
         checkpoints=None,
     )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from gar_agent import __version__
+
+        console.print(f"gar-agent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """GAR-SSL: find what makes the sound in a video frame, and see how the model reasoned."""
 
 
 def _mount() -> None:

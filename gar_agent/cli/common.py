@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from pathlib import Path
@@ -144,10 +145,25 @@ def step_printer(as_json: bool, fork_boxes: dict[int, list[int]] | None = None):
     return None if as_json else StepPrinter(console, err, fork_boxes)
 
 
-def finish(result: dict, media, out: Path, as_json: bool, trace_path: Path | None) -> None:
+def result_document(result, video=None) -> str:
+    """The result JSON; a run on a video also names the video and the time (`video`: the trace's
+    InputFile of it), which the image/audio keys alone cannot say (they are the cut frame and window)."""
+    if video is None:
+        return result.model_dump_json(indent=2) + "\n"
+    doc = json.loads(result.model_dump_json())
+    doc["video"] = {
+        "path": video.path,
+        "at_s": video.at_s,
+        "frame_time_s": video.frame_time_s,
+        "window_s": list(video.window_s) if video.window_s else None,
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def finish(result, media, out: Path, as_json: bool, trace_path: Path | None, video=None) -> None:
     """Write result.json and overlay.png, print the result, exit 1 if the run failed."""
     out.mkdir(parents=True, exist_ok=True)
-    document = result.model_dump_json(indent=2) + "\n"
+    document = result_document(result, video)
     (out / "result.json").write_text(document)
     if result.sources:
         save_overlay(media.image, result_items(result), out / "overlay.png")

@@ -26,6 +26,7 @@ from gar_agent.cli.common import (
     finish,
     step_printer,
 )
+from gar_agent.cli.rerun_text import fork_edits, parent_trace_dir, replay_changes, rerun_closing, rerun_header
 from gar_agent.cli.safe_text import safe, visible
 from gar_agent.cli.views import node_view
 from gar_agent.cli.views import show as show_view
@@ -64,6 +65,10 @@ FallbackOpt = Annotated[
         help="Model for calls the recording lacks: a backend name (as gar run takes), or `recorded`: the backend "
         "the run spec names, built again (API key from the environment variable it names).",
     ),
+]
+RerunTraceDir = Annotated[
+    Optional[Path],
+    typer.Option(help="Where RUN is looked up (default traces/) and the new trace goes (default: beside RUN's)."),
 ]
 RunRef = Annotated[str, typer.Argument(help="A trace file, a run folder, or a run id (prefix) in --trace-dir.")]
 
@@ -158,14 +163,14 @@ def show(
             + ", ".join(f"{s.index}:{s.node}" + ("" if s.source is None else f"[{s.source}]") for s in trace.steps)
         )
     )
-    # every step that ran, a researcher's own nodes included, in step order: a source's steps under its
-    # branch (made at its first step), the others on the run itself
+    # every step that ran, a researcher's own nodes included, in step order: the run's own steps (Generate)
+    # on the run, the per-source steps under their source's branch; the branches (in source order) are
+    # placed where the first per-source step ran
     sources = {src.index: src for src in final.sources}
     branches: dict[int, Tree] = {}
 
-    def branch(index: int) -> Tree:
-        if index not in branches:
-            src = sources[index]
+    def add_branches() -> None:
+        for index, src in sources.items():
             branches[index] = head.add(
                 Text(f"source {index}", style="bold").append(
                     visible(
@@ -175,24 +180,21 @@ def show(
                     )
                 )
             )
-        return branches[index]
 
     for s in trace.steps:
         view = node_view(s.node, _records(s.state))
-        if view is not None:
-            (branch(s.source) if s.source in sources else head).add(view)
-    for index in sources:  # a source no step ran for still has its line
-        branch(index)
+        if view is None:
+            continue
+        if s.source in sources and not branches:
+            add_branches()
+        (branches[s.source] if s.source in sources else head).add(view)
+    if not branches:  # no per-source step ran: the sources still have their lines
+        add_branches()
     if final.error:
         head.add(safe(final.error, "red"))
     show_view(console, head, err, "the run")
     if png:
         _step_overlays(trace, path, png)
-
-
-def _visible(text: str) -> str:
-    """A recorded text as it may be printed: control characters (escape sequences) shown, not obeyed."""
-    return "".join(c if c in "\n\t" or (c >= " " and c != "\x7f") else repr(c)[1:-1] for c in text)
 
 
 def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
@@ -209,8 +211,8 @@ def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
         shipped = shipped_graph(spec.graph.sha256)
         note = f"= shipped {shipped}" if shipped else "no shipped graph has this sha256"
         # one comment line (not wrapped to the console's width): the output is itself a graph file
-        sys.stdout.write(_visible(f"# recorded graph {spec.graph.name!r} sha256 {spec.graph.sha256} ({note})") + "\n")
-        sys.stdout.write(_visible(recorded) + ("" if recorded.endswith("\n") else "\n"))
+        sys.stdout.write(visible(f"# recorded graph {spec.graph.name!r} sha256 {spec.graph.sha256} ({note})") + "\n")
+        sys.stdout.write(visible(recorded) + ("" if recorded.endswith("\n") else "\n"))
         return
     try:
         other = graph_path(against)
@@ -224,7 +226,7 @@ def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
         tofile=str(other),
     )
     diff = "".join(lines)
-    sys.stdout.write(_visible(diff) if diff else f"the recorded graph equals {other}\n")
+    sys.stdout.write(visible(diff) if diff else f"the recorded graph equals {other}\n")
 
 
 def _records(state: dict) -> dict:
@@ -317,13 +319,19 @@ def _fallback(trace: Trace, backend: Optional[str], model: Optional[str]):
     return chat, backend_spec(backend, model, chat=chat)
 
 
-def _finish(done: Replayed, media, out, as_json) -> None:
-    """After a replay or fork: exit 3 naming a call the recording lacked, else the usual result."""
+def _finish(done: Replayed, media, out, as_json, parent: Trace, parent_path: Path) -> None:
+    """After a replay or fork: exit 3 naming a call the recording lacked, else the usual result, then
+    what changed against the parent and the command that compares the two."""
     if done.model.missing:
         finish_missing(done, done.trace_path, as_json)
     if not as_json:
         console.print(f"served {done.model.served} recorded call(s), sent {done.model.forwarded} to the backend")
-    finish(done.outcome.result, media, out, as_json, done.trace_path)
+    try:
+        finish(done.outcome.result, media, out, as_json, done.trace_path, parent.inputs.get("video"))
+    finally:
+        if not as_json:
+            for line in rerun_closing(parent, parent_path, done.outcome.result, done.trace_path):
+                console.print(visible(line), soft_wrap=True)  # a command to copy: never wrapped
 
 
 def finish_missing(done: Replayed, path: Path, as_json: bool) -> None:
@@ -348,13 +356,21 @@ def replay(
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/replay"),
     as_json: JsonOpt = False,
-    trace_dir: TraceDir = TRACES_DIR,
+    trace_dir: RerunTraceDir = None,
     checkpoints: Checkpoints = None,
 ) -> None:
     """Re-run a saved run with answers served from its recording (exit 3 if a call is missing)."""
-    trace, path = _load(run, trace_dir)
+    trace, path = _load(run, trace_dir or TRACES_DIR)
+    trace_dir = trace_dir or parent_trace_dir(trace, path)
     try:
         topology = _topology(trace, path, graph)
+        if not as_json:
+            changes = replay_changes(trace, n_votes=n_votes, tau_av=tau_av, tau_audio=tau_audio)
+            changes += [f"graph {trace.graph.name} -> {topology.name}"] if topology.name != trace.graph.name else []
+            changes += [f"prompts from {prompts}"] if prompts else []
+            console.print(
+                visible(rerun_header("replay", trace, path, changes), one_line=True), style="bold", soft_wrap=True
+            )
         prompt_set = _prompts(trace, path, prompts)
         media = trace_media(trace, path)
         fallback, fallback_spec = _fallback(trace, backend, model)
@@ -375,7 +391,7 @@ def replay(
         )
     except USER_ERRORS as e:
         raise fail(str(e)) from None
-    _finish(done, media, out, as_json)
+    _finish(done, media, out, as_json, trace, path)
 
 
 def _prompts(trace: Trace, path: Path, override: Path | None = None) -> PromptSet:
@@ -435,11 +451,12 @@ def fork(
     model: ModelOpt = None,
     out: Annotated[Path, typer.Option(help="Where result.json and overlay.png go.")] = Path("out/fork"),
     as_json: JsonOpt = False,
-    trace_dir: TraceDir = TRACES_DIR,
+    trace_dir: RerunTraceDir = None,
     checkpoints: Checkpoints = None,
 ) -> None:
     """Fork a saved run after Generate with edited state, and run on from there."""
-    trace, path = _load(run, trace_dir)
+    trace, path = _load(run, trace_dir or TRACES_DIR)
+    trace_dir = trace_dir or parent_trace_dir(trace, path)
     boxes = dict(_parse_box(b) for b in box or [])
     votes = [_parse_vote(v) for v in vote or []]
     if not boxes and not votes:
@@ -455,6 +472,9 @@ def fork(
         edits = [f"source {s} initial box -> {b}" for s, b in boxes.items()] + [
             f"source {s} vote {i} -> {a}" for s, i, a in votes
         ]
+        if not as_json:
+            header = rerun_header("fork", trace, path, fork_edits(trace, boxes, votes))
+            console.print(visible(header, one_line=True), style="bold", soft_wrap=True)
         done = fork_run(
             trace,
             media,
@@ -465,9 +485,9 @@ def fork(
             trace_dir,
             edits,
             checkpointer=open_checkpointer(checkpoints, trace_dir),
-            on_step=step_printer(as_json),
+            on_step=step_printer(as_json, fork_boxes=boxes),
             backend=fallback_spec,
         )
     except (MissingRecording, *USER_ERRORS) as e:
         raise fail(str(e)) from None
-    _finish(done, media, out, as_json)
+    _finish(done, media, out, as_json, trace, path)

@@ -91,7 +91,7 @@ def generate_view(
         for s in sources:
             box = Text(str(s.initial_box))
             if s.index in edited:
-                box.append(f" (edited by the fork; Generate gave {edited[s.index]})", style="bold yellow")
+                box.append(f" (fork edit; Generate gave {edited[s.index]})", style="bold yellow")
             table.add_row(
                 str(s.index),
                 safe(s.audio_class, one_line=True),

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from gar_agent import state as state_module
 from gar_agent.errors import UserError
+from gar_agent.extras import install_command
 
 
 def serializer() -> JsonPlusSerializer:
@@ -44,7 +45,7 @@ def postgres_saver(conn_string: str):
         from langgraph.checkpoint.postgres import PostgresSaver
         from psycopg import Connection
     except ImportError:
-        raise UserError("Postgres checkpoints need: pip install 'gar-agent[postgres]'") from None
+        raise UserError(f"Postgres checkpoints need: {install_command('postgres')}") from None
     conn = Connection.connect(conn_string, autocommit=True, prepare_threshold=0)
     saver = PostgresSaver(conn, serde=serializer())
     saver.setup()

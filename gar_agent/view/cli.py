@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from gar_agent.cli.common import USER_ERRORS, console, fail
+from gar_agent.extras import install_command
 from gar_agent.paths import TRACES_DIR
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -49,7 +50,9 @@ def allowed_hosts(host: str, extra: list[str] | None = None) -> list[str]:
     return out
 
 
-MISSING_EXTRA = "the viewer needs its extra: pip install -e '.[view]' (starlette, uvicorn)"
+def missing_extra() -> str:
+    """What to run when the viewer's dependencies are missing (for a wheel install or a checkout)."""
+    return f"the viewer needs its extra: {install_command('view')} (starlette, uvicorn)"
 
 
 def view(
@@ -70,7 +73,7 @@ def view(
     try:
         from gar_agent.view.source import Folder, ViewError
     except ImportError:  # pragma: no cover - the view extra is not installed
-        raise fail(MISSING_EXTRA) from None
+        raise fail(missing_extra()) from None
     if export is not None:
         from gar_agent.view.export import export_run
 
@@ -85,7 +88,7 @@ def view(
 
         from gar_agent.view.server import create_app
     except ImportError:
-        raise fail(MISSING_EXTRA) from None
+        raise fail(missing_extra()) from None
     try:
         folder = Folder.open(path)
     except ViewError as e:
