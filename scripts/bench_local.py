@@ -40,7 +40,7 @@ from bench_votes import ForcedGenerate  # noqa: E402  (a sibling script, not a p
 from gar_agent.cli.app import main as gar  # noqa: E402
 from gar_agent.media import load_media  # noqa: E402
 from gar_agent.models.qwen_omni import ChatQwenOmni  # noqa: E402
-from gar_agent.models.qwen_omni_prefix import kv_bytes_per_token  # noqa: E402
+from gar_agent.models.qwen_omni.prefix import kv_bytes_per_token  # noqa: E402
 from gar_agent.models.tiny import build_tiny_checkpoint  # noqa: E402
 from gar_agent.runner import run_clip  # noqa: E402
 from gar_agent.state import Settings  # noqa: E402

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import threading
 from pathlib import Path
@@ -202,9 +203,9 @@ def test_other_architecture(tmp_path):
 
 
 def test_quantization_needs_bitsandbytes(tiny_dir, monkeypatch):
-    real = qwen_omni.importlib.util.find_spec
+    real = importlib.util.find_spec
     monkeypatch.setattr(
-        qwen_omni.importlib.util,
+        importlib.util,
         "find_spec",
         lambda name, *a: None if name == "bitsandbytes" else real(name, *a),
     )

@@ -20,8 +20,8 @@ from gar_agent.calls import Request, ask
 from gar_agent.cli.app import main
 from gar_agent.media import load_media
 from gar_agent.models.qwen_omni import ChatQwenOmni, to_conversation
-from gar_agent.models.qwen_omni_media import audio_features
-from gar_agent.models.qwen_omni_prefix import kv_bytes_per_token
+from gar_agent.models.qwen_omni.media import audio_features
+from gar_agent.models.qwen_omni.prefix import kv_bytes_per_token
 from gar_agent.models.tiny import build_tiny_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -143,7 +143,7 @@ def test_cached_media_gives_the_stock_processors_logits_and_greedy_answer(tiny_d
             out = model(tiny_dir, prefix_cache=flag).invoke(msgs)
             assert out.content == stock_text(chat, ids)
         # the logits of the first answer token are the stock path's, exactly
-        from gar_agent.models.qwen_omni_prompt import build_prompt, stock_inputs
+        from gar_agent.models.qwen_omni.prompt import build_prompt, stock_inputs
 
         loaded = chat._loaded()
         chat._engine(loaded)
@@ -154,13 +154,13 @@ def test_cached_media_gives_the_stock_processors_logits_and_greedy_answer(tiny_d
 
 
 def test_a_processor_we_do_not_reproduce_falls_back_to_the_processor_path(tiny_dir, monkeypatch):
-    from gar_agent.models import qwen_omni
+    from gar_agent.models.qwen_omni import model as qwen_omni_model
 
     chat = model(tiny_dir, max_tokens=4)
     msgs = prompt(_png(60), _wav(60), "Where?")
     loaded = chat._loaded()
     monkeypatch.setattr(loaded, "media_path_ok", None)  # checked again here, restored afterwards
-    monkeypatch.setattr(qwen_omni, "processor_mismatch", lambda *a: "token ids differ")
+    monkeypatch.setattr(qwen_omni_model, "processor_mismatch", lambda *a: "token ids differ")
     with pytest.warns(UserWarning, match="media cache disabled .token ids differ"):
         out = chat.invoke(msgs)
     assert loaded.media_path_ok is False
@@ -374,7 +374,7 @@ def test_local_flags_on_another_backend_are_one_line_errors(clip_files, tmp_path
 
 
 def test_gar_eval_batches_samples_with_the_unbatched_answers(tiny_dir, tmp_path, capsys, monkeypatch):
-    from gar_agent.models import qwen_omni_batch
+    from gar_agent.models.qwen_omni import batch as qwen_omni_batch
 
     sizes: list[int] = []
     real_init, real_run = qwen_omni_batch.DynamicBatcher.__init__, qwen_omni_batch.DynamicBatcher._run

@@ -24,8 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gar_agent.models.qwen_omni_media import LRUCache
-from gar_agent.models.qwen_omni_prompt import Prompt, media_inputs
+from gar_agent.models.qwen_omni.media import LRUCache
+from gar_agent.models.qwen_omni.prompt import Prompt, media_inputs
 
 
 def kv_bytes_per_token(num_layers: int, num_kv_heads: int, head_dim: int, dtype_bytes: int = 2) -> int:

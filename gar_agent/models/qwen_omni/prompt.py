@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gar_agent.models.qwen_omni_media import EncodedAudio, EncodedImage, MediaCache, MediaRef
+from gar_agent.models.qwen_omni.media import EncodedAudio, EncodedImage, MediaCache, MediaRef
 
 
 @dataclass

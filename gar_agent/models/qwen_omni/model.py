@@ -1,6 +1,6 @@
 """Qwen2.5-Omni (and Qwen3-Omni) run locally through transformers, as a LangChain chat model.
 
-Loading lives in qwen_omni_load, message conversion in qwen_omni_content, the media and prefix
+Loading lives in load.py, message conversion in content.py, the media and prefix
 caches and the batcher in their own modules; this one is the chat model that joins them.
 
 Only the thinker (text out) is loaded: the talker is not needed for localization answers. Weights are
@@ -26,12 +26,12 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from gar_agent.models.qwen_omni_batch import DynamicBatcher
-from gar_agent.models.qwen_omni_content import ContentBlockError, to_conversation
-from gar_agent.models.qwen_omni_load import _LOADED, ModelLoadError, _get_processor, _load, _Loaded, _read_config
-from gar_agent.models.qwen_omni_media import MediaCache
-from gar_agent.models.qwen_omni_prefix import PrefixCache, batch_inputs, prepare_row
-from gar_agent.models.qwen_omni_prompt import Prompt, build_prompt, processor_mismatch, stock_inputs
+from gar_agent.models.qwen_omni.batch import DynamicBatcher
+from gar_agent.models.qwen_omni.content import ContentBlockError, to_conversation
+from gar_agent.models.qwen_omni.load import _LOADED, ModelLoadError, _get_processor, _load, _Loaded, _read_config
+from gar_agent.models.qwen_omni.media import MediaCache
+from gar_agent.models.qwen_omni.prefix import PrefixCache, batch_inputs, prepare_row
+from gar_agent.models.qwen_omni.prompt import Prompt, build_prompt, processor_mismatch, stock_inputs
 
 # ---- the chat model --------------------------------------------------------------------------------
 

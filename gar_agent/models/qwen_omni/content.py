@@ -12,7 +12,7 @@ from urllib.parse import unquote, urlparse
 from langchain_core.messages import BaseMessage, ChatMessage
 
 from gar_agent.media import decode_audio
-from gar_agent.models.qwen_omni_media import MediaRef
+from gar_agent.models.qwen_omni.media import MediaRef
 
 
 class ContentBlockError(ValueError):
