@@ -325,9 +325,16 @@ def _flip(a: float, b: float, t: float) -> int:
 
 
 def compare_pair(
-    base: Folder, other: Folder, resamples: int = 10_000, seed: int = 0, strict: bool = False, eps: float = 1e-9
+    base: Folder,
+    other: Folder,
+    resamples: int = 10_000,
+    seed: int = 0,
+    strict: bool = False,
+    eps: float = 1e-9,
+    points: bool = False,
 ) -> dict:
-    """Folder `other` against `base`: paired metrics with intervals, McNemar, changed samples."""
+    """Folder `other` against `base`: paired metrics with intervals, McNemar, changed samples
+    (with `points`, every paired sample's [id, cIoU in A, cIoU in B] too: the viewer's scatter)."""
     check_comparable(base, other)
     duet = DATASETS[base.config["dataset"]].sources > 1
     ev_a = {sid: i for i, sid in enumerate(base.ids) if strict or not base.failed[i]}
@@ -370,7 +377,9 @@ def compare_pair(
         if abs(b - a) > eps or ga != gb:
             changed.append(entry)
     changed.sort(key=lambda e: (-abs(e["delta"]), e["id"]))
+    extra = {"points": [[sid, float(ca[j]), float(cb[j])] for j, sid in enumerate(both)]} if points else {}
     return {
+        **extra,
         "folder": str(other.root),
         "n_paired": len(both),
         "metrics": rows,
@@ -406,7 +415,9 @@ def _groups(groups: dict[str, list[dict]], eps: float) -> list[dict]:
     return sorted(out, key=lambda g: (-(g["up"] + g["down"]), -g["n"], g["group"]))
 
 
-def compare_folders(paths: Sequence[str | Path], resamples: int = 10_000, seed: int = 0, strict: bool = False) -> dict:
+def compare_folders(
+    paths: Sequence[str | Path], resamples: int = 10_000, seed: int = 0, strict: bool = False, points: bool = False
+) -> dict:
     """The first folder against each of the others (B-A, C-A, ...); the JSON of `gar eval compare --json`."""
     folders = [load_folder(p) for p in paths]
     base = folders[0]
@@ -423,5 +434,5 @@ def compare_folders(paths: Sequence[str | Path], resamples: int = 10_000, seed: 
             metric_values(f, np.array([i for i in range(len(f.ids)) if strict or not f.failed[i]], dtype=int), duet)
             for f in folders
         ],
-        "comparisons": [compare_pair(base, f, resamples, seed, strict) for f in folders[1:]],
+        "comparisons": [compare_pair(base, f, resamples, seed, strict, points=points) for f in folders[1:]],
     }

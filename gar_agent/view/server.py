@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse as StarletteJSON
 from starlette.routing import Route
 
 from gar_agent.view import media
+from gar_agent.view.compare import compare_routes
 from gar_agent.view.page import render_page
 from gar_agent.view.safety import OutsideRoot
 from gar_agent.view.source import Folder, ViewError, diff_document, run_document
@@ -201,6 +202,7 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
         Route("/api/media", _guard(media_file)),
         Route("/api/thumb", _guard(thumb)),
         Route("/api/waveform", _guard(wave)),
+        *compare_routes(folder, _guard),
     ]
 
     @contextlib.asynccontextmanager
