@@ -452,3 +452,31 @@ def _ids(tmp_path: Path, *ids: str) -> Path:
     path = tmp_path / "ids.txt"
     path.write_text("\n".join(ids) + "\n")
     return path
+
+
+def test_a_sample_the_replay_raises_on_fails_alone_and_the_folder_is_held(source, capsys, tmp_path, monkeypatch):
+    from gar_agent.eval import replay as replay_module
+
+    _, src = source
+    real = replay_module.run_and_record
+
+    def flaky(*args, thread_id=None, **kwargs):
+        if thread_id == "s2":
+            raise KeyError("a bug on s2")
+        return real(*args, thread_id=thread_id, **kwargs)
+
+    monkeypatch.setattr(replay_module, "run_and_record", flaky)
+    dst = tmp_path / "d"
+    code, _, err = gar(capsys, "eval", "replay", src, "--out", dst)
+    assert code == 0, err
+    s2 = _docs(dst)["s2"]
+    assert s2["score"]["failed"] and s2["score"]["error"].startswith("internal error: KeyError")
+    assert "a bug on s2" in s2["traceback"]
+    assert sorted(d for d, doc in _docs(dst).items() if not doc["score"]["failed"]) == [
+        f"s{i}" for i in (0, 1, 3, 4, 5, 6)
+    ]
+    from gar_agent.eval.store import hold_folder
+
+    with hold_folder(dst):  # another process writing DST: a second replay stops with one line
+        code, _, err = gar(capsys, "eval", "replay", src, "--out", dst)
+    assert code == 2 and "in use by another gar eval" in err

@@ -5,6 +5,7 @@ Only options are parsed here; the work is in gar_agent.eval.replay and gar_agent
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ from gar_agent.cli.eval_cmd import _report, eval_app
 from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
 from gar_agent.eval.compare import CompareError, compare_folders
 from gar_agent.eval.replay import Changes, named_backend, plan, prepare, recorded_backend, run_replay
-from gar_agent.eval.store import SettingsMismatch
+from gar_agent.eval.store import SettingsMismatch, hold_folder
 
 EXIT_MISSING_CALL = 3  # as `gar replay`: the recording lacks a call and no backend was given
 
@@ -75,9 +76,19 @@ def replay_command(
         elif backend is not None:
             serving = served_options(backend, base_url, api_key_env, max_retries, request_timeout)
             fallback, answering = named_backend(backend, model, serving)
-        resumed = prepare(p, answering)
     except (*USER_ERRORS, SettingsMismatch) as e:
         raise fail(str(e)) from None
+    with contextlib.ExitStack() as held:  # one process writes DST at a time, as `gar eval run` holds OUT
+        try:
+            held.enter_context(hold_folder(p.dst.root))
+            resumed = prepare(p, answering)
+        except (*USER_ERRORS, SettingsMismatch) as e:
+            raise fail(str(e)) from None
+        _replay(p, out, backend, fallback, resumed, workers, vis, strict, retry_failed)
+
+
+def _replay(p, out, backend, fallback, resumed, workers, vis, strict, retry_failed) -> None:
+    """The samples replayed with a progress bar, then the report (exit 3 when some need the model)."""
     s = p.settings
     console.rule(
         f"gar eval replay · {p.src.root} -> {out} · graph {p.topology.name} · N={s.n_votes} "

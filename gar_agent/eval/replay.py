@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from gar_agent.eval.datasets import DATASETS
 from gar_agent.eval.execute import _gt_items  # the GT drawing of `gar eval run`'s overlays, shared
 from gar_agent.eval.score import metrics_document, score_result, write_metrics
 from gar_agent.eval.store import (
+    INTERNAL_ERROR,
     EvalDir,
     SettingsMismatch,
     check_folder,
@@ -188,6 +190,21 @@ def replay_sample(
         media = trace_media(trace, trace_path)
     except (TraceError, MediaError) as e:
         return SampleOutcome(sid, None, unavailable=str(e))
+    try:
+        return _rerun(p, sid, doc, trace, media, fallback, vis, start)
+    except Exception as e:  # our code or the graph raised on this sample: it fails alone, as in `gar eval run`
+        text = "".join(traceback.format_exception(e))
+        error = f"{INTERNAL_ERROR}{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+        failed = score_result(sid, score.gt_boxes, None, error)
+        out = sample_document(failed, None, time.perf_counter() - start, None, None, doc.get("gt_classes"))
+        out["traceback"] = text
+        _write(p.dst, sid, out)
+        return SampleOutcome(sid, out)
+
+
+def _rerun(p: ReplayPlan, sid: str, doc: dict, trace, media, fallback, vis: bool, start: float) -> SampleOutcome:
+    """The sample's run again under the plan, answered from its recording (and `fallback`)."""
+    score = doc["score"]
     model = replay_model(trace, fallback)  # one per sample: it serves each recorded answer once
     state = RunState(settings=p.settings, image=trace.final_state.image, audio=trace.final_state.audio)
     recorded = run_and_record(
