@@ -12,6 +12,8 @@ import importlib.util
 import io
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -294,17 +296,18 @@ def test_scripts_clip_and_ops():
 # --- runs --------------------------------------------------------------------------------------------
 
 
-def _run(media, sets: Path, benchmark: str, sources: int, run_async: bool = False, **script):
+def _run(media, sets: Path, benchmark: str, sources: int, run_async=False, per_call=None, model_cls=None, **script):
     prompts = PromptSet(sets / benchmark)
     manifest = prompts.manifest["defaults"]
     settings = Settings(
         sources=sources,
         n_votes=5,
+        votes_per_call=per_call,
         tau_av=manifest["tau_av"],
         tau_audio=manifest["tau_audio"],
         **protocol_settings(prompts, "reference", sources),
     )
-    model = ScriptedChatModel(script=script)
+    model = (model_cls or ScriptedChatModel)(script=script)
     if run_async:
         return asyncio.run(arun_clip(media, settings, model, prompts=prompts)).state
     return run_clip(media, settings, model, prompts=prompts).state
@@ -469,6 +472,77 @@ def test_duet_descriptions_keep_their_json_values(media, sets):
                  generate=['{"bboxes": [[0, 0, 100, 100], [10, 10, 60, 60]], "descriptions": [" left ", ["a"]]}'],
                  audio=['{"audio_classes": ["cello", "flute"]}'], analyze=['{"keep": true}'])  # fmt: skip
     assert [s.description for s in state.sources] == [" left ", ["a"]]  # strings unstripped, as the script keeps them
+
+
+STARTED: list[tuple] = []  # (stage, source) of each call of _Timed, as it starts
+
+
+class _Timed(ScriptedChatModel):
+    """Scripted answers that take a while (source 1's votes longest), each call logged as it starts."""
+
+    def _delay(self, run_manager) -> tuple[float, tuple]:
+        meta = (run_manager.metadata if run_manager else None) or {}
+        key = (meta.get("gar_stage"), meta.get("gar_source"))
+        STARTED.append(key)
+        return (0.2 if key == ("analyze", 0) else 0.02), key
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        time.sleep(self._delay(run_manager)[0])
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        await asyncio.sleep(self._delay(run_manager)[0])
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+@pytest.mark.parametrize("run_async", [False, True], ids=["invoke", "ainvoke"])
+def test_duet_sources_vote_one_after_another_then_refine(media, sets, run_async):
+    # the scripts' order: all of source 1's votes (in passes of 2 here), all of source 2's, then Refine;
+    # source 1's votes are the slow ones, so branches left to run side by side would interleave
+    STARTED.clear()
+    state = _run(
+        media,
+        sets,
+        "music-duet",
+        2,
+        run_async=run_async,
+        per_call=2,
+        model_cls=_Timed,
+        generate=['{"bboxes": [[0, 0, 100, 100], [10, 10, 60, 60]], "descriptions": ["a", "b"]}'],
+        audio=['{"audio_classes": ["cello", "flute"], "audio_confidence_scores": [0.9, 0.9]}'],
+        analyze=['{"keep": false, "av_consistency": 0.1}'],
+        refine=['{"changed": false}'],
+    )
+    result = run_result(state)
+    assert result.error is None and (result.refined, result.skipped) == (2, 0)
+    started = list(STARTED)
+    assert started[:8] == [("generate", None), ("audio", None), *[("analyze", 0)] * 3, *[("analyze", 1)] * 3]
+    assert sorted(started[8:]) == [("refine", 0), ("refine", 1)]
+
+
+def test_a_branch_that_raises_releases_the_waiting_one(media, sets, monkeypatch):
+    # a bug in source 1's branch: source 2's branch waits for source 1's votes and must not wait forever
+    parse = ref.parse_votes
+
+    def broken(answers, first, sent=None):
+        if sent is not None and sent.source == 0:
+            raise ValueError("a bug of ours")
+        return parse(answers, first, sent)
+
+    monkeypatch.setattr(ref, "parse_votes", broken)
+    outcome: list = []
+
+    def run():
+        try:
+            _run(media, sets, "music-duet", 2, model_cls=_Timed,
+                 generate=['{"bboxes": [[0, 0, 100, 100], [10, 10, 60, 60]]}'], audio=["{}"], analyze=["{}"])  # fmt: skip
+        except ValueError as e:
+            outcome.append(str(e))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive() and outcome == ["a bug of ours"]
 
 
 NON_OBJECT_VOTE = '```json\n[{"keep": true}]\n```'

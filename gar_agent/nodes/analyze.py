@@ -49,4 +49,6 @@ def analyze(state: SourceState, ctx: GarContext) -> Asks:
             order.end(src.index, fatal)
         return report(src, call)
     src.analysis = protocol.finish_analysis(src.votes, ctx.prompts.cleanup)
+    if order is not None and len(src.votes) >= settings.n_votes:  # also for a graph with no Gate or Refine after
+        order.end(src.index)
     return report(src, call)

@@ -10,7 +10,11 @@ side, so in a `reference` run with several sources they keep that order through 
 - the Gate (or Refine, in a graph without a Gate) waits until every source's analysis has ended;
 - where one ended the clip (`end(k, reason)`), the waiting node asks nothing and records why.
 
-A branch marks its analysis ended when Analyze fails, or when it reaches the Gate or Refine.
+A branch marks its analysis ended when Analyze fails or has its N votes, or when it reaches the Gate
+or Refine. (A graph of one's own whose branch stops voting before N and has neither would leave the
+later sources waiting: the shipped graphs all end analysis in one of these ways.) With
+`--votes-per-call` below N the clip ends at the pass holding the bad vote, where the scripts would
+ask the rest of that source's N votes first; the outcome is the same.
 The protocol's Generate puts a fresh `ScriptOrder` on the run's context; a run without one (protocol
 `gar`, a single source, a graph started after Generate) waits for nothing.
 
