@@ -23,6 +23,7 @@ import numpy as np
 import soundfile as sf
 
 from gar_agent.errors import UserError
+from gar_agent.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
 from gar_agent.state import AudioInfo, ImageInfo
 
 SAMPLE_RATE = 16_000
@@ -32,8 +33,6 @@ SILENCE = 1e-4  # peak amplitude under which a clip carries no usable sound
 # Frames above this many pixels are refused before decoding: far above any real frame (an 8K frame
 # is 33 MP), far below what a decompression bomb asks (a 1 MB PNG can declare 20000x20000, which
 # OpenCV decodes into 1.2 GB before anything else looks). --max-pixels or GAR_MAX_PIXELS change it.
-DEFAULT_MAX_PIXELS = 50_000_000
-MAX_PIXELS_ENV = "GAR_MAX_PIXELS"
 _max_pixels: int | None = None  # set for one command by `pixel_limit` (its --max-pixels)
 
 

@@ -27,11 +27,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from gar_agent.cli.app import app, main
-from gar_agent.cli.eval_cmd import eval_command
-
-if not any(c.name == "eval" for c in app.registered_commands):  # until the lead mounts it in app.py
-    app.command("eval")(eval_command)
+from gar_agent.cli.app import main
 
 TESTS = Path(__file__).resolve().parent
 BACKEND = "test_eval:RectModel"

@@ -264,12 +264,9 @@ def test_a_broken_graph_file_is_a_one_line_graph_error(tmp_path, code, message):
 
 @pytest.fixture(scope="module")
 def cli():
-    """`gar` in-process, with `gar graph` mounted (the app mounts it; added here if not yet)."""
+    """`gar` in-process."""
     from gar_agent.cli import app as cli_app
-    from gar_agent.cli.graph_cmd import graph_app
 
-    if not any(g.name == "graph" for g in cli_app.app.registered_groups):
-        cli_app.app.add_typer(graph_app, name="graph")
     return cli_app.main
 
 

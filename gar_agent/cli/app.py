@@ -40,6 +40,7 @@ from gar_agent.cli.common import (
     step_printer,
     with_pixel_limit,
 )
+from gar_agent.cli.lazy import LazyGroup
 from gar_agent.cli.local_model import PrefixCacheOpt, local_options
 from gar_agent.cli.safe_text import visible
 from gar_agent.cli.serving import (
@@ -51,17 +52,10 @@ from gar_agent.cli.serving import (
     RetryBackoffOpt,
     served_options,
 )
-from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
-from gar_agent.prompts import PromptSet
-from gar_agent.run import run_and_record
-from gar_agent.spec import build_spec
-from gar_agent.topology import load_topology
-from gar_agent.trace.checkpoints import open_checkpointer
-from gar_agent.trace.record import input_files
-from gar_agent.video.clip import run_media
 
 app = typer.Typer(
+    cls=LazyGroup,  # the commands of other modules load when run (gar_agent.cli.lazy)
     help="GAR-SSL: find what makes the sound in a video frame, and see how the model reasoned.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -111,6 +105,15 @@ def run(
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Localize the sound sources of IMAGE given AUDIO, showing every step."""
+    from gar_agent.models.backends import resolve_backend
+    from gar_agent.prompts import PromptSet
+    from gar_agent.run import run_and_record
+    from gar_agent.spec import build_spec
+    from gar_agent.topology import load_topology
+    from gar_agent.trace.checkpoints import open_checkpointer
+    from gar_agent.trace.record import input_files
+    from gar_agent.video.clip import run_media
+
     check_votes(n_votes, votes_per_call)
     try:
         topology = load_topology(graph)
@@ -215,35 +218,6 @@ def _root(
     ] = False,
 ) -> None:
     """GAR-SSL: find what makes the sound in a video frame, and see how the model reasoned."""
-
-
-def _mount() -> None:
-    """Sub-command groups that live in their own modules."""
-    from gar_agent.cli.data_cmd import data_app
-    from gar_agent.cli.eval_cmd import eval_app
-    from gar_agent.cli.eval_loop_cmd import compare_command  # noqa: F401  (adds replay and compare to eval_app)
-    from gar_agent.cli.graph_cmd import graph_app
-    from gar_agent.cli.model_cmd import model_app
-    from gar_agent.cli.prompts_cmd import prompts_app
-    from gar_agent.cli.trace_cmd import fork, replay, trace_app
-    from gar_agent.cli.track_cmd import track_command
-    from gar_agent.view.cli import view
-
-    app.add_typer(model_app, name="model", help="Model utilities (tiny test checkpoint).")
-    app.add_typer(data_app, name="data", help="Benchmark data preparation.")
-    app.add_typer(trace_app, name="trace", help="Inspect saved runs: list, show, diff.")
-    app.add_typer(graph_app, name="graph", help="Graph topologies: show how a graph file wires the nodes.")
-    app.add_typer(
-        prompts_app, name="prompts", help="Prompt sets: import the authors' prompts for --protocol reference."
-    )
-    app.add_typer(eval_app, name="eval")
-    app.command("track")(track_command)
-    app.command()(replay)
-    app.command()(fork)
-    app.command()(view)
-
-
-_mount()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,22 +7,23 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from gar_agent.cli.safe_text import visible
-from gar_agent.cli.views import StepPrinter, result_table, show
 from gar_agent.errors import UserError
-from gar_agent.media import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV, MediaError, max_pixels, pixel_limit
-from gar_agent.models.backends import BackendError
-from gar_agent.models.scripted import ScriptError
-from gar_agent.overlay import result_items, save_overlay
-from gar_agent.prompts import PromptError, PromptSet, protocol_settings
-from gar_agent.state import Settings
-from gar_agent.topology import GraphError, Topology
-from gar_agent.trace.store import TraceError
+from gar_agent.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
+from gar_agent.models.backends import backend_names  # light: the adapters load when a model is built
+
+# Every command imports this module: what a command does (LangGraph, LangChain, OpenCV, the
+# metrics) is imported where it is done, so `gar --help` and light commands start in a fraction of
+# a second (scripts/bench_imports.py measures it; tests/test_cli_imports.py keeps it so).
+if TYPE_CHECKING:
+    from gar_agent.prompts import PromptSet
+    from gar_agent.state import Settings
+    from gar_agent.topology import Topology
 
 # Piped output (files, CI logs) gets a wide page instead of rich's 80-column default; COLUMNS sets another.
 # No markup and no emoji codes in printed strings: they carry file names, trace fields and model text,
@@ -32,8 +33,9 @@ console = Console(
 )
 err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 
-# Errors a user can fix: one line on stderr, exit 2, no traceback.
-USER_ERRORS = (UserError, MediaError, BackendError, ScriptError, PromptError, GraphError, TraceError, FileNotFoundError)
+# Errors a user can fix: one line on stderr, exit 2, no traceback. Each module's own (MediaError,
+# BackendError, ScriptError, PromptError, GraphError, TraceError, DatasetError...) is a UserError.
+USER_ERRORS = (UserError, FileNotFoundError)
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 
@@ -53,6 +55,9 @@ def run_settings(
 ) -> Settings:
     """The Settings of a clip's run from the options gar run and gar track share (PromptError if the
     prompt set and protocol do not belong together; the protocol fixes its own decoding)."""
+    from gar_agent.prompts import protocol_settings
+    from gar_agent.state import Settings
+
     return Settings(
         sources=sources,
         n_votes=n_votes,
@@ -126,6 +131,8 @@ def with_pixel_limit(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from gar_agent.media import MediaError, max_pixels, pixel_limit
+
         with pixel_limit(kwargs.get("max_pixels")):
             try:
                 max_pixels()
@@ -137,11 +144,18 @@ def with_pixel_limit(command):
 
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print only the result JSON on stdout.")]
-Backend = Annotated[str, typer.Option(help="qwen-omni | scripted:FILE | module:attr (any LangChain BaseChatModel).")]
+Backend = Annotated[
+    str,
+    typer.Option(
+        help=" | ".join([*backend_names(), "scripted:FILE", "module:attr (any LangChain BaseChatModel)."]),
+    ),
+]
 
 
 def step_printer(as_json: bool, fork_boxes: dict[int, list[int]] | None = None):
     """The live step view (none with --json); `fork_boxes`: a fork's edited initial boxes."""
+    from gar_agent.cli.views import StepPrinter
+
     return None if as_json else StepPrinter(console, err, fork_boxes)
 
 
@@ -162,6 +176,9 @@ def result_document(result, video=None) -> str:
 
 def finish(result, media, out: Path, as_json: bool, trace_path: Path | None, video=None) -> None:
     """Write result.json and overlay.png, print the result, exit 1 if the run failed."""
+    from gar_agent.cli.views import result_table, show
+    from gar_agent.overlay import result_items, save_overlay
+
     out.mkdir(parents=True, exist_ok=True)
     document = result_document(result, video)
     (out / "result.json").write_text(document)

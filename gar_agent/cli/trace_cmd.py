@@ -6,7 +6,7 @@ import difflib
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.pretty import Pretty
@@ -31,20 +31,19 @@ from gar_agent.cli.safe_text import safe, visible
 from gar_agent.cli.views import node_view
 from gar_agent.cli.views import show as show_view
 from gar_agent.models.backends import resolve_backend
-from gar_agent.overlay import save_overlay, source_label
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.result import STATUS_TEXT, source_status
 from gar_agent.spec import backend_spec, folder_spec
 from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
-from gar_agent.topology import GraphError, graph_path, recorded_topology, shipped_graph
-from gar_agent.trace.checkpoints import open_checkpointer
-from gar_agent.trace.diff import diff_traces
-from gar_agent.trace.replay import MissingRecording, Replayed, replay_model, trace_media
-from gar_agent.trace.replay import fork as fork_run
-from gar_agent.trace.replay import replay as replay_run
 from gar_agent.trace.schema import Trace
 from gar_agent.trace.store import list_traces, read_trace, resolve_trace
+
+# Re-running a trace needs LangGraph, LangChain and the media decoders, diffing it the metrics (scipy,
+# sklearn), loading a graph LangGraph: the commands that do it import them, so `gar trace list|show`
+# start fast (tests/test_cli_imports.py).
+if TYPE_CHECKING:
+    from gar_agent.trace.replay import Replayed
 
 EXIT_MISSING_CALL = 3
 
@@ -199,6 +198,8 @@ def show(
 
 def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
     """Print the recorded graph source, or its unified diff against a graph file (read as text, never imported)."""
+    from gar_agent.topology import GraphError, graph_path, shipped_graph
+
     spec = _full_spec(trace, path)  # an eval folder's trace: the texts are in the folder's spec.json
     info = trace.graph
     if spec is None or spec.graph.source is None:
@@ -244,6 +245,9 @@ def _records(state: dict) -> dict:
 
 def _step_overlays(trace: Trace, path: Path, folder: Path, only: int | None = None) -> None:
     """An overlay per step that has boxes (the boxes as they stand after it); `only`: that step's alone."""
+    from gar_agent.overlay import save_overlay, source_label
+    from gar_agent.trace.replay import trace_media
+
     media = trace_media(trace, path)
     boxes: dict[int, dict] = {}
     written = 0
@@ -268,6 +272,8 @@ def _step_overlays(trace: Trace, path: Path, folder: Path, only: int | None = No
 @trace_app.command()
 def diff(a: RunRef, b: RunRef, trace_dir: TraceDir = TRACES_DIR) -> None:
     """Settings, answers and decisions that differ, and the final boxes with their IoU."""
+    from gar_agent.trace.diff import diff_traces
+
     ta, _ = _load(a, trace_dir)
     tb, _ = _load(b, trace_dir)
     d = diff_traces(ta, tb)
@@ -298,6 +304,8 @@ def _short(v, n: int = 80) -> str:
 def _topology(trace: Trace, path: Path, graph: str | None = None):
     """The graph asked for (`--graph`, the user's own file), else the shipped graph with the recorded
     sha256; never the file the trace names (a trace is data: importing its file would run its code)."""
+    from gar_agent.topology import recorded_topology
+
     return recorded_topology(trace.graph.name, trace.graph.sha256, graph, f"gar trace show {path}")
 
 
@@ -360,6 +368,10 @@ def replay(
     checkpoints: Checkpoints = None,
 ) -> None:
     """Re-run a saved run with answers served from its recording (exit 3 if a call is missing)."""
+    from gar_agent.trace.checkpoints import open_checkpointer
+    from gar_agent.trace.replay import replay as replay_run
+    from gar_agent.trace.replay import replay_model, trace_media
+
     trace, path = _load(run, trace_dir or TRACES_DIR)
     trace_dir = trace_dir or parent_trace_dir(trace, path)
     try:
@@ -455,6 +467,10 @@ def fork(
     checkpoints: Checkpoints = None,
 ) -> None:
     """Fork a saved run after Generate with edited state, and run on from there."""
+    from gar_agent.trace.checkpoints import open_checkpointer
+    from gar_agent.trace.replay import MissingRecording, replay_model, trace_media
+    from gar_agent.trace.replay import fork as fork_run
+
     trace, path = _load(run, trace_dir or TRACES_DIR)
     trace_dir = trace_dir or parent_trace_dir(trace, path)
     boxes = dict(_parse_box(b) for b in box or [])

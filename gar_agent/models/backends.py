@@ -14,12 +14,15 @@ import importlib
 import inspect
 import sys
 from pathlib import Path
-
-from langchain_core.language_models import BaseChatModel
+from typing import TYPE_CHECKING
 
 from gar_agent.errors import BackendError
-from gar_agent.models.scripted import ScriptedChatModel
 from gar_agent.registry import backend_factory, backend_names, register_backend
+
+# LangChain is imported when a model is built, not when a backend is named: `gar --help` lists the
+# registered names from here without paying for it.
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 DEFAULT_QWEN = "Qwen/Qwen2.5-Omni-7B"
 
@@ -44,6 +47,8 @@ def _openai(model: str | None, **options) -> BaseChatModel:
 def resolve_backend(spec: str, model: str | None = None, **options) -> BaseChatModel:
     """The chat model named by a --backend value."""
     if spec.startswith("scripted:"):
+        from gar_agent.models.scripted import ScriptedChatModel
+
         return ScriptedChatModel.from_file(spec.split(":", 1)[1])
     factory = backend_factory(spec)
     if factory is not None:
@@ -57,6 +62,8 @@ def resolve_backend(spec: str, model: str | None = None, **options) -> BaseChatM
 
 
 def _import_chat_model(spec: str) -> BaseChatModel:
+    from langchain_core.language_models import BaseChatModel
+
     module_name, attr = spec.rsplit(":", 1)
     if str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))
