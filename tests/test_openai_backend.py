@@ -28,9 +28,14 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from gar_agent.calls import Request, ask
 from gar_agent.cli.app import main
 from gar_agent.media import load_media
-from gar_agent.models.faults import is_backend_fault
-from gar_agent.models.openai_backend import ChatOpenAIServed, qwen_resize, retry_after_s
-from gar_agent.models.servers import AllServersDown, ServerPool
+from gar_agent.models.openai import (
+    AllServersDown,
+    ChatOpenAIServed,
+    ServerPool,
+    is_backend_fault,
+    qwen_resize,
+    retry_after_s,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from openai_stub import Fault, StubServer, audio_key, dead_url, make_samples  # noqa: E402
@@ -153,7 +158,7 @@ def test_greedy_audio_only_call_sends_no_n_and_temperature_zero(servers, clip):
 def test_system_turn_history_and_api_key(servers, clip, monkeypatch):
     stub, url = servers()
     monkeypatch.setenv("MY_KEY", "sk-test")
-    from gar_agent.models.openai_backend import from_options
+    from gar_agent.models.openai import from_options
 
     model = from_options("stub-model", [url], api_key_env="MY_KEY")
     question = HumanMessage(content=[clip.image_block(), {"type": "text", "text": "Box it."}])
@@ -614,3 +619,20 @@ def test_gar_eval_gives_a_served_model_a_process_per_16_samples_in_flight(monkey
     model = served("http://127.0.0.1:9/v1")
     assert [auto_processes(model, w) for w in (1, 16, 31, 32, 64, 256)] == [1, 1, 1, 2, 4, 4]  # at most one per CPU
     assert auto_processes(ScriptedChatModel(script={"audio": ["x"]}), 256) == 1  # not served: one process
+
+
+def test_the_openai_package_neither_shadows_the_sdk_nor_loads_it_for_gar_eval():
+    # gar eval imports is_backend_fault for every backend: that must not pull in langchain-openai and
+    # aiohttp; and our package named `openai` must leave `import openai` to the real SDK.
+    code = (
+        "import sys\n"
+        "import gar_agent.eval.execute\n"
+        "from gar_agent.models.openai import is_backend_fault\n"
+        "assert 'langchain_openai' not in sys.modules and 'aiohttp' not in sys.modules, 'loaded eagerly'\n"
+        "import openai, langchain_openai\n"
+        "assert hasattr(openai, 'AsyncOpenAI'), openai.__file__\n"
+        "from gar_agent.models.openai import ChatOpenAIServed, from_options\n"
+        "assert isinstance(from_options('m', base_urls=['http://127.0.0.1:9/v1']), ChatOpenAIServed)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -16,7 +16,7 @@ from test_trace import VOTES, cli, recorded  # noqa: F401  (fixture)
 
 from gar_agent.cli.app import main
 from gar_agent.errors import BackendError
-from gar_agent.models.openai_backend import ChatOpenAIServed
+from gar_agent.models.openai import ChatOpenAIServed
 from gar_agent.paths import GRAPHS_DIR, PROMPTS_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.spec import BackendSpec, RunSpec, backend_spec, model_config_fields, read_spec

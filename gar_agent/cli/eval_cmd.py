@@ -68,7 +68,7 @@ from gar_agent.eval.store import (
 )
 from gar_agent.eval.sweep import grid, sweep, write_sweep
 from gar_agent.models.backends import resolve_backend
-from gar_agent.models.faults import is_backend_fault
+from gar_agent.models.openai import is_backend_fault
 from gar_agent.prompts import PromptSet, protocol_settings
 from gar_agent.spec import build_spec, write_spec
 from gar_agent.state import Settings

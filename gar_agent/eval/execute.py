@@ -31,7 +31,7 @@ from gar_agent.eval.score import score_result
 from gar_agent.eval.store import INTERNAL_ERROR, EvalDir, failure_kind, sample_document
 from gar_agent.loop import BackgroundLoop
 from gar_agent.media import Media, MediaError, load_media
-from gar_agent.models.faults import is_backend_fault
+from gar_agent.models.openai import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
 from gar_agent.run import arun_and_record, run_and_record

@@ -43,7 +43,7 @@ from gar_agent.eval.store import (
     store_config,
 )
 from gar_agent.media import MediaError
-from gar_agent.models.faults import is_backend_fault
+from gar_agent.models.openai import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptError, PromptSet, protocol_settings
 from gar_agent.run import Lineage, run_and_record

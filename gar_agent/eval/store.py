@@ -34,7 +34,7 @@ from gar_agent import __version__
 from gar_agent.errors import UserError
 from gar_agent.eval.datasets import DATASETS, DatasetSpec, Sample
 from gar_agent.eval.metrics import SampleScore
-from gar_agent.models.faults import is_backend_fault
+from gar_agent.models.openai import is_backend_fault
 from gar_agent.prompts import PromptSet
 from gar_agent.result import RunResult
 from gar_agent.spec import SPEC_FILE

@@ -39,7 +39,7 @@ def _qwen_omni(model: str | None, **options) -> BaseChatModel:
 
 @register_backend("openai")
 def _openai(model: str | None, **options) -> BaseChatModel:
-    from gar_agent.models.openai_backend import from_options  # langchain-openai only when asked for
+    from gar_agent.models.openai import from_options  # langchain-openai only when asked for
 
     return from_options(model, **options)
 

@@ -9,7 +9,7 @@ its samples on that loop too, so a request needs no hand-over between threads.
 The OpenAI SDK's own client is not used to send: its request machinery costs three times the CPU of
 the POST itself (0.9 vs 0.3 ms a call, measured on this loop), and at 64+ samples in flight that CPU
 is the ceiling on throughput. What the SDK would add (retries, status handling) is ours anyway
-(gar_agent/models/openai_backend.py); LangChain's ChatOpenAI still builds each payload and reads
+(gar_agent/models/openai/backend.py); LangChain's ChatOpenAI still builds each payload and reads
 each answer.
 
 A body is read in chunks up to a cap (`BodyTooLarge` past it): a server we do not control can send

@@ -7,18 +7,18 @@ blocks into `input_audio`, passes `n` and returns one generation per choice, and
 What it adds for a benchmark against a fleet of servers:
 
 - the requests of a process share one event loop and aiohttp connections
-  (gar_agent/models/openai_transport.py), so hundreds can be in flight without a thread each (the
+  (gar_agent/models/openai/transport.py), so hundreds can be in flight without a thread each (the
   OpenAI SDK's client, which ChatOpenAI would send with, is not used: its per-request CPU was the
   ceiling on throughput);
 - several base URLs, least loaded first, a clip's calls kept on one server for its prefix cache,
-  and a circuit breaker per server (gar_agent/models/servers.py);
+  and a circuit breaker per server (gar_agent/models/openai/servers.py);
 - fault handling of our own: bounded retries with exponential backoff
   and jitter on 429 (honouring `Retry-After`), 408/409/425, 5xx, connection errors and timeouts,
   a per-attempt time limit, all configurable, so tests can use millisecond backoffs;
 - a cap on the body read (`max_response_bytes`, 16 MiB; `--max-response-bytes`): a huge or endless
   body fails its call with `MalformedResponse` without being read (not retried: a server that sent
   one runaway answer to a request would send it again);
-- one-line errors that say whose fault it is (gar_agent/models/faults.py): `BackendUnavailable`
+- one-line errors that say whose fault it is (gar_agent/models/openai/faults.py): `BackendUnavailable`
   after the last retry, `MalformedResponse` for a body that is JSON but not a chat completion (not
   retried: an error for that call, never a crash), `BackendRefused` for 401/403/404; `gar eval`
   runs such samples again on the next run of the same command. A 400 is this request's fault.
@@ -48,9 +48,10 @@ from langchain_core.outputs import ChatResult
 from langchain_openai import ChatOpenAI
 from pydantic import ConfigDict, Field, PrivateAttr, SecretStr
 
-from gar_agent.models.faults import BackendRefused, BackendUnavailable, MalformedResponse
-from gar_agent.models.openai_transport import MAX_RESPONSE_BYTES, BodyTooLarge, LoopSession
-from gar_agent.models.servers import AllServersDown, Server, ServerPool
+from gar_agent.errors import BackendError
+from gar_agent.models.openai.faults import BackendRefused, BackendUnavailable, MalformedResponse
+from gar_agent.models.openai.servers import AllServersDown, Server, ServerPool
+from gar_agent.models.openai.transport import MAX_RESPONSE_BYTES, BodyTooLarge, LoopSession
 
 log = logging.getLogger(__name__)
 
@@ -363,8 +364,6 @@ def from_options(
     **extra: Any,
 ) -> ChatOpenAIServed:
     """Build the served model from command-line options; BackendError (one line) for bad ones."""
-    from gar_agent.models.backends import BackendError
-
     urls = list(base_urls or [])
     if not urls and os.environ.get("OPENAI_BASE_URL"):
         urls = [os.environ["OPENAI_BASE_URL"]]
