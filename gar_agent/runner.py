@@ -15,8 +15,8 @@ from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 
+from gar_agent.context import GarContext
 from gar_agent.media import Media
-from gar_agent.nodes.context import GarContext
 from gar_agent.nodes.generate import initial_state
 from gar_agent.prompts import PromptSet
 from gar_agent.result import RunResult, run_result

@@ -207,7 +207,7 @@ def test_a_checkpoint_edited_with_json_state_reruns_with_the_original_answers(me
     """What a fork over LangGraph's server does, in process: the update carries the channels' JSON
     form (dicts), and the re-run from that checkpoint, on the same thread with the same model object,
     is served the scripted answers the original run got there."""
-    from gar_agent.nodes.context import GarContext
+    from gar_agent.context import GarContext
     from gar_agent.nodes.generate import initial_state
     from gar_agent.prompts import PromptSet
     from gar_agent.runner import stream_run

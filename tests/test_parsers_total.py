@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gar_agent.answers import parse_audio, parse_boxes, parse_refine, parse_vote
-from gar_agent.nodes.context import GarContext
+from gar_agent.context import GarContext
 from gar_agent.prompts import PromptSet, protocol_settings
 from gar_agent.protocols import gar, reference
 from gar_agent.protocols.importer import import_prompts

@@ -5,7 +5,7 @@ confidence), peers. Writes: calls (the new one), source.votes (each raw answer, 
 reason), source.analysis (the aggregate of the votes so far), source.error.
 
 Protocol reference with several sources: a source's first pass waits for the earlier sources'
-votes, and a failure ends the clip for every branch (nodes/script_order.py).
+votes, and a failure ends the clip for every branch (protocols/script_order.py).
 
 One pass asks for up to `votes_per_call` votes in one model call; the graph loops back here until N
 votes are in, so each loop is a step you can inspect and fork.
@@ -14,10 +14,10 @@ votes are in, so each loop is a step you can inspect and fork.
 from __future__ import annotations
 
 from gar_agent import protocols
-from gar_agent.nodes.common import report, source_values
-from gar_agent.nodes.context import GarContext
+from gar_agent.context import GarContext
 from gar_agent.nodes.runnable import Asks, model_node
-from gar_agent.nodes.script_order import earlier, script_order
+from gar_agent.protocols.script_order import earlier, script_order
+from gar_agent.protocols.values import report, source_values
 from gar_agent.state import SourceState
 
 __all__ = ["analyze", "source_values"]

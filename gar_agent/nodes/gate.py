@@ -4,16 +4,16 @@ Reads: settings (tau_av, tau_audio), source.analysis (or source.votes when no ag
 yet), source.audio_confidence.
 Writes: source.gate (the values against the thresholds, the decision and why), source.analysis.
 Protocol reference with several sources: it waits until every source has voted, and where one
-dropped the clip it decides nothing and records why in source.error (nodes/script_order.py).
+dropped the clip it decides nothing and records why in source.error (protocols/script_order.py).
 """
 
 from __future__ import annotations
 
 from gar_agent import rules
-from gar_agent.nodes.common import report
-from gar_agent.nodes.context import GarContext
+from gar_agent.context import GarContext
 from gar_agent.nodes.runnable import Asks, model_node
-from gar_agent.nodes.script_order import everyone, script_order
+from gar_agent.protocols.script_order import everyone, script_order
+from gar_agent.protocols.values import report
 from gar_agent.state import SourceState
 
 

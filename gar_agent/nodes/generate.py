@@ -11,7 +11,7 @@ sound i"; `reference` asks for boxes first, then the sounds, and pairs them by l
 from __future__ import annotations
 
 from gar_agent import protocols
-from gar_agent.nodes.context import GarContext
+from gar_agent.context import GarContext
 from gar_agent.nodes.runnable import Asks, model_node
 from gar_agent.state import RunState, Settings
 

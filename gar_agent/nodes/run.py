@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from langgraph.graph import END, START, StateGraph
 
-from gar_agent.nodes.context import GarContext
+from gar_agent.context import GarContext
 from gar_agent.nodes.generate import generate
 from gar_agent.nodes.routes import SOURCE_BRANCH, fan_out_sources
 from gar_agent.state import RunState

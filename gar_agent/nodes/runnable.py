@@ -30,8 +30,8 @@ from langgraph._internal._runnable import RunnableCallable  # what LangGraph mak
 from langgraph.runtime import Runtime
 
 from gar_agent.calls import Request, aask, ask
-from gar_agent.nodes.context import GarContext
-from gar_agent.nodes.script_order import Wait, script_order
+from gar_agent.context import GarContext
+from gar_agent.protocols.script_order import Wait, script_order
 from gar_agent.state import ModelCall
 
 Asks = Generator[Request | Wait, ModelCall | str | None, dict]

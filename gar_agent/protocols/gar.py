@@ -16,10 +16,10 @@ from collections.abc import Generator
 
 from gar_agent.answers import parse_audio, parse_boxes, parse_refine, parse_vote
 from gar_agent.calls import Request, question_history
-from gar_agent.nodes.common import classes_text, frame_values, source_values
-from gar_agent.nodes.context import GarContext
+from gar_agent.context import GarContext
 from gar_agent.prompts import template_name
 from gar_agent.protocols.common import ended, model_failed
+from gar_agent.protocols.values import classes_text, frame_values, source_values
 from gar_agent.rules import aggregate_votes, clip_box, max_delta, resolve_refinement, scale_box
 from gar_agent.state import (
     Analysis,

@@ -12,7 +12,7 @@ What this protocol does that `gar` does not (the README's table says why each di
   blank answer is searched in the prompt and "[/INST]" cuts what precedes it.
 - A sample fails exactly where a script would raise: Stage A without a usable box, an audio answer
   with no JSON, a vote whose JSON is not an object (once that source's N votes are in; no later
-  call is made and no gate counted: the sources keep the scripts' order, nodes/script_order.py).
+  call is made and no gate counted: the sources keep the scripts' order, protocols/script_order.py).
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from gar_agent.calls import Request
-from gar_agent.nodes.context import GarContext
-from gar_agent.nodes.script_order import ScriptOrder
+from gar_agent.context import GarContext
 from gar_agent.protocols.common import ended, model_failed
+from gar_agent.protocols.script_order import ScriptOrder
 from gar_agent.rules import gar_clip_box, max_delta  # max(4, round(0.08 * min(W, H))): the scripts' clamp
 from gar_agent.state import (
     Analysis,

@@ -93,7 +93,7 @@ class GarContext:
     """The prompt templates (read from prompts_dir when not given)."""
     script_order: Any = None
     """Protocol reference with several sources: the released scripts' order across branches
-    (nodes/script_order.py), set by Generate for the run."""
+    (protocols/script_order.py), set by Generate for the run."""
 
     def resolved(self) -> bool:
         """Whether the model, the media and the prompts are ready (given, or resolved already)."""
