@@ -8,12 +8,12 @@ shape (`state, runtime -> dict of updates`) defined in the graph file itself, an
 from gar_agent.context import GarContext
 from gar_agent.nodes.adaptive import analyze_incremental, votes_settled
 from gar_agent.nodes.analyze import analyze, source_values
+from gar_agent.nodes.common import report
 from gar_agent.nodes.gate import gate
 from gar_agent.nodes.generate import generate
 from gar_agent.nodes.refine import refine
 from gar_agent.nodes.routes import SOURCE_BRANCH, fan_out_sources, gate_decision, votes_complete
 from gar_agent.nodes.run import run_graph
-from gar_agent.protocols.values import report
 
 __all__ = [
     "SOURCE_BRANCH",

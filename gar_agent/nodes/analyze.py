@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from gar_agent import protocols
 from gar_agent.context import GarContext
+from gar_agent.nodes.common import report, source_values
 from gar_agent.nodes.runnable import Asks, model_node
 from gar_agent.protocols.script_order import earlier, script_order
-from gar_agent.protocols.values import report, source_values
 from gar_agent.state import SourceState
 
 __all__ = ["analyze", "source_values"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from gar_agent import protocols
 from gar_agent.context import GarContext
+from gar_agent.nodes.common import report
 from gar_agent.nodes.runnable import Asks, model_node
 from gar_agent.protocols.script_order import everyone, script_order
-from gar_agent.protocols.values import report
 from gar_agent.rules import max_delta
 from gar_agent.state import Refinement, SourceState
 

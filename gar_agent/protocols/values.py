@@ -1,11 +1,11 @@
-"""Small pieces the stage nodes share: prompt values and the per-source state update."""
+"""Prompt values the stages share (protocol gar), used by the protocols and by a researcher's own nodes."""
 
 from __future__ import annotations
 
 import json
 
 from gar_agent.rules import scale_box
-from gar_agent.state import Box, ImageInfo, ModelCall, SourceRecord, SourceState
+from gar_agent.state import Box, ImageInfo, SourceState
 
 
 def model_box(box: Box, image: ImageInfo) -> list[int]:
@@ -22,11 +22,6 @@ def frame_values(image: ImageInfo) -> dict:
 def classes_text(classes: list[str]) -> str:
     """The sound classes as a prompt phrase: "violin", "cello"."""
     return ", ".join(json.dumps(c) for c in classes)
-
-
-def report(record: SourceRecord, *calls: ModelCall) -> dict:
-    """A source node's update: the branch's record, the same record for the run's join, its new calls."""
-    return {"source": record, "sources": [record], "calls": list(calls)}
 
 
 def source_values(state: SourceState) -> dict:
