@@ -1,6 +1,7 @@
 """Traces: saved by every run, read back, listed, shown, diffed, replayed and forked."""
 
 import json
+import math
 
 import pytest
 from conftest import write_script
@@ -286,3 +287,24 @@ def test_trace_list_show_diff(recorded, capsys, tmp_path):
     other = next(t.run_id for _, t in list_traces(traces) if t.parent == run_id)
     code, out, _ = cli(capsys, "trace", "diff", run_id, other, "--trace-dir", traces)
     assert code == 0 and "tau_audio" in out and "0.75" in out and "0.1" in out and "1.000" in out
+
+
+def test_a_nan_or_infinity_in_a_run_is_written_as_null_and_reads_back(recorded, tmp_path):
+    """JSON has no NaN: the writer puts null there, so every trace it writes can be read back."""
+    from gar_agent.trace.store import resolve_trace, write_trace
+
+    traces, run_id, _, _ = recorded
+    trace = read_trace(run_id, traces)
+    analyze = trace.steps[1]
+    analyze.state["sources"][0]["analysis"]["av_consistency"] = float("nan")
+    analyze.state["debug"] = [float("-inf"), {"ratio": float("inf")}, 0.5]
+    trace.wall_s = float("inf")
+    path = write_trace(trace, tmp_path / "out")
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = read_trace(resolve_trace(path))  # the reader refuses NaN/Infinity: this read is the point
+    state = back.steps[1].state
+    assert state["sources"][0]["analysis"]["av_consistency"] is None
+    assert state["debug"] == [None, {"ratio": None}, 0.5]
+    assert math.isnan(back.wall_s)  # a field typed as a number: its null reads as NaN (written as null again)
+    assert '"wall_s":null' in write_trace(back, tmp_path / "again").read_text()

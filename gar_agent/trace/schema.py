@@ -30,7 +30,7 @@ import hashlib
 from typing import Any
 
 import jsonpatch
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from gar_agent.result import RunResult
 from gar_agent.spec import RunSpec
@@ -266,7 +266,38 @@ def from_document(data: dict) -> Trace:
         steps.append({**step, "calls": step_calls, "state": {**state, "calls": step_calls}})
     data["steps"] = steps
     data["final_state"] = {**data["final_state"], "calls": calls}
+    return _validate_nulls_as_nan(data)
+
+
+def _validate_nulls_as_nan(data: dict) -> Trace:
+    """Trace.model_validate, where null in a field typed as a number reads as NaN.
+
+    The writer stores NaN and infinities as null (`store.finite_json`: JSON has neither), so a run
+    whose state held one still reads back; an untyped place (a step's state) keeps the null. Any
+    other error is raised as it is.
+    """
+    for _ in range(MAX_NAN_FIELDS):
+        try:
+            return Trace.model_validate(data)
+        except ValidationError as e:
+            errors = e.errors()
+            if not all(err["type"] == "float_type" and err["input"] is None for err in errors):
+                raise
+            try:
+                for err in errors:
+                    *parents, last = err["loc"]
+                    target = data
+                    for key in parents:
+                        target = target[key]
+                    if target[last] is not None:
+                        raise e
+                    target[last] = float("nan")
+            except (KeyError, IndexError, TypeError):
+                raise e from None  # a location through a union or validator: not a plain field
     return Trace.model_validate(data)
+
+
+MAX_NAN_FIELDS = 20  # validation rounds; each fixes every null number it reports
 
 
 def _upgrade_v1(data: dict) -> dict:

@@ -27,7 +27,12 @@ class TraceError(UserError):
 
 
 def write_trace(trace: Trace, directory: str | Path | None = None, embed_media: bool = False) -> Path:
-    """Write a trace atomically (a half-written file never replaces a good one); return its path."""
+    """Write a trace atomically (a half-written file never replaces a good one); return its path.
+
+    A NaN or an infinity anywhere in the trace (a node that computed 0/0 into the state, say) is
+    written as null: JSON has no such numbers and `read_trace` refuses a file holding them, so
+    every trace written here can be read back.
+    """
     folder = Path(directory or TRACES_DIR) / trace.run_id
     folder.mkdir(parents=True, exist_ok=True)
     if embed_media:
@@ -43,8 +48,35 @@ def write_trace(trace: Trace, directory: str | Path | None = None, embed_media: 
     path = folder / TRACE_FILE
     # compact: json's C encoder (indent= falls back to the pure-Python one, ~10x slower per trace);
     # `gar trace show`, `gar view` or `jq .` read it
-    atomic_write(path, json.dumps(to_document(trace), ensure_ascii=False, separators=(",", ":")))
+    atomic_write(path, finite_json(to_document(trace)))
     return path
+
+
+def finite_json(doc: Any) -> str:
+    """Compact JSON text of `doc` with every NaN and infinity written as null (strict JSON)."""
+    try:  # the usual case: nothing to replace, one pass of the C encoder
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        return json.dumps(_nulls_for_nonfinite(doc), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def _nulls_for_nonfinite(value: Any) -> Any:
+    """A copy of a JSON-able value with non-finite floats as None (iterative: a deep state needs no recursion)."""
+    root: list[Any] = [value]
+    stack: list[tuple[Any, Any, Any]] = [(root, 0, value)]
+    while stack:
+        parent, key, item = stack.pop()
+        if isinstance(item, float):
+            parent[key] = item if math.isfinite(item) else None
+        elif isinstance(item, dict):
+            copy = dict(item)
+            parent[key] = copy
+            stack.extend((copy, k, v) for k, v in copy.items())
+        elif isinstance(item, (list, tuple)):
+            copy = list(item)
+            parent[key] = copy
+            stack.extend((copy, i, v) for i, v in enumerate(copy))
+    return root[0]
 
 
 _UMASK = os.umask(0)
