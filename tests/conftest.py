@@ -1,4 +1,4 @@
-"""Shared fixtures: a generated example clip and scripted chat models."""
+"""Shared fixtures: a generated example clip, scripted chat models and the tiny Qwen2.5-Omni checkpoint."""
 
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ def example(tmp_path_factory) -> tuple[Path, Path, Path]:
 def media(example):
     """The example decoded once."""
     return load_media(example[0], example[1])
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny random-weight Qwen2.5-Omni thinker checkpoint (seed 0), written once per session.
+
+    One directory for every test module, so its weights load once per process (ChatQwenOmni shares
+    loaded weights by path and settings); tests that need a changed checkpoint copy it first.
+    """
+    from gar_agent.models.tiny import build_tiny_checkpoint  # torch and transformers only when asked for
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
 
 
 def vote(av=0.8, keep=True, tags=("body",), anchors=(("body", 0.9),)) -> str:

@@ -6,7 +6,6 @@ import base64
 import importlib.util
 import json
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +21,6 @@ from gar_agent.models.qwen_omni import ChatQwenOmni, ContentBlockError, ModelLoa
 from gar_agent.models.tiny import build_tiny_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="session")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -22,14 +22,8 @@ from gar_agent.media import load_media
 from gar_agent.models.qwen_omni import ChatQwenOmni, to_conversation
 from gar_agent.models.qwen_omni.media import audio_features
 from gar_agent.models.qwen_omni.prefix import kv_bytes_per_token
-from gar_agent.models.tiny import build_tiny_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
 
 
 def _png(seed: int, size=(333, 250)) -> bytes:

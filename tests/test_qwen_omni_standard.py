@@ -8,14 +8,14 @@ import pytest
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from gar_agent.models.qwen_omni import ChatQwenOmni
-from gar_agent.models.tiny import build_tiny_checkpoint
 
 _TINY: dict[str, Path] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _tiny_checkpoint(tmp_path_factory):
-    _TINY["dir"] = build_tiny_checkpoint(tmp_path_factory.mktemp("std") / "tiny")
+def _tiny_checkpoint(tiny_dir):
+    # the standard suite reads its model's parameters from a property, not a fixture
+    _TINY["dir"] = tiny_dir
     yield
     _TINY.clear()
 
