@@ -14,14 +14,14 @@ never a file the recording names. pandas is optional: `dataframe()` says how to 
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from gar_agent.errors import UserError
 from gar_agent.eval.store import EvalDir, read_config, read_sample
-from gar_agent.paths import GRAPHS_DIR
 from gar_agent.result import RunResult
+from gar_agent.spec import RunSpec
 from gar_agent.trace.schema import Trace, TraceCall, TraceStep
 from gar_agent.trace.store import read_trace, resolve_trace
 
@@ -147,22 +147,6 @@ def load_eval(folder: str | Path) -> Evaluation:
     return Evaluation(d.root, config, metrics if isinstance(metrics, dict) else None, records)
 
 
-def _recorded_graph(trace: Trace, graph: str | None):
-    """The graph to re-run a recording with: the one named, else the shipped graph with the recorded sha256."""
-    from gar_agent.topology import GraphError, available, load_topology
-
-    if graph:
-        return load_topology(graph)
-    for name in available():
-        path = GRAPHS_DIR / f"{name}.py"
-        if hashlib.sha256(path.read_bytes()).hexdigest() == trace.graph.sha256:
-            return load_topology(str(path))
-    raise GraphError(
-        f"the run used graph {trace.graph.name!r}, which is no shipped graph (or a changed one): "
-        "pass graph='NAME' or graph='path/to/graph.py' to replay under a graph you trust"
-    )
-
-
 @dataclass
 class Replay:
     """A replayed run: its result, its trace, and how its calls were served."""
@@ -191,16 +175,21 @@ def replay(
     """
     from gar_agent.models.backends import resolve_backend
     from gar_agent.prompts import PromptSet
+    from gar_agent.spec import backend_spec
+    from gar_agent.topology import recorded_topology
     from gar_agent.trace.replay import replay as replay_run
     from gar_agent.trace.replay import replay_model, trace_media
 
     r = load_trace(run)
-    topology = _recorded_graph(r.trace, graph)
+    # the shipped graph with the recorded sha256, or the one named: never a file the trace names
+    topology = recorded_topology(r.trace.graph.name, r.trace.graph.sha256, graph, f"gar trace show {r.path}")
     recorded = Path(r.trace.prompts_dir) if r.trace.prompts_dir else None
     prompt_set = PromptSet(prompts or (recorded if recorded and recorded.is_dir() else None))
     media = trace_media(r.trace, r.path)
-    chat = replay_model(r.trace, resolve_backend(backend, model) if backend else None)
-    done = replay_run(r.trace, media, topology, prompt_set, chat, trace_dir, **settings)
+    fallback = resolve_backend(backend, model) if backend else None
+    spec = backend_spec(backend, model, chat=fallback) if backend else None
+    chat = replay_model(r.trace, fallback)
+    done = replay_run(r.trace, media, topology, prompt_set, chat, trace_dir, backend=spec, **settings)
     return Replay(done.outcome.result, done.trace_path, chat.served, chat.forwarded, list(chat.missing))
 
 
@@ -208,6 +197,7 @@ def run_clip(
     image: str | Path,
     audio: str | Path,
     *,
+    spec: RunSpec | Run | str | Path | None = None,
     backend: str = "qwen-omni",
     model: str | None = None,
     graph: str = "gar",
@@ -222,40 +212,93 @@ def run_clip(
 ) -> Run:
     """Run one clip (a frame and its audio) through a graph, as `gar run` does; its saved run.
 
-    The trace goes to `trace_dir` (default: the project's traces folder), so the returned Run has
-    steps, calls and votes like any loaded one.
+    With `spec` (a RunSpec, a saved Run, or a spec.json / trace path) the clip runs as that run did:
+    its backend rebuilt (`RunSpec.build_backend`), the shipped graph with its sha256, its templates and
+    settings; the other options are then ignored. The trace goes to `trace_dir` (default: the
+    project's traces folder), so the returned Run has steps, calls and votes like any loaded one.
     """
     from gar_agent.cli.common import run_settings
     from gar_agent.media import load_media
     from gar_agent.models.backends import resolve_backend
     from gar_agent.prompts import PromptSet
     from gar_agent.run import run_and_record
+    from gar_agent.spec import build_spec
     from gar_agent.topology import load_topology
 
-    topology = load_topology(graph)
-    prompt_set = PromptSet(prompts)
-    settings = run_settings(
-        topology,
-        prompt_set,
-        protocol,
-        backend,
-        model,
-        sources=sources,
-        n_votes=n_votes,
-        votes_per_call=votes_per_call,
-        tau_av=tau_av,
-        tau_audio=tau_audio,
-    )
-    media = load_media(image, audio)
-    done = run_and_record(
-        media,
-        settings,
-        resolve_backend(backend, model),
-        topology=topology,
-        prompts=prompt_set,
-        trace_dir=trace_dir or _default_traces(),
-    )
+    with contextlib.ExitStack() as stack:
+        if spec is not None:
+            recorded = _spec_of(spec)
+            topology, prompt_set, settings = _from_spec(recorded, stack)
+            chat = recorded.build_backend()
+            run_spec = build_spec(
+                command="run", backend=recorded.backend, topology=topology, prompts=prompt_set, settings=settings
+            )
+        else:
+            topology = load_topology(graph)
+            prompt_set = PromptSet(prompts)
+            settings = run_settings(
+                topology, prompt_set, protocol, backend, model, sources=sources, n_votes=n_votes,
+                votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
+            )  # fmt: skip
+            chat = resolve_backend(backend, model)
+            run_spec = build_spec(
+                command="run", backend=backend, model=model, chat=chat, topology=topology, prompts=prompt_set,
+                settings=settings,
+            )  # fmt: skip
+        done = run_and_record(
+            load_media(image, audio),
+            settings,
+            chat,
+            topology=topology,
+            prompts=prompt_set,
+            trace_dir=trace_dir or _default_traces(),
+            spec=run_spec,
+        )
     return Run(read_trace(done.trace_path), done.trace_path)
+
+
+def _spec_of(spec) -> RunSpec:
+    """A RunSpec from what was given: itself, a Run's (or a trace file's) spec, or a spec.json."""
+    from gar_agent.spec import SpecError, folder_spec, read_spec
+
+    if isinstance(spec, RunSpec):
+        return spec
+    if isinstance(spec, Run) or Path(spec).name != "spec.json":
+        r = load_trace(spec)
+        full = r.trace.spec if r.trace.spec is None or not r.trace.spec.is_slim else folder_spec(r.path, r.trace.spec)
+        if full is None:
+            raise SpecError(f"run {r.run_id} records no run spec (a trace from before specs): give the options instead")
+        return full
+    return read_spec(spec)
+
+
+def _from_spec(spec: RunSpec, stack: contextlib.ExitStack):
+    """(topology, prompt set, settings) a spec names: the shipped graph with its sha256 (never its recorded
+    source: that is shown, not run) and its templates (the recorded folder if unchanged, else the recorded
+    texts written to a temporary folder: text, not code)."""
+    import tempfile
+
+    from gar_agent.prompts import PromptSet
+    from gar_agent.topology import recorded_topology
+
+    topology = recorded_topology(spec.graph.name, spec.graph.sha256)
+    prompts = None
+    if spec.prompts.path and Path(spec.prompts.path).is_dir():
+        candidate = PromptSet(spec.prompts.path)
+        if candidate.hashes() == spec.prompts.hashes:
+            prompts = candidate
+    if prompts is None and spec.prompts.templates:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gar-prompts-")))
+        for name, text in spec.prompts.templates.items():
+            if Path(name).name == name and not name.startswith("."):  # a file name, nothing that leaves the folder
+                (folder / name).write_text(text, encoding="utf-8")
+        prompts = PromptSet(folder)
+    if prompts is None:
+        raise UserError(
+            f"the spec's prompt set {spec.prompts.path} is changed or gone and the spec holds no template texts: "
+            "give prompts= instead"
+        )
+    return topology, prompts, spec.settings
 
 
 def _default_traces() -> Path:

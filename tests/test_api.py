@@ -82,3 +82,17 @@ def test_a_recording_naming_a_graph_file_never_runs_it(run, tmp_path):
     )
     with pytest.raises(UserError, match="no shipped graph"):
         gar.replay(gar.Run(forged, run.path), trace_dir=tmp_path)
+
+
+def test_a_clip_runs_again_from_a_recorded_spec(run, example, tmp_path):
+    image, audio, script = example
+    assert run.trace.spec is not None and run.trace.spec.backend.name == f"scripted:{script}"
+    again = gar.run_clip(image, audio, spec=run, trace_dir=tmp_path)
+    assert again.result.sources == run.result.sources
+    assert again.trace.settings == run.trace.settings and again.trace.graph.sha256 == run.trace.graph.sha256
+    # the recorded prompt folder gone: the spec's own template texts are used
+    gone = run.trace.spec.model_copy(
+        update={"prompts": run.trace.spec.prompts.model_copy(update={"path": str(tmp_path / "x")})}
+    )
+    third = gar.run_clip(image, audio, spec=gone, trace_dir=tmp_path)
+    assert third.result.sources == run.result.sources and third.trace.prompts == run.trace.prompts
