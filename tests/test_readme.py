@@ -43,3 +43,32 @@ def test_the_readme_try_it_block_runs_as_written(tmp_path):
     tiny = json.loads((out / "tiny" / "result.json").read_text())
     assert tiny["error"].startswith("generate:")
     assert "Loading weights" not in proc.stdout + proc.stderr  # no progress bar through the step view
+
+
+def _python_api_block() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"## Python API \(notebooks\).*?\n```python\n(.*?)```", text, re.S)
+    assert match, "README.md has no 'Python API' python block"
+    return match.group(1)
+
+
+def test_the_readme_python_api_block_runs_as_written(tmp_path):
+    from test_eval import make_benchmark
+    from test_eval_replay import ENTRIES
+
+    from gar_agent.cli.app import main
+
+    frames, audio, gt = make_benchmark(tmp_path / "data", "vggss-single", ENTRIES)
+    args = ["eval", "run", "--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt]
+    assert main([str(a) for a in [*args, "--backend", "test_eval_replay:VaryModel", "--out", tmp_path / "eval"]]) == 0
+    proc = subprocess.run(
+        [sys.executable, "-c", _python_api_block()], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("[[38, 70, 128, 215], [190, 80, 318, 205]]") and "calls" in lines[0]
+    assert "'av_consistency'" in lines[1]
+    assert "calls reused," in lines[2] and not lines[2].endswith(" 0 new")
+    assert lines[3].startswith("1.0 8 refined")  # cIoU@0.5, samples, the first sample's gate
+    assert any(line.startswith("refined") for line in lines) and any(line.startswith("skipped") for line in lines)
+    assert len(list((tmp_path / "traces").glob("*/trace.json"))) == 4
