@@ -4,7 +4,7 @@ The notebook API (gar_agent.api) is re-exported here: `import gar_agent as gar; 
 It is imported on first use, so `import gar_agent` (and the CLI's start) stays light.
 """
 
-__version__ = "0.1.0"
+from gar_agent.version import __version__
 
 _API = ("load_trace", "load_eval", "replay", "run_clip", "Run", "Evaluation", "Replay")
 __all__ = ["__version__", *_API]

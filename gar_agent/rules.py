@@ -1,4 +1,4 @@
-"""The method's pure rules (METHOD.md): box hygiene, vote aggregation, the gate, refinement clamps.
+"""The method's pure rules (METHOD.md): box hygiene, vote aggregation, the gate, refinement clamps, box IoU.
 
 No I/O and no model here, so every number the paper's method defines is tested directly.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 
 from gar_agent.state import (
     Analysis,
@@ -192,3 +193,61 @@ def gate(analysis: Analysis, audio_confidence: float, settings: Settings) -> Gat
         refine=bool(reasons),
         reasons=reasons,
     )
+
+
+# GAR measures boxes on a 224 x 224 grid (its masks); box_to_grid and box_iou put boxes there.
+MASK_SIZE = 224
+
+
+def box_to_grid(
+    box_norm: Sequence[float], size: int = MASK_SIZE, image_size: Sequence[int] | None = None
+) -> tuple[int, int, int, int]:
+    """Normalised xyxy -> integer corners on the size x size grid, the way GAR scales boxes to 224.
+
+    With `image_size` (W, H), exactly as GAR's scripts do it: the box is first made image pixels
+    (`round(v * W)`, which for a prediction gives back its integer pixels), clipped into the image
+    by their `clip_box`, then scaled with `round(px * (224 / W))` and clipped into the grid. A GT box
+    is therefore rounded twice, to pixels and then to the grid.
+
+    Without it (sample files written before the image size was stored), one rounding:
+
+    GAR: `int(round(v * 224 / W))` then `clip_box(.., 224, 224)`: clip into [0, size-1], re-order the
+    corners, and a zero-width/height box grows by one pixel (x2 = min(x1 + 1, size - 1)).
+    Rounding is Python's `round` (half-to-even), as in GAR; `round(.., 9)` first removes float noise
+    (e.g. 0.49999999999999994 from px / W * 224) so an exact half rounds to even. Where GAR's own
+    px * (224 / W) carries that noise (e.g. W=1280, px=180 -> 31.499999999999996 -> 31) it can land
+    one pixel apart from us (32); elsewhere the masks are identical (tests/test_metrics.py).
+    """
+    vals = [float(v) for v in box_norm]
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"a box needs 4 finite numbers, got {list(box_norm)!r}")
+    if image_size is not None:
+        w, h = image_size
+        px = gar_clip_box([round(v * side) for v, side in zip(vals, (w, h, w, h))], w, h)
+        return tuple(gar_clip_box([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size))
+    return tuple(gar_clip_box([round(round(v * size, 9)) for v in vals], size, size))
+
+
+def box_iou(
+    a: Sequence[float], b: Sequence[float], size: int | None = MASK_SIZE, image_size: Sequence[int] | None = None
+) -> float:
+    """IoU of two normalised xyxy boxes.
+
+    With `size` (default 224) the boxes are first put on the size x size grid like the masks and
+    measured in inclusive pixels, as GAR's duet code does (`iou_xyxy` with +1 widths on the
+    224-pixel boxes). With size=None: plain continuous IoU of the coordinates as given.
+    """
+    if size is not None:
+        a, b = box_to_grid(a, size, image_size), box_to_grid(b, size, image_size)
+        extra = 1.0
+    else:
+        extra = 0.0
+    ax1, ay1, ax2, ay2 = (float(v) for v in a)
+    bx1, by1, bx2, by2 = (float(v) for v in b)
+    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1) + extra)
+    ih = max(0.0, min(ay2, by2) - max(ay1, by1) + extra)
+    inter = iw * ih
+    area_a = max(0.0, ax2 - ax1 + extra) * max(0.0, ay2 - ay1 + extra)
+    area_b = max(0.0, bx2 - bx1 + extra) * max(0.0, by2 - by1 + extra)
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0

@@ -142,3 +142,14 @@ def test_gate_edges(av, keep, conf, refine):
     assert d.refine is refine
     assert bool(d.reasons) is refine  # every refine decision says which condition failed
     assert d.tau_av == 0.5 and d.tau_audio == 0.75
+
+
+def test_box_iou_is_a_rule_and_the_metrics_name_is_the_same_function():
+    from gar_agent import rules
+    from gar_agent.eval import metrics
+
+    assert metrics.box_iou is rules.box_iou and metrics.box_to_grid is rules.box_to_grid  # old import path
+    assert rules.box_iou([0, 0, 10, 10], [5, 0, 15, 10], size=None) == pytest.approx(50 / 150)  # continuous
+    assert rules.box_iou([0, 0, 10, 10], [20, 20, 30, 30], size=None) == 0.0
+    # on GAR's 224 grid in inclusive pixels: [0, 0.5] x [0, 0.5] is 113 x 113 pixels of the 224 x 224 grid
+    assert rules.box_iou([0, 0, 0.5, 0.5], [0, 0, 1, 1]) == pytest.approx(113 * 113 / (224 * 224))

@@ -205,7 +205,7 @@ def demo(
 
 def _print_version(value: bool) -> None:
     if value:
-        from gar_agent import __version__
+        from gar_agent.version import __version__
 
         console.print(f"gar-agent {__version__}")
         raise typer.Exit()

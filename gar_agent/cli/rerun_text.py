@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 from gar_agent.result import RunResult
+from gar_agent.rules import box_iou  # a rule, without the metrics' scipy and sklearn
 from gar_agent.trace.schema import Trace
 from gar_agent.trace.store import TRACE_FILE
 
@@ -43,8 +44,6 @@ def rerun_header(kind: str, trace: Trace, path: Path, changes: list[str]) -> str
 
 def rerun_closing(parent: Trace, parent_path: Path, result: RunResult, child_path: Path | None) -> list[str]:
     """The final boxes against the parent's ("unchanged", or each change with its IoU), and the diff command."""
-    from gar_agent.eval.metrics import box_iou  # scipy and sklearn: only once a re-run has finished
-
     before = {i: s.box for i, s in enumerate(parent.result.sources)}
     after = {i: s.box for i, s in enumerate(result.sources)}
     changed = [i for i in sorted(set(before) | set(after)) if before.get(i) != after.get(i)]

@@ -15,9 +15,10 @@ from pydantic import BaseModel, Field
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import average_precision_score
 
-from gar_agent.rules import gar_clip_box
+# the grid and the IoU of two boxes are rules (gar_agent/rules.py): `trace diff` and the CLI use them
+# without the metrics' numerical stack; they stay importable from here
+from gar_agent.rules import MASK_SIZE, box_iou, box_to_grid  # noqa: F401
 
-MASK_SIZE = 224
 # GAR: `np.linspace(0, 1, 21)` + `sklearn.metrics.auc` (trapezoid); the same 21 thresholds as LVS/AVGN.
 THRESHOLDS = np.linspace(0.0, 1.0, 21)
 
@@ -30,35 +31,6 @@ def normalize_box(box_px: Box, width: int, height: int) -> list[float]:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     x1, y1, x2, y2 = (float(v) for v in box_px)
     return [x1 / width, y1 / height, x2 / width, y2 / height]
-
-
-def box_to_grid(
-    box_norm: Box, size: int = MASK_SIZE, image_size: Sequence[int] | None = None
-) -> tuple[int, int, int, int]:
-    """Normalised xyxy -> integer corners on the size x size grid, the way GAR scales boxes to 224.
-
-    With `image_size` (W, H), exactly as GAR's scripts do it: the box is first made image pixels
-    (`round(v * W)`, which for a prediction gives back its integer pixels), clipped into the image
-    by their `clip_box`, then scaled with `round(px * (224 / W))` and clipped into the grid. A GT box
-    is therefore rounded twice, to pixels and then to the grid.
-
-    Without it (sample files written before the image size was stored), one rounding:
-
-    GAR: `int(round(v * 224 / W))` then `clip_box(.., 224, 224)`: clip into [0, size-1], re-order the
-    corners, and a zero-width/height box grows by one pixel (x2 = min(x1 + 1, size - 1)).
-    Rounding is Python's `round` (half-to-even), as in GAR; `round(.., 9)` first removes float noise
-    (e.g. 0.49999999999999994 from px / W * 224) so an exact half rounds to even. Where GAR's own
-    px * (224 / W) carries that noise (e.g. W=1280, px=180 -> 31.499999999999996 -> 31) it can land
-    one pixel apart from us (32); elsewhere the masks are identical (tests/test_metrics.py).
-    """
-    vals = [float(v) for v in box_norm]
-    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"a box needs 4 finite numbers, got {list(box_norm)!r}")
-    if image_size is not None:
-        w, h = image_size
-        px = gar_clip_box([round(v * side) for v, side in zip(vals, (w, h, w, h))], w, h)
-        return tuple(gar_clip_box([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size))
-    return tuple(gar_clip_box([round(round(v * size, 9)) for v in vals], size, size))
 
 
 def boxes_to_mask(
@@ -196,29 +168,6 @@ def piap(pairs: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
     for gt_mask, pred_mask in pairs:
         pool.add(gt_mask, pred_mask)
     return pool.ap()
-
-
-def box_iou(a: Box, b: Box, size: int | None = MASK_SIZE, image_size: Sequence[int] | None = None) -> float:
-    """IoU of two normalised xyxy boxes.
-
-    With `size` (default 224) the boxes are first put on the size x size grid like the masks and
-    measured in inclusive pixels, as GAR's duet code does (`iou_xyxy` with +1 widths on the
-    224-pixel boxes). With size=None: plain continuous IoU of the coordinates as given.
-    """
-    if size is not None:
-        a, b = box_to_grid(a, size, image_size), box_to_grid(b, size, image_size)
-        extra = 1.0
-    else:
-        extra = 0.0
-    ax1, ay1, ax2, ay2 = (float(v) for v in a)
-    bx1, by1, bx2, by2 = (float(v) for v in b)
-    iw = max(0.0, min(ax2, bx2) - max(ax1, bx1) + extra)
-    ih = max(0.0, min(ay2, by2) - max(ay1, by1) + extra)
-    inter = iw * ih
-    area_a = max(0.0, ax2 - ax1 + extra) * max(0.0, ay2 - ay1 + extra)
-    area_b = max(0.0, bx2 - bx1 + extra) * max(0.0, by2 - by1 + extra)
-    union = area_a + area_b - inter
-    return inter / union if union > 0 else 0.0
 
 
 def matched_ious(

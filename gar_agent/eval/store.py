@@ -30,7 +30,6 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from gar_agent import __version__
 from gar_agent.errors import UserError
 from gar_agent.eval.datasets import DATASETS, DatasetSpec, Sample
 from gar_agent.eval.metrics import SampleScore
@@ -41,6 +40,7 @@ from gar_agent.spec import SPEC_FILE
 from gar_agent.state import Settings
 from gar_agent.topology import Topology
 from gar_agent.trace.store import atomic_write
+from gar_agent.version import __version__
 
 try:
     import fcntl

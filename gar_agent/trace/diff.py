@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gar_agent.eval.metrics import box_iou
+from gar_agent.rules import box_iou
 from gar_agent.trace.schema import Trace
 
 

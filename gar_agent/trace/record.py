@@ -6,7 +6,6 @@ import datetime as dt
 import os
 from collections import defaultdict
 
-from gar_agent import __version__
 from gar_agent.media import Media
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import RunOutcome, Step
@@ -14,6 +13,7 @@ from gar_agent.spec import RunSpec
 from gar_agent.state import ModelCall, SourceRecord, Usage
 from gar_agent.topology import Topology
 from gar_agent.trace.schema import Fork, GraphInfo, InputFile, MediaRef, Trace, TraceCall, TraceStep
+from gar_agent.version import __version__
 
 _GRAPH_INFO: dict[tuple[str, str], GraphInfo] = {}
 
