@@ -1,4 +1,4 @@
-"""Load a graph topology from `graphs/NAME.py` or a researcher's own file.
+"""Load a graph topology from `graphs/NAME.py` (a name in `gar_agent.registry.GRAPHS`) or a researcher's own file.
 
 A graph file defines `build() -> StateGraph` (uncompiled, so the runner can attach a
 checkpointer). The trace records the graph's name and the sha256 of its file.
@@ -21,7 +21,7 @@ from typing import Any
 from langgraph.graph import StateGraph
 
 from gar_agent.errors import UserError
-from gar_agent.paths import GRAPHS_DIR
+from gar_agent.registry import GRAPHS
 
 
 class GraphError(UserError):
@@ -52,8 +52,8 @@ class Topology:
 
 
 def available() -> list[str]:
-    """Names of the shipped topologies."""
-    return sorted(p.stem for p in GRAPHS_DIR.glob("*.py") if not p.stem.startswith("_"))
+    """Names of the graphs: the shipped files (GRAPHS_DIR), then any a researcher registered."""
+    return GRAPHS.names()
 
 
 def _sha256(path: Path) -> str:
@@ -61,10 +61,10 @@ def _sha256(path: Path) -> str:
 
 
 def shipped_graph(sha256: str) -> Path | None:
-    """The shipped graph file (gar_agent/graphs/*.py) whose content has this sha256, if any."""
+    """The shipped graph file (gar_agent/graphs/*.py, or one registered) whose content has this sha256, if any."""
     for name in available():
-        path = GRAPHS_DIR / f"{name}.py"
-        if _sha256(path) == sha256:
+        path = GRAPHS.get(name)
+        if path.is_file() and _sha256(path) == sha256:
             return path
     return None
 
@@ -95,9 +95,9 @@ def graph_path(name_or_path: str) -> Path:
     if candidate.suffix == ".py" or candidate.parent != Path("."):
         path = candidate
     else:
-        path = GRAPHS_DIR / f"{name_or_path}.py"
-        if not path.is_file():
-            raise GraphError(f"no graph named {name_or_path!r}: use one of {', '.join(available())} or a .py path")
+        path = GRAPHS.find(name_or_path)
+        if path is None:
+            raise GraphError(str(GRAPHS.error(name_or_path)))
     if not path.is_file():
         raise GraphError(f"graph file {path} not found: check the path given to --graph")
     if path.suffix != ".py":

@@ -468,7 +468,7 @@ def _run(
     if missing_opts:
         raise fail(f"a run needs {', '.join(missing_opts)} (see gar eval --help)")
     if dataset not in DATASETS:
-        raise fail(f"--dataset {dataset!r}: use one of {', '.join(DATASETS)}")
+        raise fail(str(DATASETS.error(dataset)))
     spec = DATASETS[dataset]
     if gt_boxes == "union" and dataset != "vggss-single":
         raise fail(f"--gt-boxes union is for vggss-single (VGG-SS box lists); {dataset} has one box per source")

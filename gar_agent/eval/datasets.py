@@ -1,5 +1,7 @@
 """Benchmark datasets: loaders for the released annotation formats (the duet builder is gar_agent.data.duet).
 
+Each benchmark is a `DatasetSpec` registered by name in `gar_agent.registry.DATASETS` (`--dataset`).
+
 Ground-truth boxes always come out normalised xyxy in [0, 1], one entry per GT box (duets: one per
 source, in source order). Frames are `<frames_dir>/<id>.jpg`, audio `<audio_dir>/<id>.wav`, the id
 being the annotation's `file` stem (as in the released GAR-SSL scripts).
@@ -27,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from gar_agent.errors import UserError
+from gar_agent.registry import DATASETS  # noqa: F401  (where the specs below are found by name)
 
 
 class DatasetError(UserError):
@@ -291,17 +294,11 @@ class DatasetSpec:
     gt_format: str
 
 
-# Thresholds: the argparse defaults of GAR-SSL's GAR_<dataset>.py scripts (tau_av / tau_audio).
-DATASETS: dict[str, DatasetSpec] = {
-    "vggss-single": DatasetSpec("vggss-single", load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists"),
-    "music-solo": DatasetSpec("music-solo", load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh"),
-    "music-duet": DatasetSpec("music-duet", load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh"),
-    "vggss-duet": DatasetSpec(
-        "vggss-duet",
-        load_vggss_duet,
-        2,
-        0.75,
-        0.75,
-        "vggss_duet.json from `gar data make-duet`, normalised xyxy",
-    ),
-}
+# Thresholds: the argparse defaults of GAR-SSL's GAR_<dataset>.py scripts (tau_av / tau_audio). Each is
+# registered under its name in gar_agent.registry (DATASETS), where `--dataset` looks it up.
+VGGSS_SINGLE = DatasetSpec("vggss-single", load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists")
+MUSIC_SOLO = DatasetSpec("music-solo", load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh")
+MUSIC_DUET = DatasetSpec("music-duet", load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh")
+VGGSS_DUET = DatasetSpec(
+    "vggss-duet", load_vggss_duet, 2, 0.75, 0.75, "vggss_duet.json from `gar data make-duet`, normalised xyxy"
+)
