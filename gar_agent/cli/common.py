@@ -15,7 +15,7 @@ from rich.console import Console
 from gar_agent.cli.safe_text import visible
 from gar_agent.errors import UserError
 from gar_agent.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
-from gar_agent.models.backends import backend_names  # light: the adapters load when a model is built
+from gar_agent.registry import backend_names  # light: the adapters load when a model is built
 
 # Every command imports this module: what a command does (LangGraph, LangChain, OpenCV, the
 # metrics) is imported where it is done, so `gar --help` and light commands start in a fraction of
