@@ -10,7 +10,10 @@ edge, so a threshold gates some samples and not others; its Refine shrinks the b
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import ClassVar
@@ -480,3 +483,103 @@ def test_a_sample_the_replay_raises_on_fails_alone_and_the_folder_is_held(source
     with hold_folder(dst):  # another process writing DST: a second replay stops with one line
         code, _, err = gar(capsys, "eval", "replay", src, "--out", dst)
     assert code == 2 and "in use by another gar eval" in err
+
+
+class DyingModel(VaryModel):
+    """VaryModel whose process dies (as a kill would end it) on its second call: a replay killed mid-way."""
+
+    calls: ClassVar[int] = 0
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        DyingModel.calls += 1
+        if DyingModel.calls == 2:
+            os._exit(137)
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_a_killed_replay_resumes_to_what_an_uninterrupted_one_writes(source, capsys, tmp_path):
+    _, src = source
+    tests = Path(__file__).resolve().parent
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    dst = tmp_path / "killed"
+    argv = [sys.executable, "-m", "gar_agent", "eval", "replay", str(src), "--out", str(dst), "--graph", "no_gate"]
+    proc = subprocess.run([*argv, "--backend", "test_eval_replay:DyingModel"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 137
+    before = sorted(_docs(dst))
+    assert "s3" in before and "s4" not in before  # s3's Refine was answered, s4's killed the process
+    CountingModel.calls.clear()
+    code, _, err = gar(
+        capsys, "eval", "replay", src, "--out", dst, "--graph", "no_gate", "--backend", "test_eval_replay:CountingModel"
+    )
+    assert code == 0, err
+    assert sorted(CountingModel.calls) == [(f"s{i}", "refine", 0) for i in (4, 5, 6)]  # nothing asked twice
+    whole = tmp_path / "whole"
+    assert (
+        gar(
+            capsys,
+            "eval",
+            "replay",
+            src,
+            "--out",
+            whole,
+            "--graph",
+            "no_gate",
+            "--backend",
+            "test_eval_replay:VaryModel",
+        )[0]
+        == 0
+    )
+    a, b = _docs(whole), _docs(dst)
+    assert sorted(a) == sorted(b)
+    for sid in a:
+        _same_results(a[sid], b[sid])
+    keys = ("ciou@0.3", "ciou@0.5", "auc", "ap", "piap", "n_evaluated", "refined", "skipped")
+    ma, mb = (json.loads((f / "metrics.json").read_text()) for f in (whole, dst))
+    assert {k: ma[k] for k in keys} == {k: mb[k] for k in keys}
+    assert json.loads((dst / "replay.json").read_text())["new"] == 4  # 1 before the kill (its sample file) + 3
+
+
+def _duet_folder(root: Path, scores: list[SampleScore]) -> Path:
+    (root / "samples").mkdir(parents=True)
+    (root / "eval.json").write_text(json.dumps({"format": 1, "dataset": "vggss-duet", "settings": {}}))
+    for s in scores:
+        (root / "samples" / f"{s.id}.json").write_text(json.dumps(sample_document(s, None, 0.0, None, None)))
+    return root
+
+
+def test_duet_intervals_include_the_matched_iou_against_the_slow_reference(tmp_path):
+    rng = np.random.default_rng(11)
+
+    def duet(shift: float) -> list[SampleScore]:
+        out = []
+        for i in range(25):
+            gts = [[x, y, x + 0.3, y + 0.3] for x, y in rng.uniform(0, 0.6, (2, 2))]
+            preds = [[b[0] + d, b[1], b[2] + d, b[3]] for b, d in zip(gts, rng.uniform(-shift, shift, 2))]
+            out.append(_score(f"{i:02d}", preds[: 1 + (i % 5 != 0)], gts, failed=i == 7))
+        return out
+
+    a_scores = duet(0.2)
+    b_scores = [s.model_copy(update={"gt_boxes": a.gt_boxes}) for s, a in zip(duet(0.05), a_scores)]
+    a, b = (
+        cmp.load_folder(_duet_folder(tmp_path / "a", a_scores)),
+        cmp.load_folder(_duet_folder(tmp_path / "b", b_scores)),
+    )
+    report = cmp.compare_pair(a, b, resamples=120, seed=5)
+    paired = [i for i in range(25) if i != 7]
+    deltas = {k: [] for k in (*cmp.METRICS, "matched_mean_iou")}
+    for w in cmp.resample_counts(len(paired), 120, seed=5):
+        for row in w:
+            take = [paired[j] for j in np.repeat(np.arange(len(paired)), row.astype(int))]
+            ma = summarize([a_scores[i] for i in take], duet=True)
+            mb = summarize([b_scores[i] for i in take], duet=True)
+            for k in deltas:
+                deltas[k].append(mb[k] - ma[k])
+    rows = {r["metric"]: r for r in report["metrics"]}
+    assert set(rows) == set(deltas)
+    full = summarize([a_scores[i] for i in paired], duet=True)
+    for k, r in rows.items():
+        assert r["a"] == pytest.approx(full[k])
+        assert r["ci95"] == pytest.approx(list(np.percentile(deltas[k], [2.5, 97.5])), abs=1e-9)
