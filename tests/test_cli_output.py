@@ -195,7 +195,7 @@ class FakeDist:
 )
 def test_the_viewer_advice_matches_the_install(monkeypatch, direct_url, command):
     from gar_agent import extras
-    from gar_agent.view.cli import missing_extra
+    from gar_agent.cli.view_cmd import missing_extra
 
     monkeypatch.setattr(extras.metadata, "distribution", lambda name: FakeDist(direct_url))
     assert missing_extra() == f"the viewer needs its extra: {command} (starlette, uvicorn)"

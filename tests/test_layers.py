@@ -35,6 +35,7 @@ def test_the_contracts_are_kept():
     [
         ("protocols/common.py", "gar_agent.nodes.gate"),  # a protocol reaching up into the nodes
         ("trace/diff.py", "gar_agent.eval.metrics"),  # the trace package reaching up into eval
+        ("view/page.py", "gar_agent.cli.common"),  # the viewer reaching up into the CLI
     ],
 )
 def test_an_upward_import_breaks_the_contract(tmp_path, module, upward):

@@ -531,7 +531,7 @@ def test_host_allow_list_is_kept_on_every_interface(runs):
     import urllib.error
     import urllib.request
 
-    from gar_agent.view.cli import allowed_hosts, is_loopback
+    from gar_agent.view.hosts import allowed_hosts, is_loopback
 
     for host in ("0.0.0.0", "127.0.0.2", "::", "192.168.1.7"):
         names = allowed_hosts(host, ["Lab.Example"])

@@ -37,7 +37,7 @@ LAZY: dict[str, Lazy] = {
         "gar_agent.cli.trace_cmd:fork", "Fork a saved run after Generate with edited state, and run on from there."
     ),
     "view": Lazy(
-        "gar_agent.view.cli:view",
+        "gar_agent.cli.view_cmd:view",
         "Serve a read-only web viewer of runs, diffs and evaluations (or export one run as HTML).",
     ),
     "model": Lazy("gar_agent.cli.model_cmd:model_app", "Model utilities (tiny test checkpoint).", True),

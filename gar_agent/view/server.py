@@ -106,7 +106,7 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
 
     `hosts`: the Host headers answered (others get 400), so a web page that rebinds its own domain
     name to 127.0.0.1 cannot read the runs through the visitor's browser; None answers any (tests and
-    scripts: `gar view` always gives its list, see `gar_agent.view.cli.allowed_hosts`).
+    scripts: `gar view` always gives its list, see `gar_agent.view.hosts.allowed_hosts`).
     """
 
     def index(request: Request) -> Response:
