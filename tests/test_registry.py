@@ -68,7 +68,10 @@ def test_the_builtin_names_are_defined_once_and_load_nothing_to_be_listed():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     names, modules = out.strip().splitlines()
     assert "['qwen-omni', 'openai'], ['gar', 'reference'], ['vggss-single'" in names and "'no_gate'" in names
-    assert modules == "['gar_agent.errors', 'gar_agent.paths', 'gar_agent.registry']"
+    loaded = eval(modules)  # a list of module names the child printed
+    assert "gar_agent.registry" in loaded
+    heavy = ("torch", "langchain", "gar_agent.models", "gar_agent.protocols", "gar_agent.eval", "gar_agent.topology")
+    assert not [m for m in loaded if m.startswith(heavy)], loaded
 
 
 def test_builtin_entries_load_what_the_old_lookups_gave():
