@@ -217,12 +217,12 @@ def run_clip(
     settings; the other options are then ignored. The trace goes to `trace_dir` (default: the
     project's traces folder), so the returned Run has steps, calls and votes like any loaded one.
     """
-    from gar_agent.cli.common import run_settings
     from gar_agent.media import load_media
     from gar_agent.models.backends import resolve_backend
     from gar_agent.prompts import PromptSet
     from gar_agent.run import run_and_record
     from gar_agent.spec import build_spec
+    from gar_agent.state import Settings
     from gar_agent.topology import load_topology
 
     with contextlib.ExitStack() as stack:
@@ -236,8 +236,8 @@ def run_clip(
         else:
             topology = load_topology(graph)
             prompt_set = PromptSet(prompts)
-            settings = run_settings(
-                topology, prompt_set, protocol, backend, model, sources=sources, n_votes=n_votes,
+            settings = Settings.from_options(
+                prompt_set, protocol, backend, model, graph=topology.name, sources=sources, n_votes=n_votes,
                 votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
             )  # fmt: skip
             chat = resolve_backend(backend, model)

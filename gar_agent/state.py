@@ -8,9 +8,12 @@ and forks round-trip without custom serialisers.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+if TYPE_CHECKING:
+    from gar_agent.prompts import PromptSet
 
 Box = list[int]
 """A box `[x1, y1, x2, y2]` in integer pixels of the original image (x1 < x2, y1 < y2)."""
@@ -45,6 +48,37 @@ class Settings(BaseModel):
     def batch(self) -> int:
         """Votes requested per Analyze call."""
         return min(self.votes_per_call or self.n_votes, self.n_votes)
+
+    @classmethod
+    def from_options(
+        cls,
+        prompts: PromptSet,
+        protocol: str,
+        backend: str,
+        model: str | None,
+        *,
+        graph: str,
+        sources: int,
+        n_votes: int,
+        votes_per_call: int | None,
+        tau_av: float,
+        tau_audio: float,
+    ) -> Settings:
+        """A run's Settings from a command's options: the one place gar run, gar track, gar eval run and
+        the notebook API build them, so each records the same fields the same way. PromptError if the
+        prompt set and protocol do not belong together; the protocol fixes its own decoding."""
+        from gar_agent.prompts import protocol_settings  # prompts is a leaf; imported when asked for
+
+        return cls(
+            sources=sources,
+            n_votes=n_votes,
+            votes_per_call=votes_per_call,
+            tau_av=tau_av,
+            tau_audio=tau_audio,
+            graph=graph,
+            backend=backend if not model else f"{backend} --model {model}",
+            **protocol_settings(prompts, protocol, sources),
+        )
 
 
 class ImageInfo(BaseModel):

@@ -609,6 +609,20 @@ def test_protocol_settings_checks_sources(sets):
         protocol_settings(PromptSet(sets / "music-duet"), "gar", 2)
 
 
+def test_settings_from_options_is_what_every_command_records(sets):
+    # gar run, gar track, gar eval run and the notebook API all build a run's Settings here
+    duet = PromptSet(sets / "music-duet")
+    opts = {"graph": "gar", "n_votes": 3, "votes_per_call": None, "tau_av": 0.4, "tau_audio": 0.6}
+    s = Settings.from_options(duet, "reference", "openai", "Qwen/X", sources=2, **opts)
+    fixed = protocol_settings(duet, "reference", 2)
+    assert s.backend == "openai --model Qwen/X" and (s.sources, s.n_votes, s.tau_av, s.tau_audio) == (2, 3, 0.4, 0.6)
+    assert {k: getattr(s, k) for k in fixed} == fixed and s.max_new_tokens != Settings().max_new_tokens
+    plain = Settings.from_options(PromptSet(), "gar", "scripted:a.json", None, sources=1, **opts)
+    assert plain.backend == "scripted:a.json" and plain.protocol == "gar" and plain.max_new_tokens == 512
+    with pytest.raises(PromptError, match="with 2 source"):
+        Settings.from_options(duet, "reference", "openai", None, sources=1, **opts)
+
+
 def test_eval_reference_records_the_protocol(sets, example, tmp_path):
     if not (Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "annotations" / "music_solo.json").exists():
         pytest.skip("../shared/benchmarks is absent")

@@ -36,7 +36,6 @@ from gar_agent.cli.common import (
     err,
     fail,
     finish,
-    run_settings,
     step_printer,
     with_pixel_limit,
 )
@@ -109,6 +108,7 @@ def run(
     from gar_agent.prompts import PromptSet
     from gar_agent.run import run_and_record
     from gar_agent.spec import build_spec
+    from gar_agent.state import Settings
     from gar_agent.topology import load_topology
     from gar_agent.trace.checkpoints import open_checkpointer
     from gar_agent.trace.record import input_files
@@ -118,8 +118,8 @@ def run(
     try:
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
-        settings = run_settings(
-            topology, prompt_set, protocol, backend, model,
+        settings = Settings.from_options(
+            prompt_set, protocol, backend, model, graph=topology.name,
             sources=sources, n_votes=n_votes, votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
         )  # fmt: skip
         media, video = run_media(image, audio, at=at, window=window, max_audio_s=max_audio_s, out=out)

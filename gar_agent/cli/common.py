@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -20,10 +20,6 @@ from gar_agent.registry import backend_names  # light: the adapters load when a 
 # Every command imports this module: what a command does (LangGraph, LangChain, OpenCV, the
 # metrics) is imported where it is done, so `gar --help` and light commands start in a fraction of
 # a second (scripts/bench_imports.py measures it; tests/test_cli_imports.py keeps it so).
-if TYPE_CHECKING:
-    from gar_agent.prompts import PromptSet
-    from gar_agent.state import Settings
-    from gar_agent.topology import Topology
 
 # Piped output (files, CI logs) gets a wide page instead of rich's 80-column default; COLUMNS sets another.
 # No markup and no emoji codes in printed strings: they carry file names, trace fields and model text,
@@ -38,36 +34,6 @@ err = Console(stderr=True, highlight=False, markup=False, emoji=False)
 USER_ERRORS = (UserError, FileNotFoundError)
 EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
-
-
-def run_settings(
-    topology: Topology,
-    prompts: PromptSet,
-    protocol: str,
-    backend: str,
-    model: str | None,
-    *,
-    sources: int,
-    n_votes: int,
-    votes_per_call: int | None,
-    tau_av: float,
-    tau_audio: float,
-) -> Settings:
-    """The Settings of a clip's run from the options gar run and gar track share (PromptError if the
-    prompt set and protocol do not belong together; the protocol fixes its own decoding)."""
-    from gar_agent.prompts import protocol_settings
-    from gar_agent.state import Settings
-
-    return Settings(
-        sources=sources,
-        n_votes=n_votes,
-        votes_per_call=votes_per_call,
-        tau_av=tau_av,
-        tau_audio=tau_audio,
-        graph=topology.name,
-        backend=backend if not model else f"{backend} --model {model}",
-        **protocol_settings(prompts, protocol, sources),
-    )
 
 
 def check_votes(n_votes: int, votes_per_call: int | None) -> None:

@@ -69,7 +69,7 @@ from gar_agent.eval.store import (
 from gar_agent.eval.sweep import grid, sweep, write_sweep
 from gar_agent.models.backends import resolve_backend
 from gar_agent.models.openai import is_backend_fault
-from gar_agent.prompts import PromptSet, protocol_settings
+from gar_agent.prompts import PromptSet
 from gar_agent.spec import build_spec, write_spec
 from gar_agent.state import Settings
 from gar_agent.topology import GraphError, load_topology
@@ -490,16 +490,17 @@ def _run(
     try:
         topology = load_topology(graph or "gar")
         prompt_set = PromptSet(prompts, benchmark=dataset)
-        fixed = protocol_settings(prompt_set, protocol, spec.sources)
-        settings = Settings(
+        settings = Settings.from_options(
+            prompt_set,
+            protocol,
+            backend,
+            model,
+            graph=topology.name,
             sources=spec.sources,
             n_votes=n,
             votes_per_call=votes_per_call,
             tau_av=spec.tau_av if t_av is None else t_av,
             tau_audio=spec.tau_audio if t_audio is None else t_audio,
-            graph=topology.name,
-            backend=backend if not model else f"{backend} --model {model}",
-            **fixed,
         )
         d = EvalDir(out)
         data = {"frames": str(frames), "audio": str(audio), "gt": str(gt)}

@@ -25,13 +25,13 @@ from gar_agent.cli.common import (
     console,
     err,
     fail,
-    run_settings,
     with_pixel_limit,
 )
 from gar_agent.cli.safe_text import visible
 from gar_agent.models.backends import resolve_backend
 from gar_agent.prompts import PromptSet
 from gar_agent.spec import build_spec
+from gar_agent.state import Settings
 from gar_agent.topology import load_topology
 from gar_agent.video.analyse import Analyser
 from gar_agent.video.clip import DEFAULT_WINDOW_S
@@ -74,8 +74,8 @@ def track_command(
         info = probe(video)
         topology = load_topology(graph)
         prompt_set = PromptSet(prompts)
-        settings = run_settings(
-            topology, prompt_set, protocol, backend, model,
+        settings = Settings.from_options(
+            prompt_set, protocol, backend, model, graph=topology.name,
             sources=sources, n_votes=n_votes, votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio,
         )  # fmt: skip
         chat = resolve_backend(backend, model)  # created once: every analysed time shares it
