@@ -112,13 +112,13 @@ class Evaluation:
 
 def load_eval(folder: str | Path) -> Evaluation:
     """An evaluation folder: eval.json, metrics.json (None before the run ended) and every sample as a record."""
-    import json
+    from gar_agent.trace.store import TraceError, load_json
 
     d = EvalDir(Path(folder))
     config = read_config(d)
     try:
-        metrics = json.loads(d.metrics.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        metrics = load_json(d.metrics, "metrics file", nan_as_null=True)  # a folder from someone else: bounded
+    except TraceError:
         metrics = None
     records = []
     for sid in d.stored_ids():

@@ -136,6 +136,12 @@ def test_a_replay_with_nothing_changed_is_the_evaluation_and_makes_no_call(sourc
     assert code == 0 and json.loads((dst / "metrics.json").read_text())["ciou@0.5"] == recorded["ciou@0.5"]
     code, _, _ = gar(capsys, "eval", "sweep", dst, "--tau-av", "0.3")
     assert code == 0
+    # samples replayed three at a time write the same
+    threads = tmp_path / "threads"
+    assert gar(capsys, "eval", "replay", src, "--out", threads, "--workers", "3")[0] == 0
+    c = _docs(threads)
+    for sid in a:
+        _same_results(a[sid], c[sid])
 
 
 def test_a_stricter_tau_sends_only_the_newly_gated_refines_to_the_backend(source, capsys, tmp_path):

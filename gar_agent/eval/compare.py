@@ -135,7 +135,7 @@ def _read_samples(d: EvalDir) -> list[tuple[str, SampleScore, list | None]]:
             if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("id") != sid:
                 continue
             score = SampleScore.model_validate(doc["score"])
-        except (OSError, ValueError, KeyError, TypeError, ValidationError):
+        except (OSError, ValueError, KeyError, TypeError, ValidationError, RecursionError):  # as read_sample
             continue
         if score.id == sid:
             rows.append((sid, score, doc.get("gt_classes")))

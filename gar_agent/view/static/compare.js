@@ -62,8 +62,8 @@ function diffHref(row) {
 }
 
 function scatter(doc) {
-  const size = 320, pad = 30, W = size + 2 * pad;
-  const x = (v) => pad + v * size, y = (v) => pad + (1 - v) * size;
+  const size = 320, pad = 30, left = 44, W = size + left + pad, H = size + 2 * pad;
+  const x = (v) => left + v * size, y = (v) => pad + (1 - v) * size;
   const byId = new Map(doc.changed.map((r) => [r.id, r]));
   const dots = doc.points.map(([id, a, b]) => {
     const cls = b > a + 1e-9 ? "up" : b < a - 1e-9 ? "down" : "same";
@@ -73,13 +73,13 @@ function scatter(doc) {
     if (row && diffHref(row)) dot.addEventListener("click", () => { location.href = diffHref(row); });
     return dot;
   });
-  return h("svg", { class: "scatter", width: W, height: W, viewBox: `0 0 ${W} ${W}`, "data-testid": "scatter" },
-    h("rect", { x: pad, y: pad, width: size, height: size, fill: "none", stroke: "#ccc" }),
+  return h("svg", { class: "scatter", width: W, height: H, viewBox: `0 0 ${W} ${H}`, "data-testid": "scatter" },
+    h("rect", { x: left, y: pad, width: size, height: size, fill: "none", stroke: "#ccc" }),
     h("line", { class: "diag", x1: x(0), y1: y(0), x2: x(1), y2: y(1) }),
-    h("text", { x: pad + size / 2, y: W - 6, "text-anchor": "middle" }, "cIoU in A"),
-    h("text", { x: 10, y: pad + size / 2, transform: `rotate(-90 10 ${pad + size / 2})`, "text-anchor": "middle" }, "cIoU in B"),
+    h("text", { x: left + size / 2, y: H - 6, "text-anchor": "middle" }, "cIoU in A"),
+    h("text", { x: 12, y: pad + size / 2, transform: `rotate(-90 12 ${pad + size / 2})`, "text-anchor": "middle" }, "cIoU in B"),
     ...[0, 0.5, 1].map((t) => h("text", { x: x(t), y: pad + size + 14, "text-anchor": "middle" }, String(t))),
-    ...[0.5, 1].map((t) => h("text", { x: pad - 4, y: y(t) + 4, "text-anchor": "end" }, String(t))),
+    ...[0.5, 1].map((t) => h("text", { x: left - 4, y: y(t) + 4, "text-anchor": "end" }, String(t))),
     ...dots);
 }
 
