@@ -23,6 +23,7 @@ import pytest
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from test_eval import RectModel, _bright_boxes, make_benchmark, norm
+from trace_versions import as_v2
 
 from gar_agent.cli.app import main
 from gar_agent.eval import compare as cmp
@@ -230,9 +231,8 @@ def test_an_old_folder_without_replay_records_or_spec_still_replays(source, caps
         doc.pop("gt_classes", None)
         p.write_text(json.dumps(doc))
     for p in (old / "traces").glob("*/trace.json"):  # a schema-2 trace: no run spec
-        doc = json.loads(p.read_text())
-        assert doc.pop("spec", None) is not None
-        p.write_text(json.dumps({**doc, "schema_version": 2}))
+        assert read_trace(p).spec is not None
+        p.write_text(json.dumps(as_v2(read_trace(p))))
     code, _, err = gar(capsys, "eval", "replay", old, "--out", tmp_path / "d")
     assert code == 0, err
     assert read_spec(tmp_path / "d" / "spec.json").backend.name == "recording"

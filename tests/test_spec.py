@@ -13,6 +13,7 @@ from conftest import write_script
 from pydantic import SecretStr
 from test_graph import audio_answer, boxes_answer
 from test_trace import VOTES, cli, recorded  # noqa: F401  (fixture)
+from trace_versions import as_v2
 
 from gar_agent.cli.app import main
 from gar_agent.errors import BackendError
@@ -146,10 +147,7 @@ def test_a_version_2_trace_still_reads_and_replays(recorded, capsys, tmp_path): 
     """A trace written before run specs (schema 2: no `spec`) reads, shows and replays as before."""
     traces, run_id, result, _ = recorded
     path = resolve_trace(run_id, traces)
-    doc = json.loads(path.read_text())
-    doc.pop("spec")
-    doc["schema_version"] = 2
-    path.write_text(json.dumps(doc))
+    path.write_text(json.dumps(as_v2(read_trace(path))))  # as schema 2 stored it: no spec
     old = read_trace(path)
     assert old.spec is None and old.schema_version == 3  # read into today's shape
     code, out, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--out", tmp_path / "r", "--json")

@@ -76,7 +76,7 @@ def test_a_run_writes_a_complete_trace(recorded):
     assert gen.calls[0].media_refs == {"audio": trace.media["audio"].sha256}  # by hash, not inlined
     assert "base64" not in json.dumps(trace.model_dump(mode="json"))
     assert ana.calls[0].n == 5 and ana.calls[0].temperature == 0.4 and ana.calls[0].answers == VOTES
-    assert ana.state["sources"][0]["votes"][3]["error"] == "no JSON object found in the answer"
+    assert ana.update.kind == "source" and ana.update.source.votes[3].error == "no JSON object found in the answer"
     assert ana.usage.model_calls == 1
 
 
@@ -291,20 +291,22 @@ def test_trace_list_show_diff(recorded, capsys, tmp_path):
 
 def test_a_nan_or_infinity_in_a_run_is_written_as_null_and_reads_back(recorded, tmp_path):
     """JSON has no NaN: the writer puts null there, so every trace it writes can be read back."""
+    from gar_agent.trace.schema import TraceStep
+    from gar_agent.trace.steps import classify_update
     from gar_agent.trace.store import resolve_trace, write_trace
 
     traces, run_id, _, _ = recorded
     trace = read_trace(run_id, traces)
     analyze = trace.steps[1]
-    analyze.state["sources"][0]["analysis"]["av_consistency"] = float("nan")
-    analyze.state["debug"] = [float("-inf"), {"ratio": float("inf")}, 0.5]
+    analyze.update.source.analysis.av_consistency = float("nan")
+    debug = classify_update({"debug": [float("-inf"), {"ratio": float("inf")}, 0.5]})  # a researcher's channel
+    trace.steps.append(TraceStep(index=len(trace.steps), node="mine", update=debug))
     trace.wall_s = float("inf")
     path = write_trace(trace, tmp_path / "out")
     text = path.read_text()
     assert "NaN" not in text and "Infinity" not in text
     back = read_trace(resolve_trace(path))  # the reader refuses NaN/Infinity: this read is the point
-    state = back.steps[1].state
-    assert state["sources"][0]["analysis"]["av_consistency"] is None
-    assert state["debug"] == [None, {"ratio": None}, 0.5]
+    assert math.isnan(back.steps[1].update.source.analysis.av_consistency)  # typed: its null reads as NaN
+    assert back.steps[-1].update.wrote["debug"] == [None, {"ratio": None}, 0.5]  # untyped: the null stays
     assert math.isnan(back.wall_s)  # a field typed as a number: its null reads as NaN (written as null again)
     assert '"wall_s":null' in write_trace(back, tmp_path / "again").read_text()

@@ -7,6 +7,7 @@ import json
 import pytest
 from conftest import vote
 from test_graph import audio_answer, boxes_answer
+from trace_versions import as_v1
 
 from gar_agent.models.scripted import ScriptedChatModel
 from gar_agent.prompts import PromptSet
@@ -52,8 +53,23 @@ def test_each_call_is_stored_once_and_each_prompt_text_once(media, tmp_path):
         c.model_dump() for c in outcome.state.calls
     ]
     last_analyze = [s for s in trace.steps if s.node == "analyze"][-1]
-    assert len(last_analyze.state["source"]["votes"]) == 20
+    assert last_analyze.update.kind == "source" and len(last_analyze.update.source.votes) == 20
     assert trace.final_state == outcome.state
+
+
+def test_a_raw_answer_is_stored_once_a_vote_refers_to_its_call(media, tmp_path):
+    outcome, path = _trace_file(media, tmp_path, 5)
+    doc = json.loads(path.read_text())
+    votes = doc["final_state"]["sources"][0]["votes"]
+    assert all("raw" not in v for v in votes)
+    answer = vote(0.3 + 3 / 1000, False, tags=("tag_3", "bow_hand"), anchors=(("anchor_3", 0.5),))
+    c, j = votes[3]["answer"]
+    stored = doc["calls"][c]["answers"][j]  # the 4th vote is the 4th Analyze call's answer
+    assert doc["attachments"][stored.removeprefix("attachment://")] == answer
+    assert path.read_text().count(stored) == 1  # referred to by the call alone: not again by a vote nor a step
+    trace = read_trace(path)
+    assert [v.raw for v in trace.final_state.sources[0].votes] == [v.raw for v in outcome.state.sources[0].votes]
+    assert trace.final_state.generate == outcome.state.generate  # Generate's answers read back as well
 
 
 def test_trace_size_is_linear_in_the_number_of_votes(media, tmp_path):
@@ -67,18 +83,15 @@ def test_trace_size_is_linear_in_the_number_of_votes(media, tmp_path):
 def test_a_version_1_trace_is_still_read(media, tmp_path):
     outcome, path = _trace_file(media, tmp_path, 5)
     trace = read_trace(path)
-    v1 = {**trace.model_dump(mode="json"), "schema_version": 1}  # v1 stored steps whole, calls inside them
-    for record in v1["final_state"]["sources"]:
-        record["calls"] = []  # v1 records carried their calls
     old = tmp_path / "old" / "trace.json"
     old.parent.mkdir()
-    old.write_text(json.dumps(v1))
+    old.write_text(json.dumps(as_v1(trace)))  # v1 stored steps whole, calls inside the records
     again = read_trace(old)
-    assert again.calls() == trace.calls() and again.result == trace.result
+    assert again.calls() == trace.calls() and again.result == trace.result and again.steps == trace.steps
     assert again.final_state.calls == outcome.state.calls
 
 
-@pytest.mark.parametrize("damage", ["attachment", "patch"])
+@pytest.mark.parametrize("damage", ["attachment", "patch", "answer reference"])
 def test_a_damaged_trace_is_one_clear_error(media, tmp_path, damage):
     from gar_agent.trace.store import TraceError
 
@@ -86,9 +99,12 @@ def test_a_damaged_trace_is_one_clear_error(media, tmp_path, damage):
     doc = json.loads(path.read_text())
     if damage == "attachment":
         doc["attachments"] = {}
+    elif damage == "answer reference":
+        record = doc["final_state"]["sources"][0]
+        record["votes"][0]["answer"] = [len(doc["calls"]), 0]  # a call the trace does not have
     else:
-        step = next(s for s in doc["steps"] if s.get("changes"))
-        step["changes"] = [{"op": "replace", "path": "/no/such/path", "value": 1}]
+        step = next(s for s in doc["steps"] if s["update"].get("changes"))
+        step["update"]["changes"] = [{"op": "replace", "path": "/no/such/path", "value": 1}]
     path.write_text(json.dumps(doc))
     with pytest.raises(TraceError, match="is corrupt"):
         read_trace(path)

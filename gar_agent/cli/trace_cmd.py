@@ -35,7 +35,6 @@ from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.result import STATUS_TEXT, source_status
 from gar_agent.spec import backend_spec, folder_spec
-from gar_agent.state import GenerateRecord, ModelCall, SourceRecord
 from gar_agent.trace.schema import Trace
 from gar_agent.trace.store import list_traces, read_trace, resolve_trace
 
@@ -139,7 +138,7 @@ def show(
         if not 0 <= step < len(trace.steps):
             raise fail(f"--step {step}: the run has steps 0..{len(trace.steps) - 1}")
         s = trace.steps[step]
-        show_view(console, node_view(s.node, _records(s.state)) or Pretty(s.state), err, f"step {step}")
+        show_view(console, node_view(s.node, s.update, s.calls) or Pretty(s.state), err, f"step {step}")
         if png:
             _step_overlays(trace, path, png, only=step)
         return
@@ -181,7 +180,7 @@ def show(
             )
 
     for s in trace.steps:
-        view = node_view(s.node, _records(s.state))
+        view = node_view(s.node, s.update, s.calls)
         if view is None:
             continue
         if s.source in sources and not branches:
@@ -230,19 +229,6 @@ def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
     sys.stdout.write(visible(diff) if diff else f"the recorded graph equals {other}\n")
 
 
-def _records(state: dict) -> dict:
-    """A step's saved state as the typed records the views take."""
-    out = dict(state)
-    if isinstance(state.get("generate"), dict):
-        out["generate"] = GenerateRecord.model_validate(state["generate"])
-    if isinstance(state.get("sources"), list):
-        out["sources"] = [SourceRecord.model_validate(s) for s in state["sources"]]
-    if isinstance(state.get("source"), dict):
-        out["source"] = SourceRecord.model_validate(state["source"])
-    out["calls"] = [ModelCall.model_validate(c) for c in state.get("calls") or []]
-    return out
-
-
 def _step_overlays(trace: Trace, path: Path, folder: Path, only: int | None = None) -> None:
     """An overlay per step that has boxes (the boxes as they stand after it); `only`: that step's alone."""
     from gar_agent.overlay import save_overlay, source_label
@@ -252,11 +238,11 @@ def _step_overlays(trace: Trace, path: Path, folder: Path, only: int | None = No
     boxes: dict[int, dict] = {}
     written = 0
     for s in trace.steps:
-        for rec in s.state.get("sources") or []:
-            boxes[rec["index"]] = {
-                "box": rec["box"],
-                "initial_box": rec["initial_box"],
-                "label": source_label(rec["index"], rec["audio_class"]),
+        for rec in s.update.records():
+            boxes[rec.index] = {
+                "box": rec.box,
+                "initial_box": rec.initial_box,
+                "label": source_label(rec.index, rec.audio_class),
             }
         if only is not None and s.index != only:
             continue

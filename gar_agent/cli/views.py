@@ -10,6 +10,7 @@ from rich.text import Text
 from gar_agent.cli.safe_text import cut, safe, visible
 from gar_agent.result import STATUS_TEXT, RunResult
 from gar_agent.state import GenerateRecord, ModelCall, SourceRecord, as_text
+from gar_agent.trace.steps import GenerateUpdate, StepUpdate, live_update
 
 CLIP = 600  # characters of prompts/answers shown inline; the trace keeps them whole
 UNUSABLE_CLIP = 200  # an answer that could not be used: enough to see what the model did, not a screenful of noise
@@ -206,14 +207,15 @@ def result_table(result: RunResult) -> Table:
     return table
 
 
-def node_view(node: str, update: dict, fork_boxes: dict[int, list[int]] | None = None):
-    """The view of one step's update (any node, a researcher's own included); None for the branch wrapper.
+def node_view(node: str, update: StepUpdate, calls: list[ModelCall], fork_boxes: dict[int, list[int]] | None = None):
+    """The view of one step (any node, a researcher's own included): its typed update and the calls it made;
+    None for the branch wrapper.
 
     `fork_boxes`: a fork's edited initial boxes, shown in Generate's table in place of what it gave.
     """
-    calls = update.get("calls") or []
     if node == "generate":
-        sources = update.get("sources") or []
+        gen = update if isinstance(update, GenerateUpdate) else None
+        sources = update.records()
         fork_boxes = fork_boxes or {}
         edited = {s.index: s.initial_box for s in sources if s.index in fork_boxes}
         sources = [
@@ -222,10 +224,11 @@ def node_view(node: str, update: dict, fork_boxes: dict[int, list[int]] | None =
             else s
             for s in sources
         ]
-        return generate_view(update.get("generate") or GenerateRecord(), calls, sources, update.get("error"), edited)
-    src = update.get("source") or (update.get("sources") or [None])[0]
-    if not isinstance(src, SourceRecord):
-        if node == "localize" or not update:
+        record = gen.generate if gen else GenerateRecord()
+        return generate_view(record, calls, sources, getattr(update, "error", None), edited)
+    src = update.record()
+    if src is None:
+        if node == "localize":
             return None  # the per-source branch as a whole: its steps were shown one by one
         return _other_view(node, update, calls, None)
     if node == "analyze" and calls:
@@ -237,10 +240,10 @@ def node_view(node: str, update: dict, fork_boxes: dict[int, list[int]] | None =
     return _other_view(node, update, calls, src)
 
 
-def _other_view(node: str, update: dict, calls: list[ModelCall], src: SourceRecord | None) -> Panel:
+def _other_view(node: str, update: StepUpdate, calls: list[ModelCall], src: SourceRecord | None) -> Panel:
     """A node this module has no special view for: its calls, what it wrote, the gate as it now stands."""
     parts: list = [call_view(c) for c in calls]
-    wrote = [k for k in update if k not in ("calls", "sources")]
+    wrote = [k for k in update.channels() if k != "sources"]
     parts.append(safe(f"wrote: {', '.join(wrote) or 'nothing'}", style="dim"))
     if src is not None and src.gate is not None:
         decision = "refine" if src.gate.refine else "skip refinement"
@@ -286,8 +289,11 @@ class StepPrinter:
         if self._wraps_shown_steps(step.node, namespace):
             return
         self.seen.add(namespace)
+        if not step.update:
+            return  # a node that wrote nothing and asked nothing: no panel while the run goes on
         try:
-            view = node_view(step.node, step.update, self.fork_boxes)
+            update, calls = live_update(step)
+            view = node_view(step.node, update, calls, self.fork_boxes)
         except Exception as e:  # noqa: BLE001 - as in show(): a view's bug must not stop the run
             self.err.print(
                 f"gar: note: could not display step {visible(step.node, one_line=True)} "

@@ -13,6 +13,7 @@ from gar_agent.spec import RunSpec
 from gar_agent.state import ModelCall, SourceRecord, Usage
 from gar_agent.topology import Topology
 from gar_agent.trace.schema import Fork, GraphInfo, InputFile, MediaRef, Trace, TraceCall, TraceStep
+from gar_agent.trace.steps import classify_update
 from gar_agent.version import __version__
 
 _GRAPH_INFO: dict[tuple[str, str], GraphInfo] = {}
@@ -35,16 +36,6 @@ def _draw(topology: Topology) -> GraphInfo:
         nodes=list(drawn.nodes),
         edges=[(e.source, e.target, bool(e.conditional)) for e in drawn.edges],
     )
-
-
-def _jsonable(value):
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    return value
 
 
 def _record(step: Step):
@@ -79,7 +70,7 @@ def trace_steps(steps: list[Step], media: Media, start_index: int = 0) -> list[T
                 pass_index=passes[(step.node, source)],
                 namespace=list(step.namespace),
                 calls=[TraceCall(**c.model_dump(), media_refs={k: refs[k] for k in c.media}) for c in calls],
-                state={k: _jsonable(v) for k, v in step.update.items()},
+                update=classify_update(step.update, source),
                 usage=usage,
                 elapsed_s=step.elapsed_s,
             )

@@ -5,22 +5,25 @@ hashes, settings), on what (inputs by path, hash and size), every step in order 
 pass, the model calls with media referenced by hash, what the step wrote, usage, time), and the
 final state and result. Everything needed to replay the run without the model is here.
 
-In memory a `Trace` holds each step's calls and the update it wrote, as the graph streamed them.
-On disk (schema version 3, `to_document` / `from_document`) it is stored linear in size, as
-inspect_ai stores its logs:
+In memory a `Trace` holds each step's calls and its typed update (gar_agent.trace.steps: Generate's,
+a source's, an error, nothing, or a researcher's other channels). On disk (schema version 3,
+`to_document` / `from_document`) it is stored linear in size, as inspect_ai stores its logs:
 - every model call once, in `calls`; a step lists the indices of the calls it made;
-- a per-source step stores what it changed in its source record as a JSON Patch (RFC 6902), so
-  the votes of pass k are stored once, not again by every later step;
+- a step's `update` is stored with its `kind`; a source's update as a JSON Patch (RFC 6902) of its
+  record, so the votes of pass k are stored once, not again by every later step;
+- a raw answer is stored once, in its call: a vote, a refinement or a Generate answer holds
+  `answer: [call index, answer index]` in place of the text;
 - every string longer than 80 characters (a prompt, an answer) is stored once in `attachments`
   and referenced as `attachment://<hash>`, so a prompt asked N times is stored once;
-- the final state's calls are the trace's calls (not stored twice).
-
-Version 3 adds `spec`, the run spec (gar_agent.spec.RunSpec: backend name and options, graph name,
-sha256 and source, prompt templates' texts, protocol, settings); its long texts are attachments
-like any other string. A trace in an evaluation folder records the spec without the texts (the
-folder's spec.json holds them once). The recorded graph source is shown and diffed, never run.
-Older documents are read by `from_document` as they are: version 1 (each step storing its whole
-source record) and version 2 (no spec: `spec` is None).
+- the final state's calls are the trace's calls (not stored twice);
+- `spec`, the run spec (gar_agent.spec.RunSpec: backend name and options, graph name, sha256 and
+  source, prompt templates' texts, protocol, settings); its long texts are attachments like any other
+  string. A trace in an evaluation folder records the spec without the texts (the folder's spec.json
+  holds them once). The recorded graph source is shown and diffed, never run.
+Older documents are read by `from_document`: version 1 (each step storing the whole dict it wrote,
+records carrying their calls) and version 2 (calls once, a record's patch, other channels as a dict,
+raw answers inline, no spec: `spec` is None); their steps' dicts are typed by `classify_update`, as
+a live run's are (tests/data/traces holds one run as each).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pydantic import BaseModel, Field, ValidationError
 from gar_agent.result import RunResult
 from gar_agent.spec import RunSpec
 from gar_agent.state import ModelCall, RunState, Settings, Usage
+from gar_agent.trace.steps import EmptyUpdate, StepUpdate, classify_update
 
 SCHEMA_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
@@ -91,9 +95,14 @@ class TraceStep(BaseModel):
     pass_index: int | None = Field(None, description="For looped nodes: 1 for the first pass, ...")
     namespace: list[str] = Field(default_factory=list)
     calls: list[TraceCall] = Field(default_factory=list, description="Model calls made in this step.")
-    state: dict = Field(default_factory=dict, description="What the step wrote to the state.")
+    update: StepUpdate = Field(default_factory=EmptyUpdate, description="What the step wrote, typed.")
     usage: Usage = Field(default_factory=Usage)
     elapsed_s: float = 0.0
+
+    @property
+    def state(self) -> dict:
+        """What the step wrote as the plain dict schema 1 and 2 held (notebooks written against them)."""
+        return {**self.update.channels(), "calls": [c.model_dump(mode="json") for c in self.calls]}
 
 
 class Fork(BaseModel):
@@ -201,34 +210,122 @@ def record_patch(before: Any, after: Any, path: str = "") -> list[dict]:
     return [] if before == after else [{"op": "replace", "path": path, "value": after}]
 
 
-def _record(state: dict, source: int) -> dict | None:
-    record = state.get("source")
-    if isinstance(record, dict) and record.get("index") == source:
+def _answer_index(calls: list[dict]) -> dict[str, list[int]]:
+    """Each answer text -> [call index, answer index] of the first call that holds it."""
+    index: dict[str, list[int]] = {}
+    for c, call in enumerate(calls):
+        for j, text in enumerate(call.get("answers") or []):
+            if isinstance(text, str):
+                index.setdefault(text, [c, j])
+    return index
+
+
+def _refer(item: Any, answers: dict[str, list[int]]) -> Any:
+    """A vote, a refinement or a Generate answer with its raw text replaced by the answer it is (`answer`)."""
+    if isinstance(item, dict) and isinstance(item.get("raw"), str) and item["raw"] in answers:
+        return {**{k: v for k, v in item.items() if k != "raw"}, "answer": answers[item["raw"]]}
+    return item
+
+
+def _stored_record(record: dict, answers: dict[str, list[int]]) -> dict:
+    """A source record as stored: its votes' and its refinement's raw answers by reference."""
+    out = dict(record)
+    if isinstance(out.get("votes"), list):
+        out["votes"] = [_refer(v, answers) for v in out["votes"]]
+    if isinstance(out.get("refinement"), dict):
+        out["refinement"] = _refer(out["refinement"], answers)
+    return out
+
+
+def _stored_generate(record: dict, answers: dict[str, list[int]]) -> dict:
+    """Generate's record as stored: its parsed answers' raw texts by reference."""
+    out = dict(record)
+    for key in ("audio", "boxes"):
+        if isinstance(out.get(key), list):
+            out[key] = [_refer(a, answers) for a in out[key]]
+    return out
+
+
+def _resolve(item: Any, calls: list[dict]) -> Any:
+    """The inverse of `_refer`: the raw text back from the call's answer (ValueError when there is none)."""
+    if not isinstance(item, dict) or "answer" not in item:
+        return item
+    ref = item["answer"]
+    if not (isinstance(ref, list) and len(ref) == 2 and all(type(x) is int and x >= 0 for x in ref)):
+        raise ValueError(f"answer reference {str(ref)[:40]} is not [call, answer]")
+    c, j = ref
+    answers = calls[c].get("answers") if c < len(calls) and isinstance(calls[c], dict) else None
+    if not isinstance(answers, list) or j >= len(answers):
+        raise ValueError(f"answer reference {ref} names no answer of the trace's calls")
+    return {**{k: v for k, v in item.items() if k != "answer"}, "raw": answers[j]}
+
+
+def _read_record(record: Any, calls: list[dict]) -> Any:
+    if not isinstance(record, dict):
         return record
-    return next((r for r in state.get("sources") or [] if isinstance(r, dict) and r.get("index") == source), None)
+    out = dict(record)
+    if isinstance(out.get("votes"), list):
+        out["votes"] = [_resolve(v, calls) for v in out["votes"]]
+    out["refinement"] = _resolve(out.get("refinement"), calls)
+    return out
+
+
+def _read_generate(record: Any, calls: list[dict]) -> Any:
+    if not isinstance(record, dict):
+        return record
+    out = dict(record)
+    for key in ("audio", "boxes"):
+        if isinstance(out.get(key), list):
+            out[key] = [_resolve(a, calls) for a in out[key]]
+    return out
+
+
+def _stored_update(step: TraceStep, answers: dict[str, list[int]], records: dict[int, dict]) -> dict:
+    """A step's update as stored: a source's as a patch of its record, raw answers by reference."""
+    u = step.update
+    if u.kind == "source":
+        record = _stored_record(u.source.model_dump(mode="json"), answers)
+        if step.source != u.source.index:  # not the step's own source: stored whole
+            return {"kind": "source", "source": record}
+        changes = record_patch(records.get(step.source, {}), record)
+        records[step.source] = record
+        return {"kind": "source", "changes": changes}
+    if u.kind == "generate":
+        sources = [_stored_record(r.model_dump(mode="json"), answers) for r in u.sources]
+        for r in sources:
+            records[r["index"]] = r
+        stored = {
+            **u.model_dump(mode="json"),
+            "generate": _stored_generate(u.generate.model_dump(mode="json"), answers),
+        }
+        return {k: v for k, v in {**stored, "sources": sources}.items() if v is not None}
+    return u.model_dump(mode="json")
 
 
 def to_document(trace: Trace) -> dict:
-    """The trace as stored: calls once, per-source steps as patches, long strings as attachments."""
-    data = trace.model_dump(mode="json")
-    calls: list[dict] = []
-    records: dict[int, dict] = {}  # source -> its record as of the step being written
+    """The trace as stored: calls once, per-source steps as patches, raw answers by reference, long
+    strings as attachments."""
+    data = trace.model_dump(mode="json", exclude={"steps"})
+    calls = [c.model_dump(mode="json") for s in trace.steps for c in s.calls]
+    answers = _answer_index(calls)
+    records: dict[int, dict] = {}  # source -> its stored record as of the step being written
     steps = []
-    for step in data.pop("steps"):
-        ids = list(range(len(calls), len(calls) + len(step["calls"])))
-        calls.extend(step.pop("calls"))
-        wrote = {k: v for k, v in step.pop("state").items() if k != "calls"}
-        record = _record(wrote, step["source"]) if step["source"] is not None else None
-        if record is not None:
-            wrote = {k: v for k, v in wrote.items() if k not in ("source", "sources")}
-            step["changes"] = record_patch(records.get(step["source"], {}), record)
-            records[step["source"]] = record
-        else:
-            for r in wrote.get("sources") or []:
-                if isinstance(r, dict) and isinstance(r.get("index"), int):
-                    records[r["index"]] = r
-        steps.append({**step, "call_ids": ids, "wrote": wrote})
-    data["final_state"]["calls"] = []  # they are `calls`
+    n = 0
+    for step in trace.steps:
+        stored = step.model_dump(mode="json", exclude={"calls", "update"})
+        steps.append(
+            {
+                **stored,
+                "call_ids": list(range(n, n + len(step.calls))),
+                "update": _stored_update(step, answers, records),
+            }
+        )
+        n += len(step.calls)
+    final = data["final_state"]
+    final["calls"] = []  # they are `calls`
+    final["sources"] = [_stored_record(r, answers) for r in final["sources"]]
+    if final.get("generate") is not None:
+        final["generate"] = _stored_generate(final["generate"], answers)
     attachments: dict[str, str] = {}
     body = intern_strings({**data, "steps": steps, "calls": calls}, attachments)
     return {"schema_version": SCHEMA_VERSION, **body, "attachments": attachments}
@@ -237,8 +334,9 @@ def to_document(trace: Trace) -> dict:
 def from_document(data: dict) -> Trace:
     """A stored trace (any of READABLE_VERSIONS) as the in-memory Trace.
 
-    The one place that knows the older versions: 1 is upgraded whole (`_upgrade_v1`); 2 is 3 without
-    a spec (the field defaults to None); 3 is what `to_document` writes.
+    The one place that knows the older versions: their steps held what a node wrote as a plain dict
+    (version 1: whole; version 2: other channels in `wrote`, a source's record as a patch), read into
+    typed updates by `classify_update`, as a live run's are. 3 is what `to_document` writes.
     """
     version = data.get("schema_version")
     if version not in READABLE_VERSIONS:
@@ -248,24 +346,22 @@ def from_document(data: dict) -> Trace:
     data = resolve_strings({k: v for k, v in data.items() if k != "attachments"}, data.get("attachments") or {})
     data["schema_version"] = SCHEMA_VERSION  # read into today's shape
     calls = data.pop("calls", [])
+    if not isinstance(calls, list):
+        raise ValueError("calls is not a list")
+    read_step = _read_v2_step if version == 2 else _read_step
     records: dict[int, dict] = {}
     steps = []
     for step in data.get("steps", []):
+        if not isinstance(step, dict):
+            raise ValueError("a step is not an object")
         step = dict(step)
         step_calls = [calls[i] for i in step.pop("call_ids", [])]
-        state = copy.deepcopy(step.pop("wrote", {}))
-        changes = step.pop("changes", None)
-        if changes is not None and step.get("source") is not None:
-            record = jsonpatch.apply_patch(records.get(step["source"], {}), changes)
-            records[step["source"]] = record
-            state.update(source=record, sources=[record])
-        else:
-            for r in state.get("sources") or []:
-                if isinstance(r, dict) and isinstance(r.get("index"), int):
-                    records[r["index"]] = r
-        steps.append({**step, "calls": step_calls, "state": {**state, "calls": step_calls}})
+        steps.append({**step, "calls": step_calls, "update": read_step(step, calls, records)})
     data["steps"] = steps
-    data["final_state"] = {**data["final_state"], "calls": calls}
+    final = data["final_state"] = {**data["final_state"], "calls": calls}
+    if isinstance(final.get("sources"), list):
+        final["sources"] = [_read_record(r, calls) for r in final["sources"]]
+    final["generate"] = _read_generate(final.get("generate"), calls)
     return _validate_nulls_as_nan(data)
 
 
@@ -286,8 +382,11 @@ def _validate_nulls_as_nan(data: dict) -> Trace:
             try:
                 for err in errors:
                     *parents, last = err["loc"]
-                    target = data
+                    target, tagged = data, None
                     for key in parents:
+                        if isinstance(target, dict) and target.get("kind") == key and tagged is not target:
+                            tagged = target  # a step update's tag (its kind) in the path, not a field
+                            continue
                         target = target[key]
                     if target[last] is not None:
                         raise e
@@ -300,9 +399,60 @@ def _validate_nulls_as_nan(data: dict) -> Trace:
 MAX_NAN_FIELDS = 20  # validation rounds; each fixes every null number it reports
 
 
+def _read_step(step: dict, calls: list[dict], records: dict[int, dict]) -> Any:
+    """A version-3 step's update (the stored form `_stored_update` wrote) in its in-memory form."""
+    stored = step.pop("update", None)
+    if not isinstance(stored, dict):
+        raise ValueError(f"step {step.get('index')} has no update object")
+    source = step.get("source")
+    if stored.get("kind") == "source" and "changes" in stored:
+        if not isinstance(source, int):
+            raise ValueError(f"step {step.get('index')} patches a record but names no source")
+        record = jsonpatch.apply_patch(records.get(source, {}), stored["changes"])
+        records[source] = record
+        return {"kind": "source", "source": _read_record(record, calls)}
+    if stored.get("kind") == "source":
+        return {**stored, "source": _read_record(stored.get("source"), calls)}
+    if stored.get("kind") == "generate":
+        sources = stored.get("sources") or []
+        for r in sources if isinstance(sources, list) else []:
+            if isinstance(r, dict) and isinstance(r.get("index"), int):
+                records[r["index"]] = r
+        return {
+            **stored,
+            "generate": _read_generate(stored.get("generate") or {}, calls),
+            "sources": [_read_record(r, calls) for r in sources] if isinstance(sources, list) else sources,
+        }
+    return stored
+
+
+def _read_v2_step(step: dict, calls: list[dict], records: dict[int, dict]):
+    """A version-2 step: what it wrote (`wrote`, its record patched by `changes`) as a typed update."""
+    state = step.pop("wrote", None) or {}
+    if not isinstance(state, dict):
+        raise ValueError(f"step {step.get('index')}: wrote is not an object")
+    state = copy.deepcopy(state)
+    changes = step.pop("changes", None)
+    if changes is not None and step.get("source") is not None:
+        record = jsonpatch.apply_patch(records.get(step["source"], {}), changes)
+        records[step["source"]] = record
+        state.update(source=record, sources=[record])
+    else:
+        for r in state.get("sources") or []:
+            if isinstance(r, dict) and isinstance(r.get("index"), int):
+                records[r["index"]] = r
+    return classify_update(state, step.get("source"))
+
+
 def _upgrade_v1(data: dict) -> dict:
-    """A version-1 trace in today's shapes: calls were kept in the records, not in a channel of their own."""
+    """A version-1 trace in today's shapes: calls were kept in the records, not in a channel of their own;
+    each step held the whole of what it wrote (`state`)."""
     data = copy.deepcopy(data)
-    calls = [c for s in data.get("steps", []) for c in s.get("calls", [])]
+    steps = data.get("steps", [])
+    for step in steps:
+        if isinstance(step, dict):
+            state = step.pop("state", None) or {}
+            step["update"] = classify_update(state if isinstance(state, dict) else {}, step.get("source"))
+    calls = [c for s in steps if isinstance(s, dict) for c in s.get("calls", [])]
     data["final_state"] = {**data["final_state"], "calls": calls}
     return data

@@ -16,9 +16,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from gar_agent.eval.store import EvalDir, read_sample
+from gar_agent.result import RunResult
+from gar_agent.state import SourceRecord
 from gar_agent.trace.diff import diff_traces
 from gar_agent.trace.schema import Trace
+from gar_agent.trace.steps import GenerateUpdate
 from gar_agent.trace.store import TRACE_FILE, TraceError, load_json, read_trace
 from gar_agent.view.graph_svg import graph_svg, taken_path
 from gar_agent.view.safety import OutsideRoot, inside, relative_ref
@@ -431,42 +436,53 @@ def to_pixels(box: list[float], width: int, height: int) -> list[int]:
 
 def result_json(result) -> dict | None:
     """A run's result as its JSON document, whether typed (gar_agent.result.RunResult) or a dict."""
-    return result.model_dump(mode="json") if hasattr(result, "model_dump") else result
+    return result.model_dump(mode="json") if isinstance(result, RunResult) else result
+
+
+def typed_result(result) -> RunResult | None:
+    """A run's result as the typed RunResult (a sample file's is JSON, read as untrusted); None if it is not one."""
+    if isinstance(result, RunResult) or result is None:
+        return result
+    try:
+        return RunResult.model_validate(result)
+    except ValidationError:
+        return None
+
+
+def _json(model) -> dict | None:
+    return None if model is None else model.model_dump(mode="json")
 
 
 def result_view(result) -> dict:
     """The fields of a run's result (gar_agent.result) the viewer shows, read in one place."""
-    result = result_json(result)
-    if not isinstance(result, dict):
+    result = typed_result(result)
+    if result is None:
         return {"sources": [], "calls": None, "wall_s": None, "error": None, "settings": {}}
-    usage = result.get("usage") or {}
-    settings = result.get("settings") or {}
+    settings = result.settings.model_dump(mode="json")
     return {
         "sources": [
             {
-                "box": s.get("box"),
-                "initial_box": s.get("initial_box"),
-                "audio_class": s.get("audio_class"),
-                "audio_confidence": s.get("audio_confidence"),
-                "refined": bool(s.get("refined")),
-                "gate": s.get("gate"),
-                "analysis": s.get("analysis"),
+                "box": s.box,
+                "initial_box": s.initial_box,
+                "audio_class": s.audio_class,
+                "audio_confidence": s.audio_confidence,
+                "refined": s.refined,
+                "gate": _json(s.gate),
+                "analysis": _json(s.analysis),
             }
-            for s in result.get("sources") or []
+            for s in result.sources
         ],
-        "calls": usage.get("model_calls"),
-        "wall_s": usage.get("wall_s"),
-        "error": result.get("error"),
+        "calls": result.usage.model_calls,
+        "wall_s": result.usage.wall_s,
+        "error": result.error,
         "settings": settings,
-        "protocol": settings.get("protocol") or DEFAULT_PROTOCOL,
+        "protocol": result.settings.protocol or DEFAULT_PROTOCOL,
     }
 
 
 def run_summary(trace: Trace, ref: str) -> dict:
     """A runs-list row of a trace."""
-    res = result_view(trace.result)
-    srcs = res["sources"]
-    statuses = [s.status for s in trace.result.sources] if hasattr(trace.result, "sources") else []
+    res = trace.result
     settings = trace.settings
     return {
         "ref": ref,
@@ -477,17 +493,17 @@ def run_summary(trace: Trace, ref: str) -> dict:
         "n": settings.n_votes,
         "tau_av": settings.tau_av,
         "tau_audio": settings.tau_audio,
-        "classes": [s["audio_class"] for s in srcs if s["audio_class"]],
+        "classes": [s.audio_class for s in res.sources if s.audio_class],
         # one word per run: failed, else what happened to its sources ("refined", "skipped", "2 refined")
-        "status": "failed" if res["error"] is not None else _status_text(statuses),
+        "status": "failed" if res.error is not None else _status_text([s.status for s in res.sources]),
         "graph": trace.graph.name,
         "protocol": protocol_of(trace),
-        "boxes": [s["box"] for s in srcs],
-        "refined": sum(s["refined"] for s in srcs),
-        "calls": res["calls"],
+        "boxes": [s.box for s in res.sources],
+        "refined": res.refined,
+        "calls": res.usage.model_calls,
         "wall_s": round(trace.wall_s, 3),
-        "failed": res["error"] is not None,
-        "run_error": res["error"],
+        "failed": res.error is not None,
+        "run_error": res.error,
         "kind": "fork" if trace.fork else "replay" if trace.parent else "run",
     }
 
@@ -514,7 +530,7 @@ def _status_text(statuses: list[str]) -> str:
 
 def protocol_of(trace: Trace) -> str:
     """The prompt protocol a run used ("gar" for traces written before protocols were recorded)."""
-    value = getattr(trace.settings, "protocol", None) or result_view(trace.result)["protocol"]
+    value = trace.settings.protocol or trace.result.settings.protocol
     return str(value) if value else DEFAULT_PROTOCOL
 
 
@@ -538,7 +554,8 @@ def sample_row(sid: str, doc: dict | None) -> dict:
             "sources": [],
         }
     score = doc["score"]
-    res = result_view(doc.get("result"))
+    result = typed_result(doc.get("result"))
+    res = result_view(result)
     return {
         "id": sid,
         "failed": bool(score.failed),
@@ -557,12 +574,12 @@ def sample_row(sid: str, doc: dict | None) -> dict:
         "trace": f"traces/{sid}" if doc.get("trace") else None,
         "sources": [
             {
-                "av": (s["analysis"] or {}).get("av_consistency"),
-                "keep": (s["analysis"] or {}).get("keep"),
-                "audio_confidence": s["audio_confidence"],
-                "gate": s["gate"],
+                "av": s.analysis.av_consistency if s.analysis else None,
+                "keep": s.analysis.keep if s.analysis else None,
+                "audio_confidence": s.audio_confidence,
+                "gate": _json(s.gate),
             }
-            for s in res["sources"]
+            for s in (result.sources if result else [])
         ],
     }
 
@@ -596,9 +613,9 @@ def gate_stats(rows: list[dict], config: dict | None) -> dict:
 # --------------------------------------------------------------------------- one run
 
 
-def _record_fields(record: dict) -> dict:
+def _record_fields(record: SourceRecord) -> dict:
     """The parts of a source record one step shows."""
-    return {k: record.get(k) for k in ("analysis", "gate", "refinement", "error")}
+    return {k: _json(getattr(record, k)) for k in ("analysis", "gate", "refinement")} | {"error": record.error}
 
 
 def run_document(trace: Trace, ref: str, gt: list[list[int]] | None = None) -> dict:
@@ -610,46 +627,53 @@ def run_document(trace: Trace, ref: str, gt: list[list[int]] | None = None) -> d
     votes_seen: dict[int, int] = {}
     steps = []
     for step in trace.steps:
-        st = step.state or {}
+        update = step.update
         detail: dict = {"kind": "other"}
-        if isinstance(st.get("generate"), dict):
-            gen = st["generate"]
+        refinement = None  # a Refine step's: the box before it is drawn too
+        records = update.records()
+        if isinstance(update, GenerateUpdate):
+            gen = update.generate
             detail = {
                 "kind": "generate",
-                "audio": gen.get("audio") or [],
-                "boxes": gen.get("boxes") or [],
-                "pairing": gen.get("pairing"),
+                "audio": [a.model_dump(mode="json") for a in gen.audio],
+                "boxes": [b.model_dump(mode="json") for b in gen.boxes],
+                "pairing": gen.pairing,
                 "sources": [
-                    {k: s.get(k) for k in ("index", "initial_box", "description", "audio_class", "audio_confidence")}
-                    for s in st.get("sources") or []
+                    {
+                        "index": s.index,
+                        "initial_box": s.initial_box,
+                        "description": s.description,
+                        "audio_class": s.audio_class,
+                        "audio_confidence": s.audio_confidence,
+                    }
+                    for s in update.sources
                 ],
-                "error": st.get("error"),
+                "error": update.error,
             }
-            for s in st.get("sources") or []:
-                initial[s["index"]] = current[s["index"]] = s["initial_box"]
-                classes.setdefault(s["index"], s.get("audio_class") or "")
-        elif st.get("sources") and step.source is not None:
-            record = next((s for s in st["sources"] if s.get("index") == step.source), st["sources"][0])
+            for s in update.sources:
+                initial[s.index] = current[s.index] = s.initial_box
+                classes.setdefault(s.index, s.audio_class or "")
+        elif records and step.source is not None:
+            record = next((r for r in records if r.index == step.source), records[0])
             before = votes_seen.get(step.source, 0)
-            votes = record.get("votes") or []
-            votes_seen[step.source] = len(votes)
+            votes_seen[step.source] = len(record.votes)
             detail = {
                 "kind": step.node if step.node in ("analyze", "gate", "refine") else "source",
-                "votes": votes,
-                "new_votes": [v["index"] for v in votes[before:]],
+                "votes": [v.model_dump(mode="json") for v in record.votes],
+                "new_votes": [v.index for v in record.votes[before:]],
                 **_record_fields(record),
             }
-            if record.get("box"):
-                current[step.source] = record["box"]
-            initial.setdefault(step.source, record.get("initial_box"))
+            refinement = record.refinement if step.node == "refine" else None
+            if record.box:
+                current[step.source] = record.box
+            initial.setdefault(step.source, record.initial_box)
         boxes = [
             {"kind": "initial", "source": i, "box": initial[i], "label": classes.get(i, "")}
             for i in sorted(initial)
             if initial[i]
         ]
-        ref_box = (detail.get("refinement") or {}) if detail.get("kind") == "refine" else {}
-        if ref_box.get("previous_box"):
-            boxes.append({"kind": "previous", "source": step.source, "box": ref_box["previous_box"], "label": ""})
+        if refinement is not None and refinement.previous_box:
+            boxes.append({"kind": "previous", "source": step.source, "box": refinement.previous_box, "label": ""})
         boxes += [
             {"kind": "current", "source": i, "box": current[i], "label": classes.get(i, "")} for i in sorted(current)
         ]
@@ -665,17 +689,17 @@ def run_document(trace: Trace, ref: str, gt: list[list[int]] | None = None) -> d
                 "usage": step.usage.model_dump(),
                 "calls": [c.model_dump(mode="json") for c in step.calls],
                 "detail": detail,
-                "state": st if detail["kind"] == "other" else None,
+                "state": step.state if detail["kind"] == "other" else None,
                 "boxes": boxes,
             }
         )
     res = result_view(trace.result)
     final_boxes = []
-    for i, s in enumerate(res["sources"]):
-        if s.get("initial_box"):
-            final_boxes.append({"kind": "initial", "source": i, "box": s["initial_box"], "label": s["audio_class"]})
-        if s.get("box"):
-            final_boxes.append({"kind": "final", "source": i, "box": s["box"], "label": s["audio_class"]})
+    for i, src in enumerate(trace.result.sources):
+        if src.initial_box:
+            final_boxes.append({"kind": "initial", "source": i, "box": src.initial_box, "label": src.audio_class})
+        if src.box:
+            final_boxes.append({"kind": "final", "source": i, "box": src.box, "label": src.audio_class})
     for box in gt or []:
         final_boxes.append({"kind": "gt", "source": None, "box": box, "label": "GT"})
     path_nodes, path_edges = taken_path(trace.graph.edges, [(s["graph_node"], s["source"]) for s in steps])
@@ -729,9 +753,9 @@ def diff_document(a: Trace, b: Trace, ref_a: str, ref_b: str) -> dict:
                 "settings": trace.settings.model_dump(mode="json"),
                 "image": frame_size(trace),
                 "boxes": [
-                    {"kind": "final", "source": i, "box": s["box"], "label": s["audio_class"]}
-                    for i, s in enumerate(res["sources"])
-                    if s.get("box")
+                    {"kind": "final", "source": i, "box": s.box, "label": s.audio_class}
+                    for i, s in enumerate(trace.result.sources)
+                    if s.box
                 ],
                 "error": res["error"],
                 "calls": res["calls"],
