@@ -87,34 +87,61 @@ SCRIPT = {
 }
 
 
+def stage(width: int, height: int) -> np.ndarray:
+    """A plain backdrop (a soft gradient, BGR) that the drawn instruments stand out from."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([110 + 60 * y / height, 120 + 40 * x / width, 150 + 30 * y / height], -1).astype(np.uint8)
+
+
+def draw_violin(img: np.ndarray, cx: int, cy: int) -> list[int]:
+    """A violin-like shape (two body ellipses, a neck) centred at (cx, cy); returns its box [x1, y1, x2, y2]."""
+    cv2.ellipse(img, (cx, cy + 30), (40, 42), 0, 0, 360, (40, 70, 140), -1)
+    cv2.ellipse(img, (cx, cy - 30), (30, 34), 0, 0, 360, (40, 70, 140), -1)
+    cv2.line(img, (cx, cy - 68), (cx, cy + 72), (20, 20, 20), 2)
+    return [cx - 40, cy - 68, cx + 40, cy + 72]
+
+
+def draw_drum(img: np.ndarray, cx: int, cy: int) -> list[int]:
+    """A drum seen from the front (a rim and its head) centred at (cx, cy); returns its box."""
+    cv2.circle(img, (cx, cy), 45, (60, 60, 200), -1)
+    cv2.circle(img, (cx, cy), 38, (230, 230, 235), -1)
+    return [cx - 45, cy - 45, cx + 45, cy + 45]
+
+
+def violin_sound(seconds: float) -> np.ndarray:
+    """A bowed-string tone: harmonics of 440 Hz with vibrato."""
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 440 * (1 + 0.004 * np.sin(2 * np.pi * 5.5 * t))
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    return sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.15
+
+
+def drum_sound(seconds: float, seed: int = 0) -> np.ndarray:
+    """A low drum hit every half second."""
+    t = np.arange(int(seconds * SR)) / SR
+    hits = np.zeros_like(t)
+    rng = np.random.default_rng(seed)
+    for start in np.arange(0, seconds, 0.5):
+        i = int(start * SR)
+        n = min(int(0.2 * SR), len(t) - i)
+        env = np.exp(-np.arange(n) / (0.04 * SR))
+        hits[i : i + n] += (np.sin(2 * np.pi * 90 * np.arange(n) / SR) + 0.3 * rng.standard_normal(n)) * env * 0.4
+    return hits
+
+
 def make_example(directory: str | Path) -> tuple[Path, Path, Path]:
     """Write demo.png, demo.wav and demo_script.json into `directory`; return their paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # A simple stage: a violin-like shape on the left, a drum on the right, a soft gradient.
-    y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
-    img = np.stack([110 + 60 * y / HEIGHT, 120 + 40 * x / WIDTH, 150 + 30 * y / HEIGHT], -1).astype(np.uint8)
-    cv2.ellipse(img, (82, 170), (40, 42), 0, 0, 360, (40, 70, 140), -1)
-    cv2.ellipse(img, (82, 110), (30, 34), 0, 0, 360, (40, 70, 140), -1)
-    cv2.line(img, (82, 72), (82, 212), (20, 20, 20), 2)
-    cv2.circle(img, (252, 143), 45, (60, 60, 200), -1)
-    cv2.circle(img, (252, 143), 38, (230, 230, 235), -1)
+    img = stage(WIDTH, HEIGHT)
+    draw_violin(img, 82, 140)
+    draw_drum(img, 252, 143)
     image = directory / "demo.png"
     cv2.imwrite(str(image), img)
-    # Audio: a bowed-string tone (harmonics with vibrato) and a drum hit every half second.
-    t = np.arange(int(3.0 * SR)) / SR
-    f0 = 440 * (1 + 0.004 * np.sin(2 * np.pi * 5.5 * t))
-    phase = 2 * np.pi * np.cumsum(f0) / SR
-    violin = sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.15
-    hits = np.zeros_like(t)
-    rng = np.random.default_rng(0)
-    for start in np.arange(0, 3.0, 0.5):
-        i = int(start * SR)
-        n = int(0.2 * SR)
-        env = np.exp(-np.arange(n) / (0.04 * SR))
-        hits[i : i + n] += (np.sin(2 * np.pi * 90 * np.arange(n) / SR) + 0.3 * rng.standard_normal(n)) * env * 0.4
+    # Audio: a bowed-string tone and a drum hit every half second.
     audio = directory / "demo.wav"
-    sf.write(audio, (violin + hits).astype(np.float32), SR)
+    sf.write(audio, (violin_sound(3.0) + drum_sound(3.0)).astype(np.float32), SR)
     script = directory / "demo_script.json"
     script.write_text(json.dumps(SCRIPT, indent=2) + "\n")
     return image, audio, script

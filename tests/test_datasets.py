@@ -283,3 +283,42 @@ def test_real_duet_pairs_all_have_vggss_boxes():
     ids = {s.id for s in load_vggss(_real("vggss.json"), Path("."), Path("."), require_files=False)[0]}
     assert len(rows) == 5158 and all(len(r) == 4 for r in rows)
     assert all(r[0] in ids and r[2] in ids for r in rows)
+
+
+# --------------------------------------------------------------------------- the documented --gt formats
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", list(DATASETS))
+def test_each_documented_gt_example_is_read_by_its_loader_and_shown(name, tmp_path):
+    """The example the README and `gar eval run --help` show is a file the benchmark's loader reads."""
+    import subprocess
+    import sys
+
+    from gar_agent.eval.gt_formats import GT_FORMATS
+
+    fmt = GT_FORMATS[name]
+    gt = tmp_path / fmt.file
+    gt.write_text(fmt.example)
+    samples, missing = DATASETS[name].loader(gt, tmp_path, tmp_path, require_files=False)
+    assert len(samples) == 2 and len(missing) == 2
+    entry = json.loads(fmt.example)[0]
+    first = samples[0]
+    assert first.id == entry["file"] and len(first.gt_boxes) == DATASETS[name].sources
+    raw = entry.get("bbox") or entry["bbox_src1"]
+    raw = raw[0] if isinstance(raw[0], list) else raw
+    if name.startswith("music"):  # x, y, w, h
+        raw = [raw[0], raw[1], raw[0] + raw[2], raw[1] + raw[3]]
+    assert first.gt_boxes[0] == pytest.approx(raw)
+    # the same text, word for word, in the README and in the command's help
+    assert fmt.example in (ROOT / "README.md").read_text()
+    help_text = subprocess.run(
+        [sys.executable, "-m", "gar_agent", "eval", "run", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "100", "PATH": ""},
+    ).stdout
+    assert fmt.example in help_text.replace("\n  ", "\n") and f"{name} ({fmt.file})" in " ".join(help_text.split())

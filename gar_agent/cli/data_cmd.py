@@ -1,4 +1,4 @@
-"""`gar data ...`: dataset preparation commands (mounted by the main CLI)."""
+"""`gar data ...`: dataset preparation commands (mounted by the main CLI): make-duet, example."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import typer
 
 from gar_agent.cli.common import fail
 from gar_agent.data.duet import make_duet
+from gar_agent.data.example import MAX_SAMPLES, write_example
 from gar_agent.eval.datasets import DatasetError
+from gar_agent.eval.gt_formats import GT_FORMATS
 
 data_app = typer.Typer(
     help="Prepare benchmark data.", no_args_is_help=True, add_completion=False, rich_markup_mode=None
@@ -41,3 +43,28 @@ def make_duet_cmd(
         typer.echo(f"  {reason}: {count}")
     for did, reason in report.skipped[:5]:
         typer.echo(f"  e.g. {did}: {reason}")
+
+
+@data_app.command("example")
+def example_cmd(
+    out: Annotated[Path, typer.Argument(help="Folder to write (frames/, audio/, the GT file, answers.json).")],
+    benchmark: Annotated[
+        str, typer.Option("--benchmark", help=f"Whose --gt format: {', '.join(GT_FORMATS)}.")
+    ] = "vggss-single",
+    samples: Annotated[int, typer.Option("--samples", min=1, max=MAX_SAMPLES, help="How many samples.")] = 6,
+) -> None:
+    """Write a tiny synthetic benchmark (drawn instruments, their sounds, GT, scripted answers) for gar eval run."""
+    if benchmark not in GT_FORMATS:
+        raise fail(f"--benchmark {benchmark!r}: use one of {', '.join(GT_FORMATS)}")
+    if out.exists() and not out.is_dir():
+        raise fail(f"{out} is a file: give a folder to write the example into")
+    try:
+        ex = write_example(out, benchmark, samples)
+    except OSError as exc:
+        raise fail(f"cannot write the example into {out}: {exc.strerror or exc}") from None
+    typer.echo(f"wrote {len(ex.ids)} {benchmark} samples: {ex.frames}/, {ex.audio}/, {ex.gt} (GT), {ex.answers}")
+    typer.echo("the answers are SCRIPTED (no model); evaluate it with:")
+    typer.echo(
+        f"  gar eval run --dataset {benchmark} --frames {ex.frames} --audio {ex.audio} --gt {ex.gt} "
+        f"--backend scripted:{ex.answers} --out {out / 'eval'}"
+    )

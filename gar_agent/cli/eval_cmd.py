@@ -51,6 +51,7 @@ from gar_agent.eval.execute import (
     run_in_processes,
     run_samples,
 )
+from gar_agent.eval.gt_formats import GT_FORMATS, help_text
 from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.score import metrics_document, rescore, write_metrics
 from gar_agent.eval.store import (
@@ -223,7 +224,7 @@ def eval_command(
     ] = None,
     out: Annotated[Optional[Path], typer.Option(help="Evaluation folder to write (run again to resume).")] = None,
     backend: Annotated[
-        Optional[str], typer.Option(help="qwen-omni | scripted:FILE | module:attr (default qwen-omni).")
+        Optional[str], typer.Option(help="qwen-omni | openai | scripted:FILE | module:attr (default qwen-omni).")
     ] = None,
     model: Annotated[Optional[str], typer.Option(help="Checkpoint for qwen-omni: hub id or local dir.")] = None,
     base_url: BaseUrlOpt = None,
@@ -342,13 +343,21 @@ def eval_command(
     _run(**options)
 
 
-@eval_app.command("run")
+DATASET_HELP = "Benchmark (its --gt file): " + ", ".join(f"{n} ({f.file})" for n, f in GT_FORMATS.items()) + "."
+GT_HELP = (
+    "The benchmark's annotation file, a JSON list: vggss-single [x1,y1,x2,y2] box lists, music-solo one "
+    "[x,y,w,h], music-duet [x,y,w,h] per source, vggss-duet [x1,y1,x2,y2] per source (formats and "
+    "examples below; `gar data example DIR` writes a tiny one)."
+)
+
+
+@eval_app.command("run", epilog=help_text())
 @with_pixel_limit
 def run_command(
-    dataset: Annotated[str, typer.Option(help=f"Benchmark: {', '.join(DATASETS)}.")],
+    dataset: Annotated[str, typer.Option(help=DATASET_HELP)],
     frames: Annotated[Path, typer.Option(help="Folder of frames <id>.jpg.")],
     audio: Annotated[Path, typer.Option(help="Folder of audio <id>.wav.")],
-    gt: Annotated[Path, typer.Option(help="Ground-truth file of the benchmark.")],
+    gt: Annotated[Path, typer.Option(help=GT_HELP)],
     out: Annotated[Path, typer.Option(help="Evaluation folder to write (run the same command again to resume).")],
     backend: Backend = DEFAULT_BACKEND,
     model: ModelOpt = None,
