@@ -97,3 +97,18 @@ def test_the_compare_page_shows_intervals_the_scatter_and_opens_a_changed_sample
         page.select_option("[data-testid=pick-b]", "strict")
         page.click("[data-testid=pick-go]")
         page.wait_for_selector("[data-testid=compare-metrics]")
+
+
+@pytest.mark.skipif(chromium.CHROMIUM is None, reason="no chromium on this machine")
+def test_two_evaluations_picked_in_the_folder_list_open_their_comparison(page, collection):
+    with chromium.serving(collection) as url:
+        page.goto(url)
+        page.wait_for_selector("[data-testid=evals]")
+        button = page.locator("[data-testid=compare-button]")
+        assert button.is_disabled()
+        page.check("[data-pick-eval=src]")
+        assert button.is_disabled()  # one evaluation is nothing to compare
+        page.check("[data-pick-eval=strict]")
+        button.click()
+        page.wait_for_selector("[data-testid=compare-metrics]")
+        assert "compare?a=src&b=strict" in page.url

@@ -310,16 +310,24 @@ async function runsView(params) {
 }
 
 function evalsTable(evals) {
-  // the evaluations (and gate sweeps) of a folder that holds them beside runs
+  // the evaluations (and gate sweeps) of a folder that holds them beside runs; two picked open the comparison
+  const picked = new Set();
+  const compareBtn = h("button", { disabled: true, "data-testid": "compare-button", onclick: () => {
+    const [a, b] = [...picked]; location.href = `compare?a=${enc(a)}&b=${enc(b)}`;
+  } }, "compare the 2 selected evaluations");
   const rows = evals.map((e) => h("tr", { "data-eval": e.ref, class: e.error ? "err" : "" },
+    h("td", {}, e.error ? "" : h("input", { type: "checkbox", "data-pick-eval": e.ref, onchange: (ev) => {
+      if (ev.target.checked) picked.add(e.ref); else picked.delete(e.ref);
+      compareBtn.disabled = picked.size !== 2;
+    } })),
     h("td", {}, h("a", { href: "#/eval?ref=" + enc(e.ref), "data-testid": "eval-link" }, e.ref)),
     h("td", {}, e.dataset || "–"), h("td", { class: "num" }, e.n_samples),
     h("td", { class: "num" }, e.settings.n_votes ?? "–"), h("td", { class: "num nowrap" }, `${fmt(e.settings.tau_av)} / ${fmt(e.settings.tau_audio)}`),
     h("td", { class: "num" }, pct(e.metrics["ciou@0.5"])), h("td", { class: "num" }, pct(e.metrics.auc)),
     h("td", { class: "num" }, fmt(e.metrics.n_failed)), h("td", {}, e.sweep ? h("span", { class: "pill pass" }, "sweep") : ""),
     h("td", {}, e.error || "")));
-  return h("div", {}, h("h2", {}, "Evaluations"),
-    table(["evaluation", "dataset", "samples", "N", "tau_av / tau_audio", "cIoU@0.5 %", "AUC %", "failed", "gate sweep", ""], rows, { "data-testid": "evals" }));
+  return h("div", {}, h("h2", {}, "Evaluations"), h("div", { class: "toolbar" }, compareBtn),
+    table(["", "evaluation", "dataset", "samples", "N", "tau_av / tau_audio", "cIoU@0.5 %", "AUC %", "failed", "gate sweep", ""], rows, { "data-testid": "evals" }));
 }
 
 function pager(page, limit, href) {
