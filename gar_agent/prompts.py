@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from gar_agent.errors import UserError
+from gar_agent.hashing import file_sha256
 from gar_agent.paths import PROMPTS_DIR
 
 STAGES = ("audio", "generate", "analyze", "refine")
@@ -172,7 +173,7 @@ class PromptSet:
         """
         if self._hashes is None:
             files = sorted([*self.directory.glob("*.txt"), *self.directory.glob(MANIFEST)])
-            self._hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+            self._hashes = {p.name: file_sha256(p) for p in files}
         return dict(self._hashes)
 
 

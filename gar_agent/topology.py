@@ -21,6 +21,7 @@ from typing import Any
 from langgraph.graph import StateGraph
 
 from gar_agent.errors import UserError
+from gar_agent.hashing import file_sha256
 from gar_agent.registry import GRAPHS
 
 
@@ -56,15 +57,11 @@ def available() -> list[str]:
     return GRAPHS.names()
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def shipped_graph(sha256: str) -> Path | None:
     """The shipped graph file (gar_agent/graphs/*.py, or one registered) whose content has this sha256, if any."""
     for name in available():
         path = GRAPHS.get(name)
-        if path.is_file() and _sha256(path) == sha256:
+        if path.is_file() and file_sha256(path) == sha256:
             return path
     return None
 
@@ -126,4 +123,4 @@ def load_topology(name_or_path: str = "gar") -> Topology:
         raise GraphError(f"graph file {where} failed to load ({type(e).__name__}: {e})") from None
     if not isinstance(builder, StateGraph):
         raise GraphError(f"graph file {path}: build() returned {type(builder).__name__}, expected a StateGraph")
-    return Topology(path.stem, path, _sha256(path), builder)
+    return Topology(path.stem, path, file_sha256(path), builder)

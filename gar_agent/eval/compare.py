@@ -13,7 +13,6 @@ and are evaluated; otherwise they are left out, as in metrics.json).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,6 +29,7 @@ from gar_agent.errors import UserError
 from gar_agent.eval.datasets import DATASETS
 from gar_agent.eval.metrics import MASK_SIZE, THRESHOLDS, SampleScore, matched_ious
 from gar_agent.eval.store import FORMAT, EvalDir, read_config
+from gar_agent.hashing import file_sha256
 
 PIXELS = MASK_SIZE * MASK_SIZE
 # AUC's per-sample contribution: the trapezoid weight of each threshold the sample's cIoU reaches
@@ -281,9 +281,10 @@ def mcnemar(hit_a: np.ndarray, hit_b: np.ndarray) -> dict:
     return {"a_only": a_only, "b_only": b_only, "both": int(np.count_nonzero(hit_a & hit_b)), "p_value": float(p)}
 
 
-def _sha256(path: str | None) -> str | None:
+def _gt_sha256(path: str | None) -> str | None:
+    """The GT file's hash, or None when the folder names none or it cannot be read (then not compared)."""
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+        return file_sha256(path) if path else None
     except OSError:
         return None
 
@@ -301,7 +302,7 @@ def check_comparable(base: Folder, other: Folder) -> None:
         raise CompareError(
             f"{other.root} uses --gt-boxes {gb}, {base.root} uses {ga}: rescore one with the other's GT to compare"
         )
-    ha, hb = _sha256((ca.get("data") or {}).get("gt")), _sha256((cb.get("data") or {}).get("gt"))
+    ha, hb = _gt_sha256((ca.get("data") or {}).get("gt")), _gt_sha256((cb.get("data") or {}).get("gt"))
     if ha and hb and ha != hb:
         raise CompareError(
             f"{other.root} and {base.root} were scored against different GT files "

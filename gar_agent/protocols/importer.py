@@ -17,7 +17,6 @@ Anything else is one error line naming the file, line and what was not recognise
 from __future__ import annotations
 
 import ast
-import hashlib
 import io
 import json
 import tokenize
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gar_agent.errors import UserError
+from gar_agent.hashing import file_sha256
 from gar_agent.prompts import MANIFEST
 
 PROMPT_MODULES = ("prompts_single.py", "prompts_duet.py")
@@ -467,7 +467,7 @@ def import_prompts(code_dir: str | Path, out_dir: str | Path) -> list[Path]:
         raise PromptImportError(f"{code_dir} is not a folder: give the `code/` folder of your GAR-SSL clone")
     modules = {name: read_builders(code_dir / name) for name in PROMPT_MODULES}
     utils = read_utils(code_dir / UTILS)
-    sources = {name: _sha256(code_dir / name) for name in (*PROMPT_MODULES, UTILS)}
+    sources = {name: file_sha256(code_dir / name) for name in (*PROMPT_MODULES, UTILS)}
     written = []
     for benchmark, (script, k) in BENCHMARKS.items():
         facts = read_script(code_dir / script)
@@ -490,7 +490,7 @@ def import_prompts(code_dir: str | Path, out_dir: str | Path) -> list[Path]:
             "max_new_tokens": utils["max_new_tokens"],
             "vote_temperature": utils["vote_temperature"],
             "vote_top_p": utils["vote_top_p"],
-            "imported_from": {**sources, script: _sha256(code_dir / script)},
+            "imported_from": {**sources, script: file_sha256(code_dir / script)},
         }
         folder = out_dir / benchmark
         folder.mkdir(parents=True, exist_ok=True)
@@ -499,7 +499,3 @@ def import_prompts(code_dir: str | Path, out_dir: str | Path) -> list[Path]:
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         written.append(folder)
     return written
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

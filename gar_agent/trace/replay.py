@@ -19,6 +19,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import PrivateAttr
 
 from gar_agent.calls import answer_text
+from gar_agent.hashing import file_sha256
 from gar_agent.media import Media, MediaError, load_media
 from gar_agent.prompts import PromptSet
 from gar_agent.run import Lineage, run_and_record
@@ -188,7 +189,7 @@ def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:
         candidates = [Path(info.path)]
         if trace_path and kind in trace.embedded_media:
             candidates.insert(0, Path(trace_path).parent / trace.embedded_media[kind])
-        found = next((p for p in candidates if p.is_file() and _sha256(p) == info.sha256), None)
+        found = next((p for p in candidates if p.is_file() and file_sha256(p) == info.sha256), None)
         if found is None:
             raise MediaError(
                 f"{kind} {info.path} of run {trace.run_id} is missing or changed since it was recorded: "
@@ -197,12 +198,6 @@ def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:
         files[kind] = found
     max_s = trace.final_state.audio.duration_s if trace.final_state.audio.window_s else 0
     return load_media(files["image"], files["audio"], max_audio_s=max_s)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def start_state(trace: Trace, **overrides) -> RunState:

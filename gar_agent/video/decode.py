@@ -7,7 +7,6 @@ the video) is a `VideoError` with a one-line message saying what, where, and wha
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from gar_agent.hashing import file_sha256
 from gar_agent.media import SAMPLE_RATE, SILENCE, MediaError, check_pixels
 
 VIDEO_TYPES = (".mp4", ".mkv", ".webm", ".mov", ".avi")
@@ -77,14 +77,6 @@ def open_video(path: str | Path) -> Iterator[av.container.InputContainer]:
         container.close()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def display(rgb: np.ndarray, rotation: int) -> np.ndarray:
     """A decoded frame turned as the display matrix says (counter-clockwise degrees)."""
     turns = round(rotation / 90) % 4
@@ -116,7 +108,7 @@ def probe(path: str | Path, need_audio: bool = True) -> VideoInfo:
             w, h = h, w
         return VideoInfo(
             path=str(path),
-            sha256=_sha256(path),
+            sha256=file_sha256(path),
             size=path.stat().st_size,
             width=w,
             height=h,

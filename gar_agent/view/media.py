@@ -8,7 +8,6 @@ file: the page never names a path, so nothing else outside the folder can be rea
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 from collections import OrderedDict
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gar_agent.hashing import file_sha256
 from gar_agent.media import decode_audio
 from gar_agent.trace.schema import Trace
 from gar_agent.view.safety import OutsideRoot, inside, relative_ref
@@ -57,15 +57,11 @@ def _stat_key(path: Path) -> tuple:
     return (str(path), st.st_mtime_ns, st.st_size)
 
 
-def _sha256(path: Path) -> str:
+def _cached_sha256(path: Path) -> str:
     key = _stat_key(path)
     found = _hashes.get(key)
     if found is None:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        found = _hashes.put(key, h.hexdigest())
+        found = _hashes.put(key, file_sha256(path))
     return found
 
 
@@ -85,7 +81,7 @@ def locate(trace: Trace, trace_file: Path, root: Path, kind: str) -> tuple[Path,
     for p in candidates:
         mime = KINDS[kind].get(p.suffix.lower())
         try:
-            if mime and p.is_file() and _sha256(p) == info.sha256:
+            if mime and p.is_file() and _cached_sha256(p) == info.sha256:
                 return p, mime
         except OSError:
             continue
