@@ -23,11 +23,11 @@ from typing import Any
 from gar_agent.errors import UserError
 from gar_agent.hashing import file_sha256
 from gar_agent.paths import PROMPTS_DIR
+from gar_agent.registry import PROTOCOLS
 
 STAGES = ("audio", "generate", "analyze", "refine")
 EXTRA = ("repair",)
 MANIFEST = "manifest.json"
-PROTOCOLS = ("gar", "reference")
 
 # $$ | ${name[!conv][:spec]} | $name (string.Template's short form, kept for hand-written sets)
 _PLACEHOLDER = re.compile(
@@ -183,15 +183,23 @@ def _manifest(text: str, where: Path) -> dict:
         manifest = json.loads(text)
     except ValueError as e:
         raise PromptError(f"{where} is not readable JSON ({e}): run `gar prompts import` again") from None
+    # only a registered name: a manifest picks among the protocols, it never names code to import
     if not isinstance(manifest, dict) or manifest.get("protocol") not in PROTOCOLS:
         raise PromptError(f"{where} names no known protocol: run `gar prompts import` again")
     return manifest
 
 
 def protocol_settings(prompts: PromptSet, protocol: str, sources: int) -> dict:
-    """The Settings fields a protocol fixes for this prompt set; one line saying what to do if they clash."""
-    if protocol not in PROTOCOLS:
-        raise PromptError(f"--protocol {protocol!r}: use gar or reference")
+    """The Settings fields a protocol fixes for this prompt set; one line saying what to do if they clash.
+
+    `gar` goes with the project's own sets and `reference` with an imported one; a researcher's protocol
+    (any other registered name) reads the set it is given and fixes nothing else."""
+    name = PROTOCOLS.canonical(protocol)
+    if name is None:
+        raise PromptError(str(PROTOCOLS.error(protocol)))
+    protocol = name
+    if protocol not in ("gar", "reference"):
+        return {"protocol": protocol}
     if protocol == prompts.protocol == "gar":
         return {"protocol": "gar"}
     if protocol == prompts.protocol:

@@ -210,7 +210,13 @@ BACKENDS.add("qwen-omni", "gar_agent.models.backends:qwen_omni", "qwen")
 BACKENDS.add("openai", "gar_agent.models.backends:openai")
 BACKENDS.add_prefix("scripted", "gar_agent.models.backends:scripted")
 
-PROTOCOLS = Registry("protocol", "--protocol", forms=("'module:attr'",))
+PROTOCOLS = Registry(
+    "protocol",
+    "--protocol",
+    "no protocol named {name!r} is registered: use one of {names} (a module:attr is imported only when you "
+    "type it after --protocol, never when a trace or prompt set names it)",
+    ("'module:attr'",),
+)
 PROTOCOLS.add("gar", "gar_agent.protocols.gar")
 PROTOCOLS.add("reference", "gar_agent.protocols.reference")
 

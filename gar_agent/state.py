@@ -39,8 +39,10 @@ class Settings(BaseModel):
     max_repairs: int = Field(1, ge=0, le=3, description="Repair attempts for a Generate answer.")
     graph: str = Field("gar", description="Name of the graph topology that ran.")
     backend: str = Field("", description="The chat model that answered, as given on the CLI.")
-    protocol: Literal["gar", "reference"] = Field(
-        "gar", description="gar: the project's prompts and rules; reference: the released scripts exactly."
+    protocol: str = Field(
+        "gar",
+        description="A registered protocol (gar_agent.registry.PROTOCOLS). gar: the project's prompts and rules; "
+        "reference: the released scripts exactly.",
     )
     max_new_tokens: int = Field(512, ge=1, description="Most tokens one answer may have (reference: 256).")
 

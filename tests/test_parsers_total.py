@@ -154,13 +154,13 @@ def check_generate(update: dict, k: int) -> None:
 def check_stages(protocol: str, k: int, contexts, answer: str) -> None:
     """Every stage of one protocol and source count on one answer: a value or a clean failure."""
     module = gar if protocol == "gar" else reference
-    settings_, ctx, cleanup = contexts[protocol, k]
+    settings_, ctx, _ = contexts[protocol, k]
     for stage in ("audio", "generate"):
         check_generate(run_generate(protocol, k, contexts, stage, answer), k)
     votes, fatal = module.parse_votes([answer, answer], 0)
     assert len(votes) == 2 and (fatal is None or isinstance(fatal, str))
     assert all(v.parsed is not None or (isinstance(v.error, str) and v.error) for v in votes)
-    analysis = module.finish_analysis(votes, cleanup)
+    analysis = module.finish_analysis(votes, ctx)
     assert analysis.n_votes == 2 and isinstance(analysis.keep, bool)
     request, resolve = module.refine(source_state(settings_, k), ctx)
     refinement = resolve(answer)

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from test_trace import recorded  # noqa: F401  (fixture)
 
 from gar_agent.registry import BACKENDS, DATASETS, GRAPHS, PROTOCOLS, Registry, RegistryError
 
@@ -121,3 +122,156 @@ def test_a_backend_registered_by_a_researchers_module_is_a_backend_name(monkeypa
     assert resolve_backend("mm", "m1").responses == ["m1"]
     with pytest.raises(RegistryError, match="'qwen-omni', 'openai', 'my-model', 'scripted:FILE' or 'module:attr'"):
         BACKENDS.get("nope")
+
+
+# --- a researcher's protocol ---------------------------------------------------------------------------
+
+
+class Sceptic:
+    """A researcher's protocol in their own module: gar's prompts and parsing, a stricter aggregate
+    (a source is kept only when every vote keeps it) and its own wording of the vote request."""
+
+    MODEL_FRAME = True
+
+    def __init__(self):
+        from gar_agent.protocols import gar
+
+        self.gar = gar
+        self.generate, self.parse_votes, self.refine = gar.generate, gar.parse_votes, gar.refine
+
+    def analysis_request(self, state, ctx, n):
+        request = self.gar.analysis_request(state, ctx, n)
+        request.prompt = "Be sceptical. " + request.prompt
+        return request
+
+    def finish_analysis(self, votes, ctx):
+        analysis = self.gar.finish_analysis(votes, ctx)
+        unanimous = all(v.parsed is not None and v.parsed.keep for v in votes)
+        return analysis.model_copy(update={"keep": unanimous})
+
+
+def sceptic_script(**extra):
+    from tests.conftest import vote
+
+    return {
+        "audio": ['{"audio_class": "violin", "audio_confidence_score": 0.9}'],
+        "generate": ['{"bbox": [10, 20, 110, 120], "description": "a violin"}'],
+        "analyze": [vote(keep=True), vote(keep=False), vote(keep=True)],
+        "refine": ['{"changed": false}'],
+        **extra,
+    }
+
+
+@pytest.fixture
+def sceptic(monkeypatch):
+    """The registry as it was after the test: registering is global."""
+    monkeypatch.setattr(PROTOCOLS, "_entries", dict(PROTOCOLS._entries))
+    monkeypatch.setattr(PROTOCOLS, "_aliases", dict(PROTOCOLS._aliases))
+    monkeypatch.setattr(PROTOCOLS, "_loaded", dict(PROTOCOLS._loaded))
+
+
+def test_a_protocol_registered_by_a_researcher_runs_a_clip(media, sceptic):
+    from gar_agent.models.scripted import ScriptedChatModel
+    from gar_agent.registry import register_protocol
+    from gar_agent.runner import run_clip
+    from gar_agent.state import Settings
+
+    register_protocol("sceptic", Sceptic(), "doubt")
+    outcome = run_clip(media, Settings(protocol="doubt", n_votes=3), ScriptedChatModel(script=sceptic_script()))
+    state = outcome.state
+    assert state.error is None
+    analysis = state.sources[0].analysis
+    assert analysis.n_votes == 3 and analysis.keep is False  # gar's majority would keep it (2 of 3)
+    asks = [c.prompt for c in state.calls if c.stage == "analyze"]
+    assert asks and all(p.startswith("Be sceptical. ") for p in asks)
+    gar = run_clip(media, Settings(n_votes=3), ScriptedChatModel(script=sceptic_script())).state
+    assert gar.sources[0].analysis.keep is True
+
+
+def test_the_cli_takes_a_protocol_as_module_attr(example, tmp_path, capsys, sceptic):
+    from gar_agent.cli.app import main
+    from tests.conftest import write_script
+
+    image, audio, _ = example
+    script = write_script(tmp_path / "s.json", **sceptic_script())
+    args = ["run", str(image), str(audio), "--backend", f"scripted:{script}", "--n-votes", "3", "--json"]
+    code = main([*args, "--protocol", "tests.test_registry:Sceptic", "--out", str(tmp_path / "o")])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    result = __import__("json").loads(out)
+    assert result["settings"]["protocol"] == "tests.test_registry:Sceptic"
+    assert result["sources"][0]["analysis"]["keep"] is False
+
+
+@pytest.mark.parametrize(
+    ("protocol", "why"),
+    [
+        ("bogus", "no protocol named 'bogus' is registered: use one of 'gar', 'reference' or 'module:attr'"),
+        ("json:dumps", "--protocol json:dumps gives a function without generate, analysis_request"),
+        ("no_such_module_here:X", "--protocol no_such_module_here:X: cannot import module 'no_such_module_here'"),
+    ],
+)
+def test_a_bad_protocol_is_one_line_and_exit_2(example, tmp_path, capsys, protocol, why):
+    from gar_agent.cli.app import main
+
+    image, audio, script = example
+    code = main(["run", str(image), str(audio), "--backend", f"scripted:{script}", "--protocol", protocol])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("gar: error: "), err
+    assert why in lines[0]
+
+
+def _plant_protocol(folder: Path) -> Path:
+    """A module `evil_protocol` in `folder` that writes `folder/marker` when imported; the marker's path."""
+    marker = folder / "marker"
+    (folder / "evil_protocol.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('ran')\n"
+        "from gar_agent.protocols.gar import *  # noqa\nMODEL_FRAME = True\n",
+        encoding="utf-8",
+    )
+    return marker
+
+
+def _rename_protocol(value, name: str):
+    """Every recorded `protocol` field of a trace document set to `name` (as a hostile trace would)."""
+    if isinstance(value, dict):
+        return {k: name if k == "protocol" else _rename_protocol(v, name) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rename_protocol(v, name) for v in value]
+    return value
+
+
+def test_a_protocol_a_trace_names_is_never_imported(recorded, capsys, tmp_path, monkeypatch):  # noqa: F811
+    import json
+
+    from gar_agent.trace.store import resolve_trace
+    from tests.test_trace import cli
+
+    traces, run_id, _, _ = recorded
+    trace_file = resolve_trace(run_id, traces)
+    marker = _plant_protocol(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the planted module is importable from here, as `module:attr` would be
+    monkeypatch.syspath_prepend(str(tmp_path))
+    doc = _rename_protocol(json.loads(trace_file.read_text()), "evil_protocol:Anything")
+    trace_file.write_text(json.dumps(doc))
+    for command in (["replay", run_id], ["fork", run_id, "--box", "0=1,2,30,40"]):
+        code, _, err = cli(capsys, *command, "--trace-dir", traces, "--out", tmp_path / "r")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("gar: error: "), err
+        assert "'evil_protocol:Anything'" in lines[0] and "'gar', 'reference'" in lines[0], err
+    assert not marker.exists() and "evil_protocol" not in sys.modules
+
+
+def test_a_protocol_a_prompt_set_names_is_never_imported(tmp_path, monkeypatch):
+    import json
+
+    from gar_agent.prompts import PromptError, PromptSet
+
+    marker = _plant_protocol(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "set").mkdir()
+    (tmp_path / "set" / "manifest.json").write_text(json.dumps({"protocol": "evil_protocol:Anything"}))
+    with pytest.raises(PromptError, match="names no known protocol"):
+        PromptSet(tmp_path / "set")
+    assert not marker.exists() and "evil_protocol" not in sys.modules

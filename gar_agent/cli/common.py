@@ -15,7 +15,7 @@ from rich.console import Console
 from gar_agent.cli.safe_text import visible
 from gar_agent.errors import UserError
 from gar_agent.limits import DEFAULT_MAX_PIXELS, MAX_PIXELS_ENV
-from gar_agent.registry import backend_names  # light: the adapters load when a model is built
+from gar_agent.registry import PROTOCOLS, backend_names  # light: the adapters load when a model is built
 
 # Every command imports this module: what a command does (LangGraph, LangChain, OpenCV, the
 # metrics) is imported where it is done, so `gar --help` and light commands start in a fraction of
@@ -75,10 +75,30 @@ PromptsOpt = Annotated[
     Optional[Path],
     typer.Option(help="Prompt set (for --protocol reference: an imported set, or the import's root)."),
 ]
+
+
+def protocol_option(value: str | None) -> str | None:
+    """--protocol: a registered name, or a `module:attr` the user typed, imported now and registered under
+    that spec (the one way a protocol's code is imported from the command line; a recording's never is)."""
+    if value is None:
+        return None
+    from gar_agent.protocols.base import check  # the protocols load when a run needs one, not for --help
+
+    try:
+        name = PROTOCOLS.trusted(value, lambda obj: check(obj, f"--protocol {value}"))
+    except UserError as e:
+        raise typer.BadParameter(str(e)) from None
+    if name not in PROTOCOLS:
+        raise typer.BadParameter(str(PROTOCOLS.error(value)))
+    return name
+
+
 ProtocolOpt = Annotated[
     str,
     typer.Option(
-        help="gar (the project's method) | reference (the released GAR-SSL scripts exactly; needs imported prompts)."
+        help="gar (the project's method) | reference (the released GAR-SSL scripts exactly; needs imported prompts)"
+        " | module:attr (your own protocol, README: Your own protocol).",
+        callback=protocol_option,
     ),
 ]
 MaxPixelsOpt = Annotated[

@@ -27,6 +27,7 @@ from gar_agent.cli.common import (
     console,
     err,
     fail,
+    protocol_option,
 )
 from gar_agent.cli.eval_cmd import _report, eval_app
 from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
@@ -43,7 +44,10 @@ def replay_command(
     out: Annotated[Path, typer.Option(help="The new evaluation folder (run the same command again to resume).")],
     graph: Annotated[Optional[str], typer.Option(help="Another topology: a shipped name or a .py file.")] = None,
     prompts: PromptsOpt = None,
-    protocol: Annotated[Optional[str], typer.Option(help="gar | reference (default: the source's).")] = None,
+    protocol: Annotated[
+        Optional[str],
+        typer.Option(help="gar | reference | module:attr (default: the source's).", callback=protocol_option),
+    ] = None,
     n_votes: Annotated[Optional[int], typer.Option(min=1, max=64, help="N votes per source.")] = None,
     votes_per_call: VotesPerCallOpt = None,
     tau_av: TauAvOpt = None,

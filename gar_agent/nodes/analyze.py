@@ -48,7 +48,7 @@ def analyze(state: SourceState, ctx: GarContext) -> Asks:
         if order is not None:
             order.end(src.index, fatal)
         return report(src, call)
-    src.analysis = protocol.finish_analysis(src.votes, ctx.prompts.cleanup)
+    src.analysis = protocol.finish_analysis(src.votes, ctx)
     if order is not None and len(src.votes) >= settings.n_votes:  # also for a graph with no Gate or Refine after
         order.end(src.index)
     return report(src, call)

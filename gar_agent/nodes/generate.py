@@ -20,8 +20,8 @@ def initial_state(media, settings: Settings, model) -> RunState:
     """The state a run starts from; the model's coordinate frame is fixed here, once."""
     image = media.image_info.model_copy()
     frame = getattr(model, "model_frame", None)
-    # The released code reads answers as original-image pixels; only protocol gar speaks the model's frame.
-    if callable(frame) and settings.protocol == "gar":
+    # The released code reads answers as original-image pixels; protocol gar speaks the model's frame.
+    if callable(frame) and protocols.protocol(settings.protocol).MODEL_FRAME:
         image.model_width, image.model_height = frame(image.width, image.height)
     return RunState(settings=settings, image=image, audio=media.audio_info)
 

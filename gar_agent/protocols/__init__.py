@@ -1,23 +1,16 @@
 """Protocols: what differs between the project's own method (`gar`) and the released code (`reference`).
 
-Each protocol module offers the same functions, which the nodes call:
-- `generate(state, ctx)`: Stage 1 (stage order, conditioning, pairing, failure rules), a generator
-  that yields its requests, is sent their calls and returns the update (gar_agent/nodes/asking.py);
-- `analysis_request(state, ctx, n) -> Request`, `parse_votes(answers, first, call) -> (votes, fatal)`,
-  `finish_analysis(votes, cleanup) -> Analysis`: Stage 2;
-- `refine(state, ctx) -> (Request, resolve)`: Stage 3, `resolve(answer) -> Refinement`.
-The gate is the same rule in both.
+The interface is `gar_agent.protocols.base.GarProtocol` (what the nodes call, typed); the
+implementations are registered by name in `gar_agent.registry.PROTOCOLS` and imported when a run
+asks for one. A researcher's own registers itself the same way (README: "Your own protocol").
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
-from gar_agent.protocols import gar, reference
-
-PROTOCOLS: dict[str, ModuleType] = {"gar": gar, "reference": reference}
+from gar_agent.protocols.base import GarProtocol
+from gar_agent.registry import PROTOCOLS
 
 
-def protocol(name: str) -> ModuleType:
-    """The module implementing a protocol by name."""
-    return PROTOCOLS[name]
+def protocol(name: str) -> GarProtocol:
+    """The protocol registered under a name (RegistryError listing the names if there is none)."""
+    return PROTOCOLS.get(name)

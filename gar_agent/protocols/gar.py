@@ -34,6 +34,7 @@ from gar_agent.state import (
 )
 
 SYSTEM = "system.txt"
+MODEL_FRAME = True  # prompts speak the model's resized frame (GarProtocol.MODEL_FRAME)
 # Audio before the image: the audio-only call then shares the system message and the audio with every
 # other call of the clip, so a prefix cache (a server's, or the local adapter's) holds the audio once.
 CLIP_MEDIA = ("audio", "image")
@@ -128,7 +129,8 @@ def analysis_request(state: SourceState, ctx: GarContext, n: int) -> Request:
 def parse_votes(answers: list[str], first: int, sent: object = None) -> tuple[list[Vote], str | None]:
     """Each answer parsed and validated; an unusable one is kept with its reason (never fatal).
 
-    `sent` (the call the answers came from) is unused: only the reference protocol parses the prompt too."""
+    The answers are read on their own: `sent` (the call they came from) is for protocols whose model
+    echoes the prompt (reference)."""
     votes = []
     for i, raw in enumerate(answers):
         parsed, error = parse_vote(raw)
@@ -136,8 +138,9 @@ def parse_votes(answers: list[str], first: int, sent: object = None) -> tuple[li
     return votes, None
 
 
-def finish_analysis(votes: list[Vote], cleanup: str = "none") -> Analysis:
-    """The aggregate (METHOD: mean av of clipped values, strict-majority keep, top tags, mean anchors)."""
+def finish_analysis(votes: list[Vote], ctx: GarContext | None = None) -> Analysis:
+    """The aggregate (METHOD: mean av of clipped values, strict-majority keep, top tags, mean anchors);
+    it depends on the votes alone (the context is where a protocol finds a prompt set's clean-up)."""
     return aggregate_votes(votes)
 
 

@@ -45,6 +45,7 @@ from gar_agent.state import (
     VoteAnswer,
 )
 
+MODEL_FRAME = False  # prompts and answers in the image's pixels, as the scripts read them (GarProtocol)
 _OBJECT = re.compile(r"({[\s\S]*?})")
 _HEADERS = ("\nassistant\n", "\nassistant:", "assistant\n", "assistant:")
 _SEP = re.compile(r"[\s\-]+")
@@ -401,10 +402,10 @@ def analysis_request(state: SourceState, ctx: GarContext, n: int) -> Request:
     )
 
 
-def finish_analysis(votes: list[Vote], cleanup: str) -> Analysis:
+def finish_analysis(votes: list[Vote], ctx: GarContext) -> Analysis:
     """The aggregate the gate and Refine see (with VGGSound-Duet's clean-up where the set says so)."""
     analysis = aggregate(votes)
-    return clean_duet(analysis) if cleanup == "vggss-duet" else analysis
+    return clean_duet(analysis) if ctx.prompts.cleanup == "vggss-duet" else analysis
 
 
 def refine(state: SourceState, ctx: GarContext) -> tuple[Request, Any]:
