@@ -642,3 +642,44 @@ def test_a_video_run_is_named_by_its_video_and_time(runs, tmp_path):
     (tmp_path / "v" / "trace.json").write_text(json.dumps(doc))
     [row] = TestClient(create_app(Folder.open(tmp_path), warm=False)).get("/api/runs").json()["rows"]
     assert row["image"] == "concert.mp4 @ 12.5 s"
+
+
+# --------------------------------------------------------------------------- the recorded graph source
+
+EDIT = "# researcher edit </pre><script>window.pwned = 1</script>\n"
+
+
+def make_graph_runs(root: Path, example) -> Path:
+    """Two runs of the demo: one with the shipped `gar` graph, one with an edited copy of it (also named gar)."""
+    from gar_agent.paths import GRAPHS_DIR
+
+    image, audio, script = example
+    edited = root / "gar.py"
+    edited.write_text((GRAPHS_DIR / "gar.py").read_text() + EDIT)
+    traces = root / "traces"
+    for run_id, graph in (("shipped", "gar"), ("edited", str(edited))):
+        args = ["run", image, audio, "--sources", 2, "--backend", f"scripted:{script}", "--graph", graph, "--json"]
+        assert main([str(a) for a in [*args, "--trace-dir", traces, "--out", root / run_id]]) == 0
+        [new] = [p for p in traces.iterdir() if p.is_dir() and len(p.name) == 32]
+        new.rename(traces / run_id)
+    return traces
+
+
+def test_the_run_document_shows_the_recorded_graph_source_and_its_diff(example, tmp_path, capsys):
+    from gar_agent.paths import GRAPHS_DIR
+
+    client = TestClient(create_app(Folder.open(make_graph_runs(tmp_path, example)), warm=False))
+    capsys.readouterr()
+    shipped = client.get("/api/run", params={"ref": "shipped"}).json()["graph_source"]
+    assert shipped["source"] == (GRAPHS_DIR / "gar.py").read_text()
+    assert shipped["shipped"] == {"name": "gar", "file": "gar_agent/graphs/gar.py", "same": True}
+    assert "diff" not in shipped
+    edited = client.get("/api/run", params={"ref": "edited"}).json()["graph_source"]
+    assert edited["name"] == "gar" and edited["source"].endswith(EDIT) and edited["shipped"]["same"] is False
+    # the unified diff from the recorded file to ours: the edit is a line ours lacks
+    assert edited["diff"].startswith("--- recorded gar (") and "+++ shipped gar_agent/graphs/gar.py" in edited["diff"]
+    assert "\n-" + EDIT in edited["diff"]
+    # a trace without a spec (built in memory, as older traces are) says so instead of showing nothing
+    older = TestClient(create_app(Folder.open(make_runs(tmp_path / "older", example)), warm=False))
+    gs = older.get("/api/run", params={"ref": "duet"}).json()["graph_source"]
+    assert gs["source"] is None and "recorded no graph source" in gs["missing"]

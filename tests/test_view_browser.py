@@ -22,7 +22,7 @@ pytest.importorskip("playwright", reason="pytest-playwright is not installed: pi
 pytest.importorskip("starlette", reason="the viewer's extra is not installed: pip install -e '.[view]'")
 
 import uvicorn  # noqa: E402
-from test_view_api import make_eval, make_runs  # noqa: E402
+from test_view_api import EDIT, make_eval, make_graph_runs, make_runs  # noqa: E402
 
 from gar_agent.cli.app import main  # noqa: E402
 from gar_agent.trace.diff import diff_traces  # noqa: E402
@@ -323,3 +323,31 @@ def test_a_parent_folder_lists_runs_and_evaluations_and_shows_a_sweep(page, tmp_
         ciou = json.loads((mixed / "evals" / "swept" / "samples" / "b.json").read_text())["ciou"]
         assert float(page.locator("[data-testid=sample-ciou]").inner_text()) == pytest.approx(ciou, abs=1e-4)
         assert page.locator("[data-testid=frame] rect.box.gt").count() == 1
+
+
+def test_the_run_page_shows_the_recorded_graph_source_as_text_and_its_diff(page, tmp_path_factory, example):
+    from gar_agent.paths import GRAPHS_DIR
+
+    traces = make_graph_runs(tmp_path_factory.mktemp("graph-source"), example)
+    with serving(traces) as u:
+        page.goto(u + "#/run/edited")
+        panel = page.wait_for_selector("[data-testid=graph-source]")
+        assert panel.get_attribute("open") is not None  # it differs from ours: opened
+        verdict = page.locator("[data-testid=graph-source-verdict]").inner_text()
+        assert verdict == "differs from the shipped gar_agent/graphs/gar.py"
+        removed = page.locator("[data-testid=graph-source-diff] .del").all_inner_texts()
+        assert removed == ["-" + EDIT]  # the recorded line ours lacks, marked as such (the headers are not)
+        # the recorded source, character for character, as text: its <script> is neither markup nor run
+        shown = page.locator("[data-testid=graph-source-text]").inner_text()
+        assert shown == (GRAPHS_DIR / "gar.py").read_text() + EDIT
+        assert page.locator("[data-testid=graph-source] script").count() == 0
+        assert page.evaluate("window.pwned") is None
+        shot(page, "run-graph-source")
+        page.goto(u + "#/run/shipped")
+        page.wait_for_function(
+            "document.querySelector('[data-testid=graph-source-verdict]')?.textContent.startsWith('the same')"
+        )
+        verdict = page.locator("[data-testid=graph-source-verdict]").inner_text()
+        assert verdict == "the same as the shipped gar_agent/graphs/gar.py"
+        assert page.locator("[data-testid=graph-source]").get_attribute("open") is None
+        assert page.locator("[data-testid=graph-source-diff]").count() == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gar_agent.trace.store import atomic_write
 from gar_agent.view import media
+from gar_agent.view.graph_source import graph_source_document
 from gar_agent.view.page import render_page
 from gar_agent.view.source import Folder, ViewError, run_document
 
@@ -38,7 +39,11 @@ def export_run(run: str | Path, out: str | Path) -> Path:
         gt = evaluation.sample_gt(f"traces/{folder.root.name}", trace)
         sample = evaluation.sample_facts(f"traces/{folder.root.name}")
     data = {
-        "run": {**run_document(trace, ".", gt), "sample": sample},
+        "run": {
+            **run_document(trace, ".", gt),
+            "sample": sample,
+            "graph_source": graph_source_document(trace, trace_file),
+        },
         "media": embedded,
         "waveform": media.waveform(audio[0]) if audio else None,
     }

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from gar_agent.view import media
 from gar_agent.view.compare import compare_routes
+from gar_agent.view.graph_source import graph_source_document
 from gar_agent.view.page import render_page
 from gar_agent.view.safety import OutsideRoot
 from gar_agent.view.source import Folder, ViewError, diff_document, run_document
@@ -127,6 +128,7 @@ def create_app(folder: Folder, warm: bool = True, hosts: list[str] | None = None
         trace = folder.read(ref)
         doc = run_document(trace, ref, folder.sample_gt(ref, trace))
         doc["sample"] = folder.sample_facts(ref)  # a run of an evaluation: its sample's cIoU and AP
+        doc["graph_source"] = graph_source_document(trace, folder.trace_path(ref))  # shown as text, never run
         return JSONResponse(doc)
 
     def diff(request: Request) -> Response:

@@ -220,6 +220,24 @@ function finalView(doc) {
 
 // ------------------------------------------------------------------ views
 
+// The graph file the run recorded, as text (textContent: never markup, never run), and its diff to ours.
+function graphSourceView(gs) {
+  if (!gs) return null;
+  const title = `graph source · recorded ${gs.name} · sha256 ${(gs.sha256 || "").slice(0, 16)}`;
+  if (gs.source === null) return h("details", { class: "card", "data-testid": "graph-source" }, h("summary", {}, title), h("div", { class: "muted" }, gs.missing || "no source recorded"));
+  const verdict = !gs.shipped ? "no shipped graph of this name"
+    : gs.shipped.same ? `the same as the shipped ${gs.shipped.file}` : `differs from the shipped ${gs.shipped.file}`;
+  const parts = [h("summary", {}, title, " · ", h("span", { "data-testid": "graph-source-verdict" }, verdict))];
+  if (gs.diff) {
+    const lines = gs.diff.split("\n").map((line) => h("span", { class: /^(\+\+\+|---) /.test(line) ? "head" : line.startsWith("+") ? "add" : line.startsWith("-") ? "del" : line.startsWith("@@") ? "hunk" : "" }, line + "\n"));
+    parts.push(h("h4", {}, "diff: recorded → shipped"), h("pre", { class: "source diff", "data-testid": "graph-source-diff" }, lines),
+      gs.diff_cut ? h("div", { class: "muted" }, "(diff cut)") : null);
+  }
+  parts.push(h("h4", {}, "recorded source (shown, never run)"), h("pre", { class: "source", "data-testid": "graph-source-text" }, gs.source),
+    gs.source_cut ? h("div", { class: "muted" }, "(source cut)") : null);
+  return h("details", { class: "card", "data-testid": "graph-source", open: gs.shipped && !gs.shipped.same ? true : null }, parts);
+}
+
 async function runView(ref) {
   const doc = EMBED ? EMBED.run : await api("api/run?ref=" + enc(ref));
   const steps = doc.steps;
@@ -259,7 +277,7 @@ async function runView(ref) {
   const fb = h("button", { "data-step": "final", onclick: () => select(steps.length) }, "final boxes");
   buttons.push(fb); timeline.append(h("li", {}, fb));
   const audioHolder = h("div", {});
-  app.replaceChildren(header, ...notices, failed || "", graphHolder, h("div", { class: "row" },
+  app.replaceChildren(header, ...notices, failed || "", graphHolder, graphSourceView(doc.graph_source) || "", h("div", { class: "row" },
     h("div", { class: "col" }, frameHolder, audioHolder),
     h("div", { class: "col" }, h("div", { class: "card" }, h("h3", {}, "Steps"), timeline), stepHolder)));
   const wanted = (location.hash.split("?step=")[1] || "final");
