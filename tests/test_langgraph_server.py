@@ -51,6 +51,7 @@ def server(tmp_path):
                 proc.kill()
                 pytest.fail("langgraph dev did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
             time.sleep(0.5)
+    client.url = f"http://127.0.0.1:{port}"  # the README block's test connects its own client
     yield client
     proc.terminate()
     proc.wait(timeout=20)
@@ -99,3 +100,28 @@ def test_a_fork_from_a_checkpoint_over_the_server_reruns_with_the_original_answe
     # the same votes as the original run, so the same mean av_consistency
     assert [[v["raw"] for v in s["votes"]] for s in rerun] == [[v["raw"] for v in s["votes"]] for s in original]
     assert [s["analysis"]["av_consistency"] for s in rerun] == [s["analysis"]["av_consistency"] for s in original]
+
+
+def test_the_readme_sdk_block_runs_against_the_server(server, example, tmp_path):
+    """The README's langgraph_sdk example, as written, with the server's URL and the demo's paths put in."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"## LangGraph server \(`langgraph dev`\).*?\n```python\n(.*?)```", text, re.S)
+    assert match, "README.md has no langgraph_sdk python block"
+    image, audio, script = example
+    block = match.group(1)
+    for old, new in (
+        ("http://127.0.0.1:2024", server.url),
+        ("out/demo/demo_script.json", str(script)),
+        ("out/demo/demo.png", str(image)),
+        ("out/demo/demo.wav", str(audio)),
+    ):
+        assert old in block
+        block = block.replace(old, new)
+    proc = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    nodes = [line.split()[1] for line in lines if line.startswith("node ")]
+    assert nodes[0] == "generate" and "localize" in nodes  # streamed in order
+    assert lines[-2].startswith("boxes [[") and lines[-1] == "fork [40, 72, 126, 210] [0.7, 0.7]"
