@@ -79,8 +79,8 @@ def serve(folder: Path):
     """The real server in a thread; returns (url, stop)."""
     import uvicorn
 
+    from gar_agent.view.index import Folder
     from gar_agent.view.server import create_app
-    from gar_agent.view.source import Folder
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

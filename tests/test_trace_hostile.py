@@ -78,8 +78,8 @@ def test_the_viewer_lists_the_rest_beside_hostile_traces(hostile):
     pytest.importorskip("starlette")
     from starlette.testclient import TestClient
 
+    from gar_agent.view.index import Folder
     from gar_agent.view.server import create_app
-    from gar_agent.view.source import Folder
 
     traces, cases = hostile
     client = TestClient(create_app(Folder.open(traces), warm=False))

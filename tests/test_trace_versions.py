@@ -13,7 +13,8 @@ from gar_agent.cli.app import main
 from gar_agent.state import Settings
 from gar_agent.trace.steps import GenerateUpdate, SourceUpdate
 from gar_agent.trace.store import read_trace, write_trace
-from gar_agent.view.source import Folder, diff_document, run_document
+from gar_agent.view.documents import diff_document, run_document
+from gar_agent.view.index import Folder
 
 RUN = "fixture-run-0001"
 

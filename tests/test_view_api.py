@@ -37,8 +37,8 @@ pytest.importorskip("starlette", reason="the viewer's extra is not installed: pi
 from starlette.testclient import TestClient  # noqa: E402
 
 from gar_agent.view.graph_svg import taken_path  # noqa: E402
+from gar_agent.view.index import Folder  # noqa: E402
 from gar_agent.view.server import create_app  # noqa: E402
-from gar_agent.view.source import Folder  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 REFINE = json.dumps({"bbox": [30, 60, 120, 210], "changed": True, "ops": {"type": "delta", "dx": -8}})
@@ -496,17 +496,17 @@ def test_a_huge_frame_is_thumbnailed_at_reduced_size_and_a_bomb_not_at_all(tmp_p
 def test_a_trace_is_parsed_once_for_parallel_requests_and_again_when_it_changes(runs, monkeypatch):
     import threading
 
-    import gar_agent.view.source as source
+    import gar_agent.view.index as index
 
     parsed = []
-    real = source.read_trace
+    real = index.read_trace
 
     def slow_read(path):
         parsed.append(path)
         time.sleep(0.3)  # a big trace: the other requests arrive while it is parsed
         return real(path)
 
-    monkeypatch.setattr(source, "read_trace", slow_read)
+    monkeypatch.setattr(index, "read_trace", slow_read)
     c = TestClient(create_app(Folder.open(runs), warm=False))
     answers = []
     threads = [

@@ -27,8 +27,8 @@ from test_view_api import EDIT, make_eval, make_graph_runs, make_runs  # noqa: E
 from gar_agent.cli.app import main  # noqa: E402
 from gar_agent.trace.diff import diff_traces  # noqa: E402
 from gar_agent.trace.store import read_trace  # noqa: E402
+from gar_agent.view.index import Folder  # noqa: E402
 from gar_agent.view.server import create_app  # noqa: E402
-from gar_agent.view.source import Folder  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(

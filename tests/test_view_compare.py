@@ -16,8 +16,8 @@ from test_eval_replay import ENTRIES  # noqa: E402
 
 from gar_agent.cli.app import main  # noqa: E402
 from gar_agent.eval.compare import compare_folders  # noqa: E402
+from gar_agent.view.index import Folder  # noqa: E402
 from gar_agent.view.server import create_app  # noqa: E402
-from gar_agent.view.source import Folder  # noqa: E402
 
 
 @pytest.fixture(scope="module")

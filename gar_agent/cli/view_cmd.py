@@ -36,7 +36,7 @@ def view(
 ) -> None:
     """Serve a read-only web viewer of runs, diffs and evaluations (or export one run as HTML)."""
     try:
-        from gar_agent.view.source import Folder, ViewError
+        from gar_agent.view.index import Folder, ViewError
     except ImportError:  # pragma: no cover - the view extra is not installed
         raise fail(missing_extra()) from None
     if export is not None:

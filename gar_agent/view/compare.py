@@ -21,8 +21,8 @@ from starlette.routing import Route
 
 from gar_agent.eval.compare import CompareError, compare_folders
 from gar_agent.eval.store import SettingsMismatch
+from gar_agent.view.index import Folder, ViewError
 from gar_agent.view.page import _asset, _script_safe
-from gar_agent.view.source import Folder, ViewError
 
 RESAMPLES = 10_000
 CHANGED_SHOWN = 500  # the page lists the largest changes; the scatter shows every sample

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from gar_agent.trace.store import atomic_write
 from gar_agent.view import media
+from gar_agent.view.documents import run_document
 from gar_agent.view.graph_source import graph_source_document
+from gar_agent.view.index import Folder, ViewError
 from gar_agent.view.page import render_page
-from gar_agent.view.source import Folder, ViewError, run_document
 
 
 def _data_uri(path: Path, mime: str) -> str:

@@ -23,10 +23,11 @@ from starlette.routing import Route
 
 from gar_agent.view import media
 from gar_agent.view.compare import compare_routes
+from gar_agent.view.documents import diff_document, run_document
 from gar_agent.view.graph_source import graph_source_document
+from gar_agent.view.index import Folder, ViewError
 from gar_agent.view.page import render_page
 from gar_agent.view.safety import OutsideRoot
-from gar_agent.view.source import Folder, ViewError, diff_document, run_document
 
 MAX_PAGE = 500
 
