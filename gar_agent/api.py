@@ -126,7 +126,8 @@ def load_eval(folder: str | Path) -> Evaluation:
         if doc is None:
             continue
         s = doc["score"]
-        classes = doc.get("gt_classes") if isinstance(doc.get("gt_classes"), list) else []
+        gt_classes = doc.get("gt_classes")
+        classes = gt_classes if isinstance(gt_classes, list) else []
         records.append(
             {
                 "id": sid,
@@ -254,6 +255,7 @@ def run_clip(
             trace_dir=trace_dir or _default_traces(),
             spec=run_spec,
         )
+    assert done.trace_path is not None  # a trace_dir was given, so the trace was written
     return Run(read_trace(done.trace_path), done.trace_path)
 
 

@@ -180,13 +180,13 @@ def png(drawing: Drawing, title: str, path: str | Path) -> Path:
         m = 16 + 8 * (max(n.count(":") for n in drawing.nodes) - 1 - group.count(":"))  # outer frames wider
         x1, y1 = min(r[0] for r in members) - m, min(r[1] for r in members) - m - 10
         x2, y2 = max(r[2] for r in members) + m + 60, max(r[3] for r in members) + m
-        label = f"subgraph {group}"  # top right, clear of the edges that come in at the top centre
-        lw = cv2.getTextSize(label, FONT, 0.45, 1)[0][0]
+        caption = f"subgraph {group}"  # top right, clear of the edges that come in at the top centre
+        lw = cv2.getTextSize(caption, FONT, 0.45, 1)[0][0]
         x2 = max(x2, width // 2 + lw + 24)  # rows are centred on the canvas
         frames[group] = (x1, y1, x2, y2)
         cv2.rectangle(img, (x1, y1), (x2, y2), FRAME, -1)
         cv2.rectangle(img, (x1, y1), (x2, y2), MUTED, 1, cv2.LINE_AA)
-        cv2.putText(img, label, (x2 - lw - 6, y1 + 16), FONT, 0.45, MUTED, 1, cv2.LINE_AA)
+        cv2.putText(img, caption, (x2 - lw - 6, y1 + 16), FONT, 0.45, MUTED, 1, cv2.LINE_AA)
 
     def clearance(s: str, t: str, x: float, y0: float, y1: float, side: int) -> float:
         """How far aside an edge must bend to pass the nodes and foreign frames between its ends."""
@@ -218,11 +218,12 @@ def png(drawing: Drawing, title: str, path: str | Path) -> Path:
             lanes[side] = lanes.get(side, 0) + 1  # each routed edge its own lane
             bends[s] = bends.get(s, 0) + 1
             entering[t] = entering.get(t, 0) + 1
-            y0 = p0[1] + 4 * (bends[s] - 1)
-            y1 = p1[1] - 4 * (entering[t] - 1)
-            x = (p0[0] + p1[0]) / 2 + side * (clearance(s, t, (p0[0] + p1[0]) / 2, y0, y1, side) + 12 * lanes[side])
+            y_out = p0[1] + 4 * (bends[s] - 1)
+            y_in = p1[1] - 4 * (entering[t] - 1)
+            mid = (p0[0] + p1[0]) / 2
+            lane_x = mid + side * (clearance(s, t, mid, y_out, y_in, side) + 12 * lanes[side])
             ends = (a[2], b[2]) if side > 0 else (a[0], b[0])
-            corners = [(ends[0], y0), (x, y0), (x, y1), (ends[1], y1)]
+            corners = [(ends[0], y_out), (lane_x, y_out), (lane_x, y_in), (ends[1], y_in)]
             curve = np.concatenate([np.linspace(u, v, 30) for u, v in pairwise(corners)])
         _draw_path(img, curve, conditional)
         if label:

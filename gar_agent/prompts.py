@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ _PLACEHOLDER = re.compile(
     r"\$(?:(?P<escaped>\$)|\{(?P<braced>[_a-zA-Z][_a-zA-Z0-9]*)(?:!(?P<conv>[rsa]))?(?::(?P<spec>[^{}]*))?\}"
     r"|(?P<named>[_a-zA-Z][_a-zA-Z0-9]*)|(?P<invalid>))"
 )
-_CONVERT = {"r": repr, "s": str, "a": ascii}
+_CONVERT: dict[str, Callable[[object], str]] = {"r": repr, "s": str, "a": ascii}
 # Widths and precisions a prompt may ask for (the authors' use .3f); far more only inflates the prompt.
 MAX_SPEC_NUMBER = 1000
 _NUMBER = re.compile(r"\d+")
@@ -202,8 +203,8 @@ def protocol_settings(prompts: PromptSet, protocol: str, sources: int) -> dict:
         return {"protocol": protocol}
     if protocol == prompts.protocol == "gar":
         return {"protocol": "gar"}
-    if protocol == prompts.protocol:
-        manifest = prompts.manifest
+    manifest = prompts.manifest  # set exactly when the set's protocol is not gar
+    if protocol == prompts.protocol and manifest is not None:
         if manifest.get("sources") != sources:
             raise PromptError(
                 f"prompt set {prompts.directory} is for {manifest.get('benchmark')} with "

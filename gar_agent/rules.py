@@ -28,7 +28,7 @@ ANCHOR_NAME_LEN = 48
 # --- boxes -----------------------------------------------------------------------------------
 
 
-def clip_box(box: list[float], width: int, height: int) -> Box:
+def clip_box(box: Sequence[float], width: int, height: int) -> Box:
     """Round, re-order corners, clip into the image, and grow a zero-size box by one pixel."""
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     x1, x2 = sorted((x1, x2))
@@ -43,7 +43,7 @@ def clip_box(box: list[float], width: int, height: int) -> Box:
     return [x1, y1, x2, y2]
 
 
-def gar_clip_box(box: list, width: int, height: int) -> Box:
+def gar_clip_box(box: Sequence[float], width: int, height: int) -> Box:
     """The released scripts' clip_box: each corner clipped into [0, side-1] (np.clip, then int), corners
     re-ordered, a zero-size side grows by one pixel, capped at the border (where it stays zero-size).
 
@@ -61,7 +61,7 @@ def gar_clip_box(box: list, width: int, height: int) -> Box:
     return [x1, y1, x2, y2]
 
 
-def scale_box(box: list[float], src: tuple[int, int], dst: tuple[int, int]) -> list[float]:
+def scale_box(box: Sequence[float], src: tuple[int, int], dst: tuple[int, int]) -> list[float]:
     """Map a box from a (width, height) frame to another (e.g. the model's resized frame)."""
     (sw, sh), (dw, dh) = src, dst
     return [box[0] * dw / sw, box[1] * dh / sh, box[2] * dw / sw, box[3] * dh / sh]
@@ -72,13 +72,13 @@ def max_delta(width: int, height: int) -> int:
     return max(4, int(round(0.08 * min(width, height))))
 
 
-def clamp_box(candidate: list[float], previous: Box, limit: int) -> tuple[list[float], bool]:
+def clamp_box(candidate: Sequence[float], previous: Sequence[float], limit: int) -> tuple[list[float], bool]:
     """Keep every side within +-limit of the previous box; also say whether anything was cut."""
     out = [min(max(c, p - limit), p + limit) for c, p in zip(candidate, previous)]
     return out, any(o != c for o, c in zip(out, candidate))
 
 
-def apply_ops(box: Box, ops: RefineOps) -> list[float]:
+def apply_ops(box: Sequence[float], ops: RefineOps) -> list[float]:
     """Apply one refinement operation to a box (no clipping or clamping)."""
     x1, y1, x2, y2 = box
     if ops.type == "delta":
@@ -111,7 +111,7 @@ def resolve_refinement(
     limit = max_delta(width, height)
     box, applied, clamped = list(previous), [], False
 
-    def settle(candidate_model: list[float]) -> Box:
+    def settle(candidate_model: Sequence[float]) -> Box:
         nonlocal clamped
         candidate = scale_box(candidate_model, frame, image)
         candidate, cut = clamp_box(clip_box(candidate, width, height), previous, limit)
@@ -224,8 +224,10 @@ def box_to_grid(
     if image_size is not None:
         w, h = image_size
         px = gar_clip_box([round(v * side) for v, side in zip(vals, (w, h, w, h))], w, h)
-        return tuple(gar_clip_box([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size))
-    return tuple(gar_clip_box([round(round(v * size, 9)) for v in vals], size, size))
+        x1, y1, x2, y2 = gar_clip_box([round(v * (size / side)) for v, side in zip(px, (w, h, w, h))], size, size)
+    else:
+        x1, y1, x2, y2 = gar_clip_box([round(round(v * size, 9)) for v in vals], size, size)
+    return x1, y1, x2, y2
 
 
 def box_iou(

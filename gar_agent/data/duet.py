@@ -138,10 +138,11 @@ def make_duet(
         if absent:
             report.skipped.append((did, f"missing file: {', '.join(absent)}"))
             continue
-        imgs = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths[:2]]
-        if any(im is None for im in imgs):
+        read = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in paths[:2]]
+        imgs = [im for im in read if im is not None]
+        if len(imgs) < len(read):
             report.skipped.append(
-                (did, "unreadable frame: " + ", ".join(p.name for p, im in zip(paths, imgs) if im is None))
+                (did, "unreadable frame: " + ", ".join(p.name for p, im in zip(paths, read) if im is None))
             )
             continue
         try:

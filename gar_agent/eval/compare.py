@@ -79,7 +79,7 @@ def load_folder(path: str | Path, duet: bool | None = None) -> Folder:
     duet = DATASETS[config["dataset"]].sources > 1 if duet is None else duet
     rows = _read_samples(d)
     n = len(rows)
-    f = Folder(d.root, config, [], np.zeros(n, bool), *(np.zeros(n) for _ in range(4)), [], [], [])
+    f = Folder(d.root, config, [], np.zeros(n, bool), np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n), [], [], [])
     f.matched[:] = np.nan
     fast = []  # one GT box, at most one prediction, the image size known: counted as rectangles, all at once
     for i, (sid, s, classes) in enumerate(rows):
@@ -349,7 +349,8 @@ def compare_pair(
         deltas = paired_bootstrap(_columns(base, ia), _columns(other, ib), duet, resamples, seed)
     rows = []
     for k in va:
-        d = None if va[k] is None or vb[k] is None else vb[k] - va[k]
+        before, after = va[k], vb[k]
+        d = None if before is None or after is None else after - before
         samples = deltas.get(k)
         ci = None
         if samples is not None and d is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -216,7 +217,7 @@ class SampleScore(BaseModel):
     def metrics(self, size: int = MASK_SIZE) -> dict:
         """This sample's cIoU, AP and (with several GT boxes and predictions) matched IoUs."""
         gt, pred = self.masks(size)
-        out = {"ciou": ciou(pred, gt), "ap": average_precision(gt, pred)}
+        out: dict[str, Any] = {"ciou": ciou(pred, gt), "ap": average_precision(gt, pred)}
         per, mean = matched_ious([] if self.failed else self.pred_boxes, self.gt_boxes, size, self.image_size)
         out.update(per_source_iou=per, matched_mean_iou=mean)
         return out

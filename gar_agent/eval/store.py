@@ -27,6 +27,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from pydantic import ValidationError
 
@@ -42,6 +43,7 @@ from gar_agent.topology import Topology
 from gar_agent.trace.store import atomic_write
 from gar_agent.version import __version__
 
+fcntl: ModuleType | None  # the module where the platform has it
 try:
     import fcntl
 except ImportError:  # Windows: no flock; the folder is then not locked
@@ -242,7 +244,7 @@ def sample_document(
     gt_classes: list[str] | None = None,
 ) -> dict:
     """samples/<id>.json: the score fields, the sample's own metrics and the run's result JSON."""
-    own = {"ciou": None, "ap": None, "per_source_iou": None, "matched_mean_iou": None}
+    own: dict[str, object] = {"ciou": None, "ap": None, "per_source_iou": None, "matched_mean_iou": None}
     if not score.failed:  # a failed sample has no metric of its own (it is a miss only with --strict)
         own = {k: _finite(v) for k, v in score.metrics().items()}
     return {

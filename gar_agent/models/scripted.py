@@ -63,7 +63,7 @@ class ScriptedChatModel(BaseChatModel):
 
     script: dict[str, Any] = Field(description="Answers per stage (see the module docstring).")
     source_name: str = "script"
-    _cursor: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)
+    _cursor: dict[tuple[str, str, str], int] = PrivateAttr(default_factory=dict)  # (run, stage, source)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod

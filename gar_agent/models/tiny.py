@@ -73,8 +73,10 @@ def _train_tokenizer(vocab_size: int = 400):
     merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in state["merges"]]
     tok = Qwen2Tokenizer(
         vocab=vocab,
-        merges=merges,
-        unk_token=None,
+        # the tokenizers library's BPE takes (left, right) pairs and no unknown token (a byte-level BPE
+        # needs none); transformers' signature lists only the "left right" strings and a str token
+        merges=merges,  # type: ignore[arg-type]
+        unk_token=None,  # type: ignore[arg-type]
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -108,7 +110,9 @@ def build_tiny_checkpoint(out_dir: Path, seed: int = 0) -> Path:
     tok = _train_tokenizer()
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     hidden = 64
-    config = Qwen2_5OmniThinkerConfig(
+    # The vision start/end, pad and eos ids are not fields of the thinker's config class, but its model
+    # reads them from the config (a config keeps unknown keywords as attributes): hence the ignore.
+    config = Qwen2_5OmniThinkerConfig(  # type: ignore[call-arg]
         audio_config={
             "num_mel_bins": 128,
             "encoder_layers": 2,

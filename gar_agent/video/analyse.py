@@ -91,6 +91,7 @@ class Analyser:
             inputs=inputs,
             spec=self.spec,
         )
+        assert done.trace_path is not None  # a trace_dir was given, so the trace was written
         return done.outcome, done.trace_path, (carried[0] if carried else None)
 
 
@@ -119,9 +120,9 @@ def iou(a: list[int], b: list[int]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def carry_over(state: RunState, previous: dict) -> dict | None:
+def carry_over(state: RunState, previous: dict | None) -> dict | None:
     """The previous time's verdict moved onto this time's Generate boxes, or None when they disagree."""
-    if state.error or len(state.sources) != len(previous["sources"]):
+    if previous is None or state.error or state.image is None or len(state.sources) != len(previous["sources"]):
         return None
     w, h = state.image.width, state.image.height
     out = []

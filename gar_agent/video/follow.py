@@ -51,8 +51,8 @@ class Anchor:
 
 def match_sources(a: list[dict], b: list[dict]) -> dict[int, dict]:
     """For each source of `a`, the item of `b` it continues as: same index and sound, else same sound."""
-    out = {}
-    by_class = {}
+    out: dict[int, dict] = {}
+    by_class: dict[str, dict] = {}
     for item in b:
         by_class.setdefault(item["audio_class"].strip().lower(), item)
     for item in a:
@@ -130,7 +130,7 @@ class TemplateTracker:
         ph, pw = self.patch.shape[:2]
         if not score >= minimum or _spread(scores, score) > max(2, MAX_SPREAD * min(pw, ph)):
             return None  # no good place, or no one best place: the object is not told apart from its surroundings
-        return score, loc
+        return score, (loc[0], loc[1])
 
 
 def _flat(pixels: np.ndarray) -> bool:
@@ -147,7 +147,7 @@ def _spread(scores: np.ndarray, best: float) -> int:
 @dataclass
 class _Track:
     item: dict
-    tracker: object | None
+    tracker: cv2.Tracker | TemplateTracker | None  # None: the box was too small to follow
     template: np.ndarray | None
     last_box: list[int]
     last_time: float
@@ -187,7 +187,7 @@ class Follower:
             sx1, sy1, sx2, sy2 = self._to_small(item["box"])
             tracker, template = None, None
             if sx2 - sx1 >= 2 and sy2 - sy1 >= 2:
-                tracker = cv2.TrackerMIL_create() if self.tracker == "mil" else TemplateTracker()
+                tracker = cv2.TrackerMIL.create() if self.tracker == "mil" else TemplateTracker()
                 tracker.init(small, (sx1, sy1, sx2 - sx1, sy2 - sy1))
                 template = _hist(small, [sx1, sy1, sx2, sy2]) if self.tracker == "mil" else None
             self.tracks.append(_Track(item, tracker, template, list(item["box"]), anchor.time_s, lost=tracker is None))
@@ -200,13 +200,17 @@ class Follower:
         small = self._small(rgb) if any(not t.lost for t in self.tracks) else None
         out = []
         for t in self.tracks:
-            if not t.lost:
+            # a track is lost from the start when it has no tracker; `small` exists while one is not lost
+            if not t.lost and t.tracker is not None and small is not None:
                 ok, (x, y, w, h) = t.tracker.update(small)
                 box = [round(v / self.scale) for v in (x, y, x + w, y + h)]
                 if self.tracker == "mil" and ok:
                     seen = _hist(small, [x, y, x + w, y + h])
-                    ok = seen is not None and t.template is not None
-                    ok = ok and cv2.compareHist(t.template, seen, cv2.HISTCMP_INTERSECT) >= MIN_SIMILARITY
+                    ok = (
+                        seen is not None
+                        and t.template is not None
+                        and cv2.compareHist(t.template, seen, cv2.HISTCMP_INTERSECT) >= MIN_SIMILARITY
+                    )
                 if ok and _flat(_around(small, [x, y, x + w, y + h])):
                     ok = False  # the box and its surroundings are one flat colour: nothing there to follow
                 if ok and _inside(box, self.width, self.height) >= MIN_INSIDE:

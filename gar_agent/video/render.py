@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -64,6 +65,7 @@ def render(
     tmp = target.with_name(f".tmp-{target.name}")
     with open_video(info.path) as inp:
         vs, ins = inp.streams.video[0], inp.streams.audio[0]
+        time_base = vs.time_base or Fraction(1, 90000)  # a demuxed stream has one; 90 kHz is MPEG's clock
         out = av.open(str(tmp), "w", format="mp4")
         try:
             ov = out.add_stream("libx264", rate=vs.average_rate or vs.guessed_rate or 25)
@@ -81,6 +83,8 @@ def render(
                             frame.pts = None  # the encoder counts samples itself
                             out.mux(oa.encode(frame))
                             continue
+                        if not isinstance(frame, av.VideoFrame):  # a subtitle: only video and audio are demuxed
+                            continue
                         t = round(float(frame.time or 0.0), 6)
                         rgb = display(frame.to_ndarray(format="rgb24"), info.rotation)
                         while following < len(times) and times[following] <= t:
@@ -92,7 +96,7 @@ def render(
                             boxes = follower.step(rgb, t)
                         drawn = av.VideoFrame.from_ndarray(_even(draw_boxes(rgb, _items(boxes))), format="rgb24")
                         drawn.time_base = vs.time_base
-                        drawn.pts = frame.pts if frame.pts is not None else round(t / vs.time_base)
+                        drawn.pts = frame.pts if frame.pts is not None else round(t / time_base)
                         out.mux(ov.encode(drawn))
                         frames.append({"index": len(frames), "time_s": t, "boxes": boxes})
                         if on_frame:

@@ -30,7 +30,7 @@ CHANGED_SHOWN = 500  # the page lists the largest changes; the scatter shows eve
 
 def _stamp(root: Path) -> tuple:
     """What changes when a folder's results do (a rescore, a resumed run): the sample folder and metrics."""
-    out = []
+    out: list[tuple[int, int] | None] = []
     for p in (root / "samples", root / "metrics.json", root / "eval.json"):
         try:
             st = p.stat()

@@ -97,11 +97,11 @@ def graph_svg(nodes: list[str], edges, path_nodes: set[str], path_edges: set[tup
         if ":" in n:
             frames.setdefault(n.split(":")[0], []).append(pos[n])
     for prefix in sorted(frames):
-        members = frames[prefix]
-        x1 = min(p[0] for p in members) - 10
-        y1 = min(p[1] for p in members) - 22
-        x2 = max(p[0] for p in members) + NODE_W + 10
-        y2 = max(p[1] for p in members) + NODE_H + 10
+        corners = frames[prefix]
+        x1 = min(p[0] for p in corners) - 10
+        y1 = min(p[1] for p in corners) - 22
+        x2 = max(p[0] for p in corners) + NODE_W + 10
+        y2 = max(p[1] for p in corners) + NODE_H + 10
         parts.append(
             f'<g class="subgraph"><rect x="{x1}" y="{y1}" width="{x2 - x1}" height="{y2 - y1}" rx="8"/>'
             f'<text x="{x1 + 8}" y="{y1 + 14}">{escape(prefix)}</text></g>'

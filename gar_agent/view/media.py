@@ -31,7 +31,8 @@ class _Cache:
     """A small thread-safe LRU (hashes, thumbnails and waveforms are recomputed only when a file changes)."""
 
     def __init__(self, size: int) -> None:
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.size, self.lock = size, threading.Lock()
+        self.items: OrderedDict[object, object] = OrderedDict()
 
     def get(self, key):
         with self.lock:

@@ -33,4 +33,4 @@ _MARK = re.compile(r"\b(" + "|".join(FAULTS) + r"): ")
 
 def is_backend_fault(error: str | None) -> bool:
     """Whether a recorded error (a run's or a call's) comes from a backend fault."""
-    return bool(error) and _MARK.search(error) is not None
+    return error is not None and _MARK.search(error) is not None

@@ -15,33 +15,35 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)  # what requests must share to run in one batch (the generation settings)
 
 
 @dataclass
-class _Request:
-    key: Hashable
+class _Request(Generic[K]):
+    key: K
     prompts: list[Any]
     done: threading.Event = field(default_factory=threading.Event)
     result: list[Any] | None = None
     error: BaseException | None = None
 
 
-class DynamicBatcher:
+class DynamicBatcher(Generic[K]):
     """Runs `execute(key, prompts) -> one result per prompt` on batches of concurrent requests."""
 
-    def __init__(self, execute: Callable[[Hashable, list[Any]], list[Any]], max_prompts: int, wait_s: float = 0.02):
+    def __init__(self, execute: Callable[[K, list[Any]], list[Any]], max_prompts: int, wait_s: float = 0.02):
         if max_prompts < 1:
             raise ValueError(f"batch size must be >= 1, got {max_prompts}")
         self.execute = execute
         self.max_prompts = max_prompts
         self.wait_s = wait_s
-        self._queue: list[_Request] = []
+        self._queue: list[_Request[K]] = []
         self._cond = threading.Condition()
         self._device = threading.Lock()  # one generate at a time
         self.batches: list[int] = []  # prompts per executed batch, for tests and benchmarks
 
-    def submit(self, key: Hashable, prompts: list[Any]) -> list[Any]:
+    def submit(self, key: K, prompts: list[Any]) -> list[Any]:
         """Results for `prompts` (in order), computed in some batch of requests with the same `key`."""
         request = _Request(key, list(prompts))
         with self._cond:
@@ -59,10 +61,10 @@ class DynamicBatcher:
         assert request.result is not None
         return request.result
 
-    def _waiting(self, key: Hashable) -> int:
+    def _waiting(self, key: K) -> int:
         return sum(len(r.prompts) for r in self._queue if r.key == key)
 
-    def _gather(self, lead: _Request) -> None:
+    def _gather(self, lead: _Request[K]) -> None:
         """Give other callers `wait_s` to join the batch, unless it is full already."""
         deadline = time.monotonic() + self.wait_s
         with self._cond:
@@ -72,7 +74,7 @@ class DynamicBatcher:
                     break
                 self._cond.wait(left)
 
-    def _take(self, lead: _Request) -> list[_Request]:
+    def _take(self, lead: _Request[K]) -> list[_Request[K]]:
         """The lead request plus waiting ones with its key, oldest first, within `max_prompts`."""
         with self._cond:
             batch = [lead]
@@ -85,7 +87,7 @@ class DynamicBatcher:
                 self._queue.remove(r)
         return batch
 
-    def _run(self, batch: list[_Request]) -> None:
+    def _run(self, batch: list[_Request[K]]) -> None:
         prompts = [p for r in batch for p in r.prompts]
         self.batches.append(len(prompts))
         try:

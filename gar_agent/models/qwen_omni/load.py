@@ -70,10 +70,10 @@ def _read_config(model: str) -> dict:
     """The checkpoint's config.json as a dict, without loading weights."""
     path = Path(model).expanduser()
     if path.exists():
-        cfg = path / "config.json"
-        if not cfg.is_file():
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
             raise ModelLoadError(f"no config.json in {path}: give --model a transformers checkpoint directory")
-        return json.loads(cfg.read_text())
+        return json.loads(cfg_file.read_text())
     if _looks_like_path(model):
         raise ModelLoadError(f"model path {path} does not exist: give --model an existing checkpoint dir or a hub id")
     from transformers import PretrainedConfig

@@ -73,7 +73,7 @@ class ChatQwenOmni(BaseChatModel):
     _engine_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
     _media_cache: MediaCache | None = PrivateAttr(default=None)
     _prefixes: PrefixCache | None = PrivateAttr(default=None)
-    _batcher: DynamicBatcher | None = PrivateAttr(default=None)
+    _batcher: DynamicBatcher[_Sampling] | None = PrivateAttr(default=None)
 
     @property
     def _llm_type(self) -> str:
@@ -173,10 +173,11 @@ class ChatQwenOmni(BaseChatModel):
         n = int(kwargs.get("n") or 1)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        sample = bool(temperature) and temperature > 0
+        sampled_t = float(temperature) if temperature is not None and temperature > 0 else None
+        sample = sampled_t is not None
         gen = _Sampling(
             sample=sample,
-            temperature=float(temperature) if sample else None,
+            temperature=sampled_t,
             top_p=float(top_p) if sample and top_p is not None else None,
             n=n,
             max_new_tokens=int(kwargs.get("max_new_tokens") or kwargs.get("max_tokens") or self.max_new_tokens),
@@ -220,7 +221,7 @@ class ChatQwenOmni(BaseChatModel):
 
     # -- execution: one generate for a batch of prompts
 
-    def _engine(self, loaded: _Loaded) -> tuple[MediaCache, DynamicBatcher | None]:
+    def _engine(self, loaded: _Loaded) -> tuple[MediaCache, DynamicBatcher[_Sampling] | None]:
         """This instance's media cache, prefix cache and batcher (made on first use)."""
         with self._engine_lock:
             if self._media_cache is None:
@@ -244,7 +245,7 @@ class ChatQwenOmni(BaseChatModel):
         return self._prefixes
 
     @property
-    def batcher(self) -> DynamicBatcher | None:
+    def batcher(self) -> DynamicBatcher[_Sampling] | None:
         """The dynamic batcher when batch_size > 1 (None before the first call)."""
         return self._batcher
 
@@ -270,7 +271,9 @@ class ChatQwenOmni(BaseChatModel):
         with loaded.lock, torch.inference_mode():
             t0 = time.perf_counter()
             if self.prefix_cache:
-                rows = [prepare_row(net, p, self._prefixes) for p in prompts]
+                prefixes = self._prefixes
+                assert prefixes is not None  # _engine makes it before the first call reaches here
+                rows = [prepare_row(net, p, prefixes) for p in prompts]
                 inputs = batch_inputs(net, rows, copies, pad)
                 cached = [r.cached_tokens for r in rows]
                 # each copy runs the last prompt token itself in generate's first step
@@ -363,7 +366,7 @@ class ChatQwenOmni(BaseChatModel):
         """One prompt's answers as LangChain generations, with usage and timing."""
         tok = loaded.processor.tokenizer
         cfg = loaded.model.generation_config
-        end_ids = set()
+        end_ids: set[int] = set()
         for src in (cfg.eos_token_id, cfg.pad_token_id, tok.pad_token_id):
             end_ids.update(src if isinstance(src, (list, tuple)) else ([] if src is None else [src]))
         call_id = str(uuid.uuid4())
