@@ -68,6 +68,12 @@ class Registry:
     and `names` (the registered names and forms, quoted, e.g. `'gar', 'reference' or 'module:attr'`).
     `discover`, if given, is called at each look-up for entries found at run time (the shipped graph
     files, so a file added to GRAPHS_DIR is seen); a registered entry of the same name wins.
+    `group` is an entry-point group (`[project.entry-points."gar_agent.protocols"]` in a package's
+    pyproject: `name = "module:attr"`): installed packages' names, read the first time a name is not
+    found among the registered ones (reading them costs a scan of the installed packages, which
+    `gar --help` does not pay), and lazy like the rest.
+    `prepare` checks (and may build) an entry when it is first loaded: a protocol given as a class is
+    built, one without the interface's hooks is one line naming what it lacks.
     """
 
     def __init__(
@@ -77,14 +83,18 @@ class Registry:
         unknown: str = "{flag} {name!r}: no {kind} of that name: use one of {names}",
         forms: tuple[str, ...] = (),
         discover: Callable[[], dict[str, Any]] | None = None,
+        prepare: str | None = None,
+        group: str | None = None,
     ) -> None:
         self.kind, self.flag, self.unknown, self.forms = kind, flag, unknown, forms
+        self._prepare = prepare  # "module:attr" of `(entry, where) -> entry`, applied once as an entry loads
         self._entries: dict[str, Any] = {}  # primary name -> "module:attr" string or the object
         self._aliases: dict[str, str] = {}  # alias -> primary name
         self._loaded: dict[str, Any] = {}
         self._prefixes: dict[str, Any] = {}  # "scripted" -> entry of a handler taking what follows "scripted:"
         self._discover = discover
         self._found: dict[str, Any] = {}
+        self._group = group  # the entry-point group installed packages declare theirs in, read on a miss
 
     # ----------------------------------------------------------------- registering
 
@@ -113,14 +123,18 @@ class Registry:
         """Register a handler for names of the form `prefix:REST` (called with REST)."""
         self._prefixes[prefix] = target
 
-    def trusted(self, spec: str, check: Callable[[Any], Any] | None = None) -> str:
+    def trusted(self, spec: str) -> str:
         """A name the user typed: a registered name as it is, or a `module:attr` imported now and registered
-        under that spec. Only the command line (or the caller's own code) may call this: never with a
-        name read from a trace, an eval folder or a prompt set."""
+        under that spec (checked now: a bad one is not kept). Only the command line (or the caller's own
+        code) may call this: never with a name read from a trace, an eval folder or a prompt set."""
         if spec in self or self.prefix(spec) is not None or ":" not in spec:
             return spec
-        obj = load_user(spec, self.flag)
-        self.add(spec, check(obj) if check is not None else obj)
+        self.add(spec, load_user(spec, self.flag))
+        try:
+            self.find(spec)
+        except Exception:
+            del self._entries[spec]
+            raise
         return spec
 
     # ----------------------------------------------------------------- looking up
@@ -129,11 +143,24 @@ class Registry:
         if self._discover is not None:
             self._found = {n: t for n, t in self._discover().items() if n not in self._entries}
 
+    def _installed(self) -> bool:
+        """Add the entry points of `group` (once); True if that was done now."""
+        if self._group is None:
+            return False
+        from importlib.metadata import entry_points
+
+        group, self._group = self._group, None
+        for point in entry_points(group=group):
+            self._entries.setdefault(point.name, point.value)  # a name registered here wins
+        return True
+
     def canonical(self, name: str) -> str | None:
         """The primary name `name` is (or is an alias of), or None; imports nothing."""
         self._discovered()
-        name = self._aliases.get(name, name)
-        return name if name in self._entries or name in self._found else None
+        primary = self._aliases.get(name, name)
+        if primary in self._entries or primary in self._found:
+            return primary
+        return self.canonical(name) if self._installed() else None
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.canonical(name) is not None
@@ -156,6 +183,7 @@ class Registry:
 
     def error(self, name: str) -> RegistryError:
         """The one-line error for a name not registered."""
+        self._installed()
         return RegistryError(self.unknown.format(flag=self.flag, name=name, kind=self.kind, names=self.listing()))
 
     def find(self, name: str) -> Any | None:
@@ -167,7 +195,10 @@ class Registry:
             return self._found[primary]
         if primary not in self._loaded:
             target = self._entries[primary]
-            self._loaded[primary] = load(target) if isinstance(target, str) else target
+            entry = load(target) if isinstance(target, str) else target
+            if self._prepare is not None:
+                entry = load(self._prepare)(entry, f"{self.flag} {primary}")
+            self._loaded[primary] = entry
         return self._loaded[primary]
 
     def get(self, name: str) -> Any:
@@ -205,6 +236,7 @@ BACKENDS = Registry(
     "--backend",
     "{flag} {name!r} is not {names}: use one of those forms",
     ("'scripted:FILE'", "'module:attr'"),
+    group="gar_agent.backends",
 )
 BACKENDS.add("qwen-omni", "gar_agent.models.backends:qwen_omni", "qwen")
 BACKENDS.add("openai", "gar_agent.models.backends:openai")
@@ -216,6 +248,8 @@ PROTOCOLS = Registry(
     "no protocol named {name!r} is registered: use one of {names} (a module:attr is imported only when you "
     "type it after --protocol, never when a trace or prompt set names it)",
     ("'module:attr'",),
+    prepare="gar_agent.protocols.base:check",
+    group="gar_agent.protocols",
 )
 PROTOCOLS.add("gar", "gar_agent.protocols.gar")
 PROTOCOLS.add("reference", "gar_agent.protocols.reference")
@@ -223,7 +257,7 @@ PROTOCOLS.add("reference", "gar_agent.protocols.reference")
 # Graphs are files (loading one runs it): an entry is the file's path, found in GRAPHS_DIR.
 GRAPHS = Registry("graph", "--graph", "no graph named {name!r}: use one of {names}", ("a .py path",), _shipped_graphs)
 
-DATASETS = Registry("dataset", "--dataset", "{flag} {name!r}: use one of {names}")
+DATASETS = Registry("dataset", "--dataset", "{flag} {name!r}: use one of {names}", group="gar_agent.datasets")
 DATASETS.add("vggss-single", "gar_agent.eval.datasets:VGGSS_SINGLE")
 DATASETS.add("music-solo", "gar_agent.eval.datasets:MUSIC_SOLO")
 DATASETS.add("music-duet", "gar_agent.eval.datasets:MUSIC_DUET")

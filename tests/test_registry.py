@@ -176,7 +176,7 @@ def test_a_protocol_registered_by_a_researcher_runs_a_clip(media, sceptic):
     from gar_agent.runner import run_clip
     from gar_agent.state import Settings
 
-    register_protocol("sceptic", Sceptic(), "doubt")
+    register_protocol("sceptic", "tests.test_registry:Sceptic", "doubt")  # a class: built when first asked for
     outcome = run_clip(media, Settings(protocol="doubt", n_votes=3), ScriptedChatModel(script=sceptic_script()))
     state = outcome.state
     assert state.error is None
@@ -275,3 +275,24 @@ def test_a_protocol_a_prompt_set_names_is_never_imported(tmp_path, monkeypatch):
     with pytest.raises(PromptError, match="names no known protocol"):
         PromptSet(tmp_path / "set")
     assert not marker.exists() and "evil_protocol" not in sys.modules
+
+
+def test_a_protocol_an_installed_package_declares_is_found_by_name(media, tmp_path, monkeypatch, sceptic):
+    """An entry point `[project.entry-points."gar_agent.protocols"] sceptic = "pkg:Sceptic"` of an installed
+    package: its name works wherever a protocol is named, read only when a name is not registered."""
+    from gar_agent.models.scripted import ScriptedChatModel
+    from gar_agent.runner import run_clip
+    from gar_agent.state import Settings
+
+    dist = tmp_path / "sceptic_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: sceptic-plugin\nVersion: 0.1\n", encoding="utf-8")
+    (dist / "entry_points.txt").write_text(
+        "[gar_agent.protocols]\nsceptic-ep = tests.test_registry:Sceptic\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(PROTOCOLS, "_group", "gar_agent.protocols")
+    assert PROTOCOLS.names() == ["gar", "reference"]  # listing for a help text does not scan the packages
+    outcome = run_clip(media, Settings(protocol="sceptic-ep", n_votes=3), ScriptedChatModel(script=sceptic_script()))
+    assert outcome.state.error is None and outcome.state.sources[0].analysis.keep is False
+    assert "'sceptic-ep'" in str(PROTOCOLS.error("nope"))

@@ -82,10 +82,8 @@ def protocol_option(value: str | None) -> str | None:
     that spec (the one way a protocol's code is imported from the command line; a recording's never is)."""
     if value is None:
         return None
-    from gar_agent.protocols.base import check  # the protocols load when a run needs one, not for --help
-
     try:
-        name = PROTOCOLS.trusted(value, lambda obj: check(obj, f"--protocol {value}"))
+        name = PROTOCOLS.trusted(value)
     except UserError as e:
         raise typer.BadParameter(str(e)) from None
     if name not in PROTOCOLS:

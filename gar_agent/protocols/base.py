@@ -10,7 +10,7 @@ on the command line). The gate is the same rule for every protocol.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gar_agent.calls import Request
 from gar_agent.context import GarContext
@@ -69,3 +69,10 @@ def check(obj: Any, where: str = "--protocol") -> GarProtocol:
             "gar_agent.protocols.base.GarProtocol"
         )
     return obj
+
+
+if TYPE_CHECKING:  # the type checker holds the shipped implementations to the interface (modules as protocols)
+    from gar_agent.protocols import gar, reference
+
+    _gar: GarProtocol = gar
+    _reference: GarProtocol = reference
