@@ -1,5 +1,10 @@
 """An event loop in a daemon thread, per process: where many clips' runs and their requests wait together.
 
+Running a clip, running and recording it, and evaluating a sample are each written once, async
+(gar_agent/run.py, gar_agent/eval/execute.py); their sync entry points hand the coroutine to a
+loop here with `run_sync`: the model's own loop when it has one (a served model), else this
+process's loop (`process_loop`).
+
 `gar eval` runs the samples of a model with a native async path (a served model, the scripted
 one) as tasks on such a loop; the served backend keeps its HTTP connections on the same loop, so a
 request needs no hop between threads. Code in other threads hands coroutines over with `run`
@@ -17,7 +22,35 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+WORKER_THREADS = 256
+"""Threads of each loop's default executor. A model without its own async path (the local GPU model
+and its batcher) answers each call in one of them, as LangGraph runs a researcher's plain-function
+node in one: as many can wait at once as samples are in flight (`gar eval --workers`, up to
+hundreds), where asyncio's default (CPUs + 4) would cap how full a batch gets. Threads start only
+when needed."""
+
+
+class LoopReentry(RuntimeError):
+    """A sync entry point was called from a coroutine on the loop it would wait on: it would wait forever."""
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """Run the loop until it is stopped, surviving a KeyboardInterrupt or SystemExit raised in one of its tasks.
+
+    asyncio lets those two out of `run_forever` (after failing the task with them): a model that
+    raises KeyboardInterrupt in its call (a Ctrl-C handler of its own) would end this thread, and
+    every run waiting on the loop would wait forever. Serving on, the failed task's waiters get the
+    exception, up to the sync caller, which raises it as a sync run would have.
+    """
+    while True:
+        try:
+            loop.run_forever()
+            return
+        except (KeyboardInterrupt, SystemExit):
+            continue
 
 
 class BackgroundLoop:
@@ -37,7 +70,8 @@ class BackgroundLoop:
         with self._lock:
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                loop.set_default_executor(ThreadPoolExecutor(WORKER_THREADS, thread_name_prefix=f"{self.name}-worker"))
+                thread = threading.Thread(target=_serve, args=(loop,), name=self.name, daemon=True)
                 thread.start()
                 self._pid, self._loop, self._thread = os.getpid(), loop, thread
                 if self.on_start:
@@ -56,8 +90,24 @@ class BackgroundLoop:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def run(self, coro: Coroutine) -> Any:
-        """Run a coroutine on the loop and wait for its result here (a thread, not the loop)."""
-        return self.submit(coro).result()
+        """Run a coroutine on the loop and wait for its result here (a thread, not the loop).
+
+        From a coroutine on this very loop the wait could never end (the loop would wait on
+        itself): LoopReentry instead. An interruption here (Ctrl-C) cancels the coroutine.
+        The caller's context variables go with it (asyncio copies them into the task).
+        """
+        if self.is_current():
+            coro.close()
+            raise LoopReentry(
+                f"a sync gar_agent call was made from a coroutine on the {self.name!r} event loop, which it would "
+                "wait on forever: await the async version (arun_clip, arun_and_record, aevaluate_sample) instead"
+            )
+        future = self.submit(coro)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # a KeyboardInterrupt while waiting: the run stops too (no-op once done)
+            raise
 
     async def arun(self, coro: Coroutine) -> Any:
         """Await a coroutine on the loop: directly when already on it, else handed over."""
@@ -90,3 +140,23 @@ class BackgroundLoop:
             thread.join(timeout=10)
         if not loop.is_running():
             loop.close()
+
+
+_PROCESS_LOOP = BackgroundLoop("gar")
+
+
+def process_loop() -> BackgroundLoop:
+    """This process's loop for runs whose model has none of its own (started on first use)."""
+    return _PROCESS_LOOP
+
+
+def loop_for(model: Any) -> BackgroundLoop:
+    """Where a run with this model goes: the model's own loop (a served model's requests wait there,
+    so they need no hand-over between loops), else this process's loop."""
+    own = getattr(model, "background_loop", None)
+    return own if isinstance(own, BackgroundLoop) else _PROCESS_LOOP
+
+
+def run_sync(coro: Coroutine, model: Any = None) -> Any:
+    """The sync form of an async entry point: run `coro` on `loop_for(model)` and wait for it here."""
+    return loop_for(model).run(coro)

@@ -1,12 +1,14 @@
 """The result of a run (what `gar run --json` prints, what eval, views and overlays read), typed.
 
 `RunResult` is read off the final state once; its JSON is the result document users script
-against (`result.json`, `samples/<id>.json`'s `result`, a trace's `result`).
+against (`result.json`, `samples/<id>.json`'s `result`, a trace's `result`). A `RunOutcome` is
+what running a clip gives back: the final state, its `RunResult` and the steps streamed on the way.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, JsonValue, model_validator
 
@@ -161,3 +163,24 @@ def run_result(state: RunState) -> RunResult:
         usage=run_usage(state),
         error=run_error(state),
     )
+
+
+@dataclass
+class Step:
+    """One node's execution as the graph streamed it: which node, which branch, what it wrote."""
+
+    node: str
+    namespace: tuple[str, ...]
+    update: dict[str, Any]
+    elapsed_s: float
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: its final state, the result document, and every step in order."""
+
+    state: RunState
+    result: RunResult
+    steps: list[Step] = field(default_factory=list)
+    thread_id: str = ""
+    wall_s: float = 0.0

@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -367,13 +368,15 @@ def test_the_collector_is_held_back_only_while_samples_run():
 
 
 class InterruptedModel(RectModel):
-    """RectModel until the 2nd sample's Generate call, where Ctrl-C arrives."""
+    """RectModel until the 2nd sample's Generate call, where Ctrl-C arrives (in the main thread, as a
+    real one does: the call itself runs in a worker thread of the run's event loop)."""
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
         if run_manager.metadata.get("gar_stage") == "generate":
             image = next(b for b in messages[-1].content if isinstance(b, dict) and b.get("type") == "image")
             if _bright_boxes(image["base64"]) == [[56, 0, 167, 223]]:  # sample b
-                raise KeyboardInterrupt
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)  # Ctrl-C reaches the main thread
+                time.sleep(1)  # the call is still running when it arrives; the interrupted run drops it
         return super()._generate(messages, stop, run_manager, **kwargs)
 
 

@@ -29,12 +29,12 @@ from langchain_core.language_models import BaseChatModel
 from gar_agent.eval.datasets import Sample
 from gar_agent.eval.score import score_result
 from gar_agent.eval.store import INTERNAL_ERROR, EvalDir, failure_kind, sample_document
-from gar_agent.loop import BackgroundLoop
+from gar_agent.loop import BackgroundLoop, run_sync
 from gar_agent.media import Media, MediaError, load_media
 from gar_agent.models.openai import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptSet
-from gar_agent.run import arun_and_record, run_and_record
+from gar_agent.run import arun_and_record
 from gar_agent.spec import RunSpec
 from gar_agent.state import Settings
 from gar_agent.topology import Topology
@@ -93,7 +93,7 @@ class EvalJob:
     fail_fast: bool = False  # stop at the first sample failed on bad input or an internal error
 
 
-def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
+async def aevaluate_sample(job: EvalJob, sample: Sample) -> dict:
     """Run the graph on one sample, write its trace, overlay and (last, atomically) its sample file."""
     start = time.perf_counter()
     try:
@@ -101,32 +101,19 @@ def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
         if isinstance(media, dict):
             doc = media
         else:
-            recorded = run_and_record(
+            traced = await arun_and_record(
                 media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
                 trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
             )  # fmt: skip
-            doc = _finish(job, sample, media, recorded.outcome.result, start)
+            doc = _finish(job, sample, media, traced.outcome.result, start)
     except Exception as e:  # whatever raised (our code, a broken graph, a full disk) fails this sample only
         doc = _internal_error(job, sample, e, start)
     return _stop_if_fail_fast(job, doc)
 
 
-async def aevaluate_sample(job: EvalJob, sample: Sample) -> dict:
-    """`evaluate_sample` with the run on the event loop (a model with its own async path)."""
-    start = time.perf_counter()
-    try:
-        media = _media(sample, job)
-        if isinstance(media, dict):
-            doc = media
-        else:
-            recorded = await arun_and_record(
-                media, job.settings, job.model, topology=job.topology, prompts=job.prompts,
-                trace_dir=job.d.traces, thread_id=sample.id, spec=job.spec,
-            )  # fmt: skip
-            doc = _finish(job, sample, media, recorded.outcome.result, start)
-    except Exception as e:  # whatever raised fails this sample only
-        doc = _internal_error(job, sample, e, start)
-    return _stop_if_fail_fast(job, doc)
+def evaluate_sample(job: EvalJob, sample: Sample) -> dict:
+    """`aevaluate_sample`, waited for here (on the model's loop, else this process's: gar_agent/loop.py)."""
+    return run_sync(aevaluate_sample(job, sample), job.model)
 
 
 def _internal_error(job: EvalJob, sample: Sample, e: Exception, start: float) -> dict:

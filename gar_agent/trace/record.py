@@ -8,7 +8,7 @@ from collections import defaultdict
 
 from gar_agent.media import Media
 from gar_agent.prompts import PromptSet
-from gar_agent.runner import RunOutcome, Step
+from gar_agent.result import RunOutcome, Step
 from gar_agent.spec import RunSpec
 from gar_agent.state import ModelCall, SourceRecord, Usage
 from gar_agent.topology import Topology

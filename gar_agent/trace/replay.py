@@ -22,8 +22,8 @@ from gar_agent.calls import answer_text
 from gar_agent.hashing import file_sha256
 from gar_agent.media import Media, MediaError, load_media
 from gar_agent.prompts import PromptSet
+from gar_agent.result import RunOutcome
 from gar_agent.run import Lineage, run_and_record
-from gar_agent.runner import RunOutcome
 from gar_agent.spec import BackendSpec, build_spec
 from gar_agent.state import RunState
 from gar_agent.topology import Topology

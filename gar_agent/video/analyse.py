@@ -16,8 +16,7 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel
 
 from gar_agent.prompts import PromptSet
-from gar_agent.run import run_and_record
-from gar_agent.runner import STOP, RunOutcome
+from gar_agent.run import STOP, RunOutcome, run_and_record
 from gar_agent.spec import RunSpec
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology
