@@ -6,9 +6,13 @@ gradient, and a mono tone that changes from 440 Hz to 880 Hz half-way, encoded w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import signal
 import struct
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -426,16 +430,28 @@ def test_track_reuse_skips_analysis_when_generate_agrees(videos, tmp_path, capsy
 
 
 class _Interrupting(ScriptedChatModel):
-    """Ctrl-C while the second time is being analysed."""
+    """Ctrl-C while the second time is being analysed: SIGINT reaches the main thread, as a real one
+    does, wherever the call itself runs (the run's event loop, or a worker thread of it)."""
 
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+    def _interrupt(self, run_manager) -> bool:
         meta = (run_manager.metadata if run_manager else None) or {}
         if meta.get("gar_stage") == "audio":
             self.script.setdefault("_audio_calls", 0)
             self.script["_audio_calls"] += 1
             if self.script["_audio_calls"] == 2:
-                raise KeyboardInterrupt
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+                return True
+        return False
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+        if self._interrupt(run_manager):
+            time.sleep(1)  # the call is still running when Ctrl-C arrives
         return super()._generate(messages, stop, run_manager, **kwargs)
+
+    async def _agenerate(self, messages, stop=None, run_manager=None, **kwargs):
+        if self._interrupt(run_manager):
+            await asyncio.sleep(1)
+        return ScriptedChatModel._generate(self, messages, stop, run_manager, **kwargs)  # not our _generate again
 
 
 def test_track_resumes_after_an_interruption(videos, tmp_path, capsys, monkeypatch):
