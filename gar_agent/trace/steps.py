@@ -149,7 +149,7 @@ def classify_update(update: dict[str, Any], source: int | None = None) -> StepUp
 
 
 def live_update(step: Any) -> tuple[StepUpdate, list[ModelCall]]:
-    """A streamed step (gar_agent.runner.Step) as the typed update and the calls a trace step holds."""
+    """A streamed step (gar_agent.result.Step) as the typed update and the calls a trace step holds."""
     calls = step.update.get("calls") or []
     return classify_update(step.update), [c if isinstance(c, ModelCall) else ModelCall.model_validate(c) for c in calls]
 
