@@ -26,9 +26,9 @@ from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
+from gar_agent.context import GarContext
 from gar_agent.loop import run_sync
 from gar_agent.media import Media
-from gar_agent.context import GarContext
 from gar_agent.nodes.generate import initial_state
 from gar_agent.prompts import PromptSet
 from gar_agent.result import RunOutcome, Step, run_result
