@@ -1,7 +1,7 @@
 """Mutation check of the method's rules and the metrics: each mutant must make a test fail.
 
 python scripts/mutants.py  prints, per mutant (a flipped comparison, a dropped sort, a changed
-rounding, ...), whether tests/test_edges.py, test_metrics.py and test_rules.py kill it. The files
+rounding, ...), whether tests/test_metrics.py and tests/test_rules.py kill it. The files
 are restored after each mutant, also on Ctrl-C.
 """
 
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_edges.py", "tests/test_metrics.py", "tests/test_rules.py"]
+TESTS = ["tests/test_metrics.py", "tests/test_rules.py"]
 RULES, METRICS = "gar_agent/rules.py", "gar_agent/eval/metrics.py"
 MUTANTS = [
     (RULES, "max(4, int(round(0.08 * min(width, height))))", "max(4, int(0.08 * min(width, height)))"),

@@ -1,4 +1,5 @@
-"""Shared fixtures: a generated example clip, scripted chat models and the tiny Qwen2.5-Omni checkpoint."""
+"""Shared fixtures: a generated example clip, the tiny Qwen2.5-Omni checkpoint, a recorded run and the
+checkpoint stores replay and fork run against. Plain helpers (scripted answers, `gar` calls) are in helpers.py."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
+from helpers import VOTES, audio_answer, boxes_answer, write_script
 
+from gar_agent.cli.app import main
 from gar_agent.demo import make_example
 from gar_agent.media import load_media
-from gar_agent.models.scripted import ScriptedChatModel
+from gar_agent.trace.store import list_traces
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -43,24 +46,47 @@ def tiny_dir(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny", seed=0)
 
 
-def vote(av=0.8, keep=True, tags=("body",), anchors=(("body", 0.9),)) -> str:
-    """A well-formed analysis answer."""
-    return json.dumps(
-        {
-            "av_consistency": av,
-            "keep": keep,
-            "role_tags": list(tags),
-            "anchor_votes": [{"anchor": a, "score": s} for a, s in anchors],
-        }
+@pytest.fixture()
+def recorded(example, tmp_path, capsys):
+    """A single-source run saved as a trace: (trace dir, run id, result, script)."""
+    image, audio, _ = example
+    script = write_script(
+        tmp_path / "script.json",
+        audio=[audio_answer(["violin"], [0.8])],
+        generate=[boxes_answer([[38, 70, 128, 215]])],
+        analyze=VOTES,
+        refine=[json.dumps({"bbox": [30, 60, 120, 210], "changed": True})],
     )
+    traces = tmp_path / "traces"
+    code = main(
+        [
+            "run",
+            str(image),
+            str(audio),
+            "--backend",
+            f"scripted:{script}",
+            "--trace-dir",
+            str(traces),
+            "--out",
+            str(tmp_path / "o"),
+            "--json",
+            "--n-votes",
+            "5",
+            "--tau-av",
+            "0.4",
+        ]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["sources"][0]["refined"] is False
+    [(path, trace)] = list_traces(traces)
+    return traces, trace.run_id, result, script
 
 
-def scripted(**stages) -> ScriptedChatModel:
-    """A scripted model from stage answers given as keyword arguments."""
-    return ScriptedChatModel(script=stages)
+@pytest.fixture(params=["memory", "sqlite"])
+def checkpointer(request, tmp_path) -> str:
+    """Each checkpoint store a replay or a fork must work against, as LangGraph's own tests do.
 
-
-def write_script(path: Path, **stages) -> Path:
-    """A script file for --backend scripted:FILE."""
-    path.write_text(json.dumps(stages))
-    return path
+    The value is the store as `--checkpoints` (and `gar.replay(checkpoints=...)`) spell it: an in-memory
+    saver, or a SQLite file of this test's own (what `gar replay` uses by default, under --trace-dir).
+    """
+    return "memory" if request.param == "memory" else f"sqlite:{tmp_path / 'checkpoints.sqlite'}"

@@ -7,8 +7,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import write_script
-from test_graph import audio_answer, boxes_answer, vote
+from helpers import audio_answer, boxes_answer, vote, write_script
 
 from gar_agent.cli.app import main
 
@@ -216,3 +215,23 @@ def test_readme_demo_command(tmp_path):
     doc = json.loads((tmp_path / "demo" / "result.json").read_text())
     assert [s["audio_class"] for s in doc["sources"]] == ["violin", "drum"]
     assert [s["refined"] for s in doc["sources"]] == [False, True]
+
+
+def test_votes_per_call_above_n_is_refused(example, tmp_path, capsys):
+    image, audio, script = example
+    code = main(["run", str(image), str(audio), "--n-votes", "5", "--votes-per-call", "10",
+                 "--backend", f"scripted:{script}", "--out", str(tmp_path / "o")])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == (
+        "gar: error: --votes-per-call 10 is more than --n-votes 5: a call asks at most the N votes of a source; "
+        "give at most 5"
+    )
+
+
+def test_undecodable_audio_names_the_file_not_a_buffer(example, tmp_path, capsys):
+    image, _, script = example
+    bad = tmp_path / "noise.wav"
+    bad.write_bytes(b"not audio at all")
+    assert main(["run", str(image), str(bad), "--backend", f"scripted:{script}", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "noise.wav" in err and "BytesIO" not in err and "0x" not in err

@@ -9,11 +9,10 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from conftest import vote, write_script
+from helpers import audio_answer, boxes_answer, vote, write_script
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console
-from test_graph import audio_answer, boxes_answer
 
 from gar_agent.cli.app import main
 from gar_agent.cli.safe_text import cut, safe, visible
@@ -322,3 +321,26 @@ def test_an_unusable_answer_is_shown_once_cut_and_escaped(example, tmp_path, cap
     assert "answer (unusable: no JSON object found in the answer): " in out and "«the answer above»" in out
     width = {len(line) for line in out.splitlines() if line.startswith("│")}
     assert len(width) == 1, width  # the panel's borders line up
+
+
+def test_help_shows_flags_without_a_bool_metavar(capsys):
+    assert main(["run", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--json" in out and "<bool>" not in out and "--protocol" in out
+
+
+def test_piped_output_is_140_columns_unless_columns_says_otherwise(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    widths = {}
+    for columns in (None, "100"):
+        env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+        if columns:
+            env["COLUMNS"] = columns
+        out = subprocess.run([sys.executable, "-m", "gar_agent", "demo", "--out", str(tmp_path / "d"),
+                              "--trace-dir", str(tmp_path / "t")], env=env, capture_output=True, text=True)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        widths[columns] = max(len(line) for line in out.stdout.splitlines())
+    assert widths == {None: 140, "100": 100}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -317,3 +318,57 @@ def test_no_gt_box_gives_no_matched_iou_and_no_warning():
         # an evaluated duet sample without GT boxes: the matched IoU is undefined (None), not NaN
         out = summarize([SampleScore(id="e", pred_boxes=[HALF, SHIFTED], gt_boxes=[])], duet=True)
     assert out["n_evaluated"] == 1 and out["matched_mean_iou"] is None
+
+
+def test_normalize_box_divides_by_the_size_and_refuses_a_bad_one():
+    assert normalize_box([10, 20, 30, 40], 100, 200) == [0.1, 0.1, 0.3, 0.2]
+    for w, h in ((0, 10), (10, 0), (-5, 10)):
+        with pytest.raises(ValueError):
+            normalize_box([1, 1, 2, 2], w, h)
+
+
+def test_a_single_pixel_box_grows_by_one_inside_the_grid():
+    assert box_to_grid([0.5, 0.5, 0.5, 0.5]) == (112, 112, 113, 113)
+    assert box_to_grid([1.0, 1.0, 1.0, 1.0]) == (223, 223, 223, 223)  # at the border it cannot grow
+    mask = boxes_to_mask([[0.5, 0.5, 0.5, 0.5]])
+    assert mask.sum() == 4 and mask[112:114, 112:114].all()  # 2x2 inclusive pixels
+
+
+def test_success_rate_counts_a_ciou_equal_to_the_threshold():
+    assert success_rate([0.5], 0.5) == 1.0
+    assert success_rate([0.4999], 0.5) == 0.0
+    assert math.isnan(success_rate([], 0.5))
+
+
+def test_ap_and_piap_on_soft_scores_equal_sklearn():
+    g = np.array([1, 0, 1, 0, 1, 0, 0, 1], dtype=float)
+    p = np.array([1.0, 0.0, 0.5, 0.5, 0.25, 1.0, 0.0, 0.75])  # 0 and 1 among soft values
+    assert average_precision(g, p) == pytest.approx(average_precision_score(g, p))
+    rng = np.random.default_rng(5)
+    pairs = [((rng.random(50) < 0.4).astype(float), rng.integers(0, 5, 50) / 4.0) for _ in range(4)]
+    pooled_g = np.concatenate([a for a, _ in pairs])
+    pooled_p = np.concatenate([b for _, b in pairs])
+    assert piap(pairs) == pytest.approx(average_precision_score(pooled_g, pooled_p))
+
+
+def test_iou_of_two_empty_boxes_is_zero():
+    assert box_iou([0.1, 0.1, 0.1, 0.1], [0.1, 0.1, 0.1, 0.1], size=None) == 0.0
+    assert box_iou([0.1, 0.1, 0.2, 0.2], [0.1, 0.1, 0.2, 0.2], size=None) == pytest.approx(1.0)
+
+
+def test_a_sample_without_gt_has_no_matched_iou_and_does_not_pull_the_mean():
+    per, mean = matched_ious([[0.1, 0.1, 0.2, 0.2]], [])
+    assert per == [] and math.isnan(mean)
+    good = SampleScore(id="a", pred_boxes=[[0.0, 0.0, 0.5, 0.5]], gt_boxes=[[0.0, 0.0, 0.5, 0.5]])
+    empty = SampleScore(id="b", pred_boxes=[[0.0, 0.0, 0.5, 0.5]], gt_boxes=[])
+    out = summarize([good, empty], duet=True)
+    assert out["matched_mean_iou"] == pytest.approx(1.0)
+
+
+def test_refined_and_skipped_count_failed_samples_too():
+    records = [
+        SampleScore(id="a", pred_boxes=[[0, 0, 0.5, 0.5]], gt_boxes=[[0, 0, 0.5, 0.5]], refined=1, skipped=1),
+        SampleScore(id="b", failed=True, error="x", refined=1, skipped=0, gt_boxes=[[0, 0, 0.5, 0.5]]),
+    ]
+    out = summarize(records, duet=False)
+    assert (out["refined"], out["skipped"], out["n_failed"], out["n_evaluated"]) == (2, 1, 1, 1)

@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from gar_agent.cli.model_cmd import model_app
+from gar_agent.errors import BackendError
 from gar_agent.models import qwen_omni
 from gar_agent.models.qwen_omni import ChatQwenOmni, ContentBlockError, ModelLoadError, to_conversation
 from gar_agent.models.tiny import build_tiny_checkpoint
@@ -376,3 +377,19 @@ def test_cli_tiny(tmp_path):
     assert afile.exit_code == 2 and "not a directory" in afile.stderr
     forced = runner.invoke(model_app, ["tiny", str(tmp_path / "ck"), "--force"])
     assert forced.exit_code == 0
+
+
+def test_an_uncached_hub_model_offline_fails_at_once(monkeypatch):
+    import socket
+    import time
+
+    from gar_agent.models import qwen_omni
+
+    def unreachable(*args, **kwargs):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", unreachable)
+    start = time.perf_counter()
+    with pytest.raises(BackendError, match=r"not in the local Hugging Face cache .* cannot be reached \(offline\)"):
+        qwen_omni._read_config("someone/not-a-cached-model")
+    assert time.perf_counter() - start < 5  # no retries against an unreachable hub

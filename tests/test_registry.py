@@ -8,7 +8,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_trace import recorded  # noqa: F401  (fixture)
 
 from gar_agent.registry import BACKENDS, DATASETS, GRAPHS, PROTOCOLS, Registry, RegistryError
 
@@ -151,7 +150,7 @@ class Sceptic:
 
 
 def sceptic_script(**extra):
-    from tests.conftest import vote
+    from helpers import vote
 
     return {
         "audio": ['{"audio_class": "violin", "audio_confidence_score": 0.9}'],
@@ -189,8 +188,9 @@ def test_a_protocol_registered_by_a_researcher_runs_a_clip(media, sceptic):
 
 
 def test_the_cli_takes_a_protocol_as_module_attr(example, tmp_path, capsys, sceptic):
+    from helpers import write_script
+
     from gar_agent.cli.app import main
-    from tests.conftest import write_script
 
     image, audio, _ = example
     script = write_script(tmp_path / "s.json", **sceptic_script())
@@ -242,7 +242,7 @@ def _rename_protocol(value, name: str):
     return value
 
 
-def test_a_protocol_a_trace_names_is_never_imported(recorded, capsys, tmp_path, monkeypatch):  # noqa: F811
+def test_a_protocol_a_trace_names_is_never_imported(recorded, capsys, tmp_path, monkeypatch):
     import json
 
     from gar_agent.trace.store import resolve_trace

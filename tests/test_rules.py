@@ -153,3 +153,48 @@ def test_box_iou_is_a_rule_and_the_metrics_name_is_the_same_function():
     assert rules.box_iou([0, 0, 10, 10], [20, 20, 30, 30], size=None) == 0.0
     # on GAR's 224 grid in inclusive pixels: [0, 0.5] x [0, 0.5] is 113 x 113 pixels of the 224 x 224 grid
     assert rules.box_iou([0, 0, 0.5, 0.5], [0, 0, 1, 1]) == pytest.approx(113 * 113 / (224 * 224))
+
+
+@pytest.mark.parametrize(
+    "w, h, expected",
+    [
+        (200, 107, 9),  # 0.08 * 107 = 8.56 -> 9 (int() would give 8)
+        (200, 106, 8),  # 8.48 -> 8
+        (150, 100, 8),  # 8.0
+        (49, 300, 4),  # 3.92 -> 4, and never under 4
+        (10, 10, 4),
+    ],
+)
+def test_max_delta_rounds_to_nearest(w, h, expected):
+    assert max_delta(w, h) == expected
+
+
+def test_clamped_says_whether_the_clamp_cut_the_move():
+    prev = [100, 100, 200, 200]  # image 400x400: max_delta = 32
+    near, _, clamped = resolve_refinement(RefineAnswer(bbox=[110, 95, 210, 205]), prev, 400, 400)
+    assert near == [110, 95, 210, 205] and clamped is False
+    far, applied, clamped = resolve_refinement(RefineAnswer(bbox=[0, 0, 399, 399]), prev, 400, 400)
+    assert far == [68, 68, 232, 232] and clamped is True and applied == "bbox"
+
+
+def test_recenter_without_a_target_keeps_the_box():
+    assert apply_ops([10, 20, 50, 60], RefineOps(type="recenter")) == [10, 20, 50, 60]
+
+
+def test_ops_in_a_resized_model_frame_move_image_pixels():
+    # the model sees a 400x200 image as 200x100: a delta of 5 model pixels is 10 image pixels
+    # (within max_delta = 16, so nothing is clamped)
+    answer = RefineAnswer(ops=RefineOps(type="delta", dx=5))
+    box, applied, clamped = resolve_refinement(answer, [40, 20, 80, 60], 400, 200, model_frame=(200, 100))
+    assert box == [50, 20, 90, 60] and applied == "ops" and not clamped
+
+
+def test_anchors_come_out_by_score_descending():
+    parsed = VoteAnswer(
+        av_consistency=0.5,
+        keep=True,
+        anchor_votes=[AnchorVote(anchor="low", score=0.1), AnchorVote(anchor="mid", score=0.5),
+                      AnchorVote(anchor="high", score=0.9)],
+    )  # fmt: skip
+    a = aggregate_votes([Vote(index=0, raw="", parsed=parsed)])
+    assert [v.anchor for v in a.anchor_votes] == ["high", "mid", "low"]

@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import write_script
+from helpers import VOTES, audio_answer, boxes_answer, cli, write_script
 from pydantic import SecretStr
-from test_graph import audio_answer, boxes_answer
-from test_trace import VOTES, cli, recorded  # noqa: F401  (fixture)
 from trace_versions import as_v2
 
 from gar_agent.cli.app import main
@@ -131,7 +129,7 @@ def test_an_eval_folder_stores_the_spec_once_and_no_secret(stub, clips, tmp_path
     assert GAR_SOURCE in shown
 
 
-def test_trace_show_prints_and_diffs_the_recorded_graph_without_running_it(recorded, capsys, tmp_path):  # noqa: F811
+def test_trace_show_prints_and_diffs_the_recorded_graph_without_running_it(recorded, capsys, tmp_path):
     traces, run_id, _, _ = recorded
     code, out, _ = cli(capsys, "trace", "show", run_id, "--graph-source", "--trace-dir", traces)
     assert code == 0 and GAR_SOURCE in out and "= shipped" in out
@@ -143,7 +141,7 @@ def test_trace_show_prints_and_diffs_the_recorded_graph_without_running_it(recor
     assert out.startswith("--- recorded:gar") and f"+Path({str(marker)!r}).write_text('ran')" in out
 
 
-def test_a_version_2_trace_still_reads_and_replays(recorded, capsys, tmp_path):  # noqa: F811
+def test_a_version_2_trace_still_reads_and_replays(recorded, capsys, tmp_path):
     """A trace written before run specs (schema 2: no `spec`) reads, shows and replays as before."""
     traces, run_id, result, _ = recorded
     path = resolve_trace(run_id, traces)

@@ -2,64 +2,19 @@
 
 import json
 import math
+import stat
 
 import pytest
-from conftest import write_script
-from test_graph import audio_answer, boxes_answer, vote
+from helpers import VOTES, audio_answer, boxes_answer, cli, scripted
 
 from gar_agent.cli.app import main
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import run_clip
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import load_topology
-from gar_agent.trace.checkpoints import memory_saver, sqlite_saver
+from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.schema import SCHEMA_VERSION
 from gar_agent.trace.store import TraceError, list_traces, read_trace
-
-VOTES = [vote(0.9, True), vote(0.7, True), vote(0.5, True), "not json", vote(0.3, False)]
-# parsed 4: av 0.6, keep 3 of 4 -> skip with tau_av 0.4 and audio confidence 0.8
-
-
-@pytest.fixture()
-def recorded(example, tmp_path, capsys):
-    """A single-source run saved as a trace: (trace dir, run id, result, script)."""
-    image, audio, _ = example
-    script = write_script(
-        tmp_path / "script.json",
-        audio=[audio_answer(["violin"], [0.8])],
-        generate=[boxes_answer([[38, 70, 128, 215]])],
-        analyze=VOTES,
-        refine=[json.dumps({"bbox": [30, 60, 120, 210], "changed": True})],
-    )
-    traces = tmp_path / "traces"
-    code = main(
-        [
-            "run",
-            str(image),
-            str(audio),
-            "--backend",
-            f"scripted:{script}",
-            "--trace-dir",
-            str(traces),
-            "--out",
-            str(tmp_path / "o"),
-            "--json",
-            "--n-votes",
-            "5",
-            "--tau-av",
-            "0.4",
-        ]
-    )
-    result = json.loads(capsys.readouterr().out)
-    assert code == 0 and result["sources"][0]["refined"] is False
-    [(path, trace)] = list_traces(traces)
-    return traces, trace.run_id, result, script
-
-
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_a_run_writes_a_complete_trace(recorded):
@@ -114,19 +69,13 @@ def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_
     assert loose["box"] == strict["initial_box"] != strict["box"]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def checkpoints(request, tmp_path) -> str:
-    """Each checkpoint store replay and fork must work against (langgraph's own test pattern)."""
-    return "memory" if request.param == "memory" else f"sqlite:{tmp_path / 'checkpoints.sqlite'}"
-
-
-def test_replay_and_fork_against_each_checkpoint_store(recorded, capsys, tmp_path, checkpoints):
+def test_replay_and_fork_against_each_checkpoint_store(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, result, script = recorded
-    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--checkpoints", checkpoints,
+    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--checkpoints", checkpointer,
                        "--out", tmp_path / "r")  # fmt: skip
     assert code == 0 and json.loads(out) == result
     code, out, err = cli(capsys, "fork", run_id, "--box", "0=20,30,90,120", "--trace-dir", traces, "--json",
-                         "--backend", f"scripted:{script}", "--checkpoints", checkpoints, "--out", tmp_path / "f")  # fmt: skip
+                         "--backend", f"scripted:{script}", "--checkpoints", checkpointer, "--out", tmp_path / "f")  # fmt: skip
     assert code == 0, err
     forked = json.loads(out)["sources"][0]
     assert forked["initial_box"] == [20, 30, 90, 120] and forked["box"] == [20, 30, 90, 120]
@@ -255,11 +204,8 @@ def test_corrupt_and_future_traces_are_clear_errors(recorded, capsys, tmp_path):
         assert code == 2 and why in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_checkpoint_history_lists_every_super_step(media, tmp_path, store):
-    from conftest import scripted
-
-    saver = memory_saver() if store == "memory" else sqlite_saver(tmp_path / "ck.sqlite")
+def test_checkpoint_history_lists_every_super_step(media, tmp_path, checkpointer):
+    saver = open_checkpointer(checkpointer, tmp_path)
     model = scripted(audio=[audio_answer(["violin"], [0.9])], generate=[boxes_answer([[5, 5, 50, 50]])], analyze=VOTES)
     topology = load_topology("gar")
     out = run_clip(media, Settings(), model, topology=topology, checkpointer=saver, thread_id="t1")
@@ -310,3 +256,20 @@ def test_a_nan_or_infinity_in_a_run_is_written_as_null_and_reads_back(recorded, 
     assert back.steps[-1].update.wrote["debug"] == [None, {"ratio": None}, 0.5]  # untyped: the null stays
     assert math.isnan(back.wall_s)  # a field typed as a number: its null reads as NaN (written as null again)
     assert '"wall_s":null' in write_trace(back, tmp_path / "again").read_text()
+
+
+def test_saved_files_are_as_readable_as_result_json(example, tmp_path):
+    image, audio, script = example
+    code = main(["run", str(image), str(audio), "--sources", "2", "--backend", f"scripted:{script}",
+                 "--out", str(tmp_path / "o"), "--trace-dir", str(tmp_path / "t"), "--json"])  # fmt: skip
+    assert code == 0
+    (trace,) = (tmp_path / "t").glob("*/trace.json")
+    result = tmp_path / "o" / "result.json"
+    assert stat.S_IMODE(trace.stat().st_mode) == stat.S_IMODE(result.stat().st_mode)
+
+
+def test_trace_list_takes_the_flag_its_error_names(tmp_path, capsys):
+    assert main(["trace", "list", "--trace-dir", str(tmp_path / "none")]) == 2
+    assert "--trace-dir" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["trace", "list", "--trace-dir", str(tmp_path / "empty")]) == 0

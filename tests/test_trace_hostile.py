@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_trace import cli, recorded  # noqa: F401  (the fixture)
+from helpers import cli
 
 from gar_agent.graph_layout import layers
 from gar_agent.trace.store import TraceError, read_trace
@@ -47,7 +47,7 @@ def _hostile(traces: Path) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture()
-def hostile(recorded):  # noqa: F811
+def hostile(recorded):
     traces = recorded[0]
     return traces, _hostile(traces)
 
@@ -96,7 +96,7 @@ def test_the_viewer_lists_the_rest_beside_hostile_traces(hostile):
     assert client.get("/api/runs", params={"q": "violin"}).status_code == 200
 
 
-def test_an_over_size_trace_is_refused_before_it_is_read(recorded, monkeypatch):  # noqa: F811
+def test_an_over_size_trace_is_refused_before_it_is_read(recorded, monkeypatch):
     traces = recorded[0]
     path = next(traces.glob("*/trace.json"))
     monkeypatch.setenv("GAR_MAX_TRACE_MB", str(path.stat().st_size / 2e6))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import vote
-from test_graph import audio_answer, boxes_answer
+from helpers import audio_answer, boxes_answer, vote
 from trace_versions import as_v1
 
 from gar_agent.models.scripted import ScriptedChatModel

@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from helpers import cli
 from test_eval import gar_eval, mini  # noqa: F401  (fixture)
-from test_trace import cli, recorded  # noqa: F401  (fixture)
 
 from gar_agent.paths import GRAPHS_DIR
 from gar_agent.trace.store import resolve_trace
@@ -47,7 +47,7 @@ def one_line_refusal(code: int, err: str, sha: str) -> None:
     assert "--graph FILE" in lines[0] and "--graph-source" in lines[0]  # how to run it, how to see it
 
 
-def test_replay_and_fork_never_import_the_graph_a_trace_names(recorded, capsys, tmp_path):  # noqa: F811
+def test_replay_and_fork_never_import_the_graph_a_trace_names(recorded, capsys, tmp_path):
     traces, run_id, _, _ = recorded
     trace_file = resolve_trace(run_id, traces)
     evil, marker, sha = plant(trace_file.parent)
@@ -65,7 +65,7 @@ def test_replay_and_fork_never_import_the_graph_a_trace_names(recorded, capsys, 
     assert marker.read_text() == "ran"
 
 
-def test_replay_runs_the_shipped_graph_with_the_recorded_hash(recorded, capsys, tmp_path):  # noqa: F811
+def test_replay_runs_the_shipped_graph_with_the_recorded_hash(recorded, capsys, tmp_path):
     """A trace whose path leads nowhere (another machine) still replays: the hash picks the shipped file."""
     traces, run_id, result, _ = recorded
     trace_file = resolve_trace(run_id, traces)

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from conftest import write_script
+from helpers import write_script
 
 from gar_agent.cli.app import main
 from gar_agent.models.scripted import ScriptedChatModel

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import scripted, vote
+from helpers import audio_answer, boxes_answer, scripted, vote
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -12,18 +12,6 @@ from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 
 W, H = 330, 250  # the example image; max_delta = 20
-
-
-def boxes_answer(boxes):
-    if len(boxes) == 1:
-        return json.dumps({"bbox": boxes[0], "description": "thing"})
-    return json.dumps({"bboxes": boxes, "descriptions": [f"thing {i}" for i in range(len(boxes))]})
-
-
-def audio_answer(classes, confs):
-    if len(classes) == 1:
-        return json.dumps({"audio_class": classes[0], "audio_confidence_score": confs[0]})
-    return json.dumps({"audio_classes": classes, "audio_confidence_scores": confs})
 
 
 def test_single_source_skips_refine_when_confident(media):
@@ -237,3 +225,16 @@ def test_a_checkpoint_edited_with_json_state_reruns_with_the_original_answers(me
     assert [[v.raw for v in s.votes] for s in rerun.state.sources] == [
         [v.raw for v in s.votes] for s in original.state.sources
     ]
+
+
+def test_scripted_answers_start_over_for_every_run(media):
+    model = scripted(
+        audio=['{"audio_class": "violin", "audio_confidence_score": 0.9}', '{"audio_class": "drum"}'],
+        generate=['{"bbox": [10, 20, 110, 120], "description": "a violin"}'],
+        analyze=[vote()],
+        refine=['{"changed": false}'],
+    )
+    first = run_clip(media, Settings(n_votes=1), model).state
+    second = run_clip(media, Settings(n_votes=1), model).state
+    # each run (an evaluation sample) consumes the lists from the start: --ids/--limit/resume agree
+    assert first.sources[0].audio_class == second.sources[0].audio_class == "violin"
