@@ -111,7 +111,7 @@ def answer_text(message: BaseMessage) -> str:
 
 
 class _Asking:
-    """One call in progress: the messages sent, the record being filled, how many samples are still due.
+    """One call in progress: the messages sent, its ModelCall being filled, how many samples are still due.
 
     `ask` and `aask` differ only in how they wait for the model; what is sent and what is recorded
     is decided here, once.
@@ -133,7 +133,7 @@ class _Asking:
             "gar_answered": request.answered,
         }
         self.request = request
-        self.record = ModelCall(
+        self.call = ModelCall(  # the call's entry in the run's calls channel, filled as answers come
             stage=request.stage,
             source=request.source,
             template=request.template,
@@ -144,7 +144,7 @@ class _Asking:
             top_p=request.top_p,
             n=request.n,
         )
-        self.batch = supports_samples(model)
+        self.many_per_call = supports_samples(model)  # n samples in one call
         self.usage = Usage()
         self.reported: list[float] = []  # model-reported call times (a replay reports the recorded ones)
         self.start = time.perf_counter()
@@ -152,50 +152,50 @@ class _Asking:
 
     def next_kwargs(self) -> dict | None:
         """The sampling arguments of the next model call, or None when every sample is in or the call failed."""
-        due = self.request.n - len(self.record.answers)
-        if due <= 0 or self.record.error:
+        due = self.request.n - len(self.call.answers)
+        if due <= 0 or self.call.error:
             return None
-        self.want = due if self.batch else 1
+        self.want = due if self.many_per_call else 1
         if self.request.answered is not None:  # a top-up call continues after the answers already in
-            self.metadata["gar_answered"] = self.request.answered + len(self.record.answers)
+            self.metadata["gar_answered"] = self.request.answered + len(self.call.answers)
         return _sampling(self.request, self.want)
 
     def failed(self, error: BaseException) -> None:
         """Whatever the model raised (any adapter, any server): this call failed."""
-        self.record.error = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
+        self.call.error = f"{type(error).__name__}: {' '.join(str(error).split())}"[:500]
 
     def took(self, result) -> None:
         """Record what one model call returned."""
         # Our own code from here: a bug is a crash with its traceback, not a failed call.
         gens = [g.message for g in result.generations[0] if hasattr(g, "message")]
         if not gens:
-            self.record.error = "the model returned no answer"
+            self.call.error = "the model returned no answer"
             return
-        record, want = self.record, self.want
-        record.answers.extend(answer_text(m) for m in gens[:want])
+        call, want = self.call, self.want
+        call.answers.extend(answer_text(m) for m in gens[:want])
         meta = gens[0].response_metadata
         if isinstance(meta.get("wall_s"), (int, float)):
             self.reported.append(float(meta["wall_s"]))
         if isinstance(meta.get("server"), str):  # a served backend says where and after how many tries
-            record.server = meta["server"]
+            call.server = meta["server"]
         if isinstance(meta.get("attempts"), int):
-            record.attempts = (record.attempts or 0) + meta["attempts"]
+            call.attempts = (call.attempts or 0) + meta["attempts"]
         tokens_in, tokens_out, cached = _usage(gens, want)
         self.usage = self.usage + Usage(
             model_calls=1, input_tokens=tokens_in, output_tokens=tokens_out, cached_input_tokens=cached
         )
 
     def done(self) -> ModelCall:
-        """The finished record, with its usage and wall time."""
+        """The finished ModelCall, with its usage and wall time."""
         usage, calls_made = self.usage, self.usage.model_calls
         measured = time.perf_counter() - self.start
         usage.wall_s = round(sum(self.reported) if calls_made and len(self.reported) == calls_made else measured, 6)
-        self.record.usage = usage
-        return self.record
+        self.call.usage = usage
+        return self.call
 
 
 def ask(model: BaseChatModel, media: Media, request: Request) -> ModelCall:
-    """Send one request (topping up samples as needed) and record everything that came back."""
+    """Send one request (topping up samples as needed) and keep everything that came back (a ModelCall)."""
     asking = _Asking(model, media, request)
     while (kwargs := asking.next_kwargs()) is not None:
         try:

@@ -152,7 +152,7 @@ def run_result(state: RunState) -> RunResult:
         settings=ResultSettings(
             sources=s.sources,
             n_votes=s.n_votes,
-            votes_per_call=s.batch,
+            votes_per_call=s.votes_per_pass,
             tau_av=s.tau_av,
             tau_audio=s.tau_audio,
             graph=s.graph,

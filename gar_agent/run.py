@@ -13,6 +13,10 @@ notebook's `await` take one path. Our nodes have an async form and run on the lo
 plain-function node runs in a worker thread there (LangGraph does this), unchanged. A sync-only
 checkpointer (SQLite, Postgres) is used through threads (trace/checkpoints.py `for_async`).
 Calling a sync entry point from a coroutine on that loop raises LoopReentry: await the async one.
+
+"Record", one meaning per name: to record a run is to write its trace (`run_and_record`, a
+`TracedRun`); a recording is such a trace, which replay answers from; `SourceRecord` and
+`GenerateRecord` are entries of the run's state; a `ModelCall` is one call's entry in its calls.
 """
 
 from __future__ import annotations

@@ -47,9 +47,17 @@ class Settings(BaseModel):
     max_new_tokens: int = Field(512, ge=1, description="Most tokens one answer may have (reference: 256).")
 
     @property
-    def batch(self) -> int:
-        """Votes requested per Analyze call."""
+    def votes_per_pass(self) -> int:
+        """Votes one Analyze pass asks of one model call: --votes-per-call, or all N at once.
+
+        Not --batch-size, which batches the calls of several samples into one generate of a local model.
+        """
         return min(self.votes_per_call or self.n_votes, self.n_votes)
+
+    @property
+    def batch(self) -> int:
+        """The old name of `votes_per_pass` (kept for graph files and notebooks that read it)."""
+        return self.votes_per_pass
 
     @classmethod
     def from_options(

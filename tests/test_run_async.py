@@ -245,3 +245,14 @@ def test_a_sync_entry_point_from_another_event_loop_runs(media):
 
     out, thread = asyncio.run(notebook_cell())
     assert thread == "MainThread" and out.result.sources[0].refined
+
+
+def test_the_old_names_still_work():
+    """Names given one meaning each keep their old spellings for graph files, scripts and notebooks."""
+    import gar_agent.run as run
+    import gar_agent.runner as runner
+
+    assert runner.run_clip is run.run_clip and runner.arun_clip is run.arun_clip and runner.STOP == STOP
+    assert run.Recorded is run.TracedRun
+    settings = Settings(n_votes=5, votes_per_call=2)
+    assert settings.votes_per_pass == settings.batch == 2 and Settings(n_votes=3).votes_per_pass == 3

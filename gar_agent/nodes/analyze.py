@@ -34,7 +34,7 @@ def analyze(state: SourceState, ctx: GarContext) -> Asks:
     if order is not None and not src.votes and (dropped := (yield earlier(order, src.index))):
         src.error = f"analyze (source {src.index}): not asked: {dropped}"
         return report(src)
-    want = min(settings.batch, settings.n_votes - len(src.votes))
+    want = min(settings.votes_per_pass, settings.n_votes - len(src.votes))
     call = yield protocol.analysis_request(state, ctx, want)
     if call.error:
         src.error = f"analyze (source {src.index}): the model failed: {call.error}"

@@ -38,7 +38,7 @@ def _draw(topology: Topology) -> GraphInfo:
     )
 
 
-def _record(step: Step):
+def _source_written(step: Step):
     """The source record a step wrote, if any."""
     return step.update.get("source") or (step.update.get("sources") or [None])[0]
 
@@ -48,14 +48,16 @@ def trace_steps(steps: list[Step], media: Media, start_index: int = 0) -> list[T
     refs = media.hashes
     passes: dict[tuple[str, int | None], int] = defaultdict(int)
     # a branch's source, from the steps in it that wrote a record (a node that wrote nothing names none)
-    branch_source = {s.namespace: r.index for s in steps if s.namespace and isinstance(r := _record(s), SourceRecord)}
+    branch_source = {
+        s.namespace: r.index for s in steps if s.namespace and isinstance(r := _source_written(s), SourceRecord)
+    }
     out = []
     for step in steps:
         if step.node == "localize" and not step.namespace:
             continue  # the branch as a whole; its inner steps are recorded one by one
         source: int | None = None
         calls: list[ModelCall] = list(step.update.get("calls") or [])
-        record = _record(step)
+        record = _source_written(step)
         if step.node != "generate" and isinstance(record, SourceRecord):
             source = record.index
         elif step.namespace:
