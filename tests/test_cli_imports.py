@@ -57,3 +57,30 @@ def test_gar_help_lists_every_command_and_run_help_names_every_registered_backen
         env={"COLUMNS": "300", "PATH": ""},
     ).stdout
     assert "qwen-omni | openai | scripted:FILE | module:attr" in " ".join(run_help.split())
+
+
+def test_gar_eval_compare_loads_no_model_or_scientific_stack(tmp_path):
+    """The comparison needs numpy only: scipy, sklearn and LangGraph were seconds of its start-up."""
+    from gar_agent.eval.metrics import SampleScore
+    from gar_agent.eval.store import sample_document
+
+    for name, shift in (("a", 0.0), ("b", 0.1)):
+        (tmp_path / name / "samples").mkdir(parents=True)
+        (tmp_path / name / "eval.json").write_text(json.dumps({"format": 1, "dataset": "vggss-single", "settings": {}}))
+        for i in range(4):
+            score = SampleScore(
+                id=f"s{i}", pred_boxes=[[0.1 + shift * i, 0.1, 0.5, 0.5]], gt_boxes=[[0.1, 0.1, 0.5, 0.5]],
+                image_size=[224, 224],
+            )  # fmt: skip
+            doc = sample_document(score, None, 0.0, None, None)
+            (tmp_path / name / "samples" / f"s{i}.json").write_text(json.dumps(doc))
+    out = tmp_path / "report.json"
+    run = (
+        "from gar_agent.cli.app import main\nimport contextlib\n"
+        f"with open({str(out)!r}, 'w') as fh, contextlib.redirect_stdout(fh):\n"
+        f"    main(['eval', 'compare', {str(tmp_path / 'a')!r}, {str(tmp_path / 'b')!r}, '--json', '--resamples', '200'])"
+    )
+    assert _loaded_after(run) == set()
+    report = json.loads(out.read_text())  # it did compare: B's boxes drift from the GT, A's are the GT
+    assert report["comparisons"][0]["n_paired"] == 4
+    assert report["comparisons"][0]["summary"]["down"] == 3

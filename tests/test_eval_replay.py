@@ -370,6 +370,14 @@ def test_mcnemar_counts_the_discordant_pairs_by_hand():
     assert cmp.mcnemar(a, a)["p_value"] == 1.0
 
 
+@pytest.mark.parametrize("n", [1, 2, 7, 30, 31, 200, 1001, 5000])
+def test_the_exact_binomial_of_mcnemar_is_scipys(n):
+    from scipy.stats import binomtest  # the reference; compare itself does without scipy (start-up time)
+
+    for k in sorted({0, 1, n // 3, n // 2 - 1, n // 2, n // 2 + 1, (n + 1) // 2, n - 1, n} & set(range(n + 1))):
+        assert cmp.binomial_two_sided_half(k, n) == pytest.approx(binomtest(k, n, 0.5).pvalue, rel=1e-12, abs=1e-300)
+
+
 def test_compare_of_two_replays_lists_what_changed_and_why(source, capsys, tmp_path):
     _, src = source
     dst = tmp_path / "strict"

@@ -115,6 +115,11 @@ def with_pixel_limit(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        ctx = kwargs.get("ctx")
+        if ctx is not None and ctx.invoked_subcommand is not None:
+            # a group's callback on its way to a subcommand (`gar eval compare`): the subcommand limits its
+            # own frames, and gar_agent.media (OpenCV, soundfile) is start-up time a comparison never uses
+            return command(*args, **kwargs)
         from gar_agent.media import MediaError, max_pixels, pixel_limit
 
         with pixel_limit(kwargs.get("max_pixels")):

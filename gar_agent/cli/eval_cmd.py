@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -42,15 +42,6 @@ from gar_agent.cli.serving import (
     served_options,
 )
 from gar_agent.eval.datasets import DATASETS, DatasetError
-from gar_agent.eval.execute import (
-    EvalJob,
-    SampleCrash,
-    ServersDown,
-    auto_processes,
-    fewer_gc_pauses,
-    run_in_processes,
-    run_samples,
-)
 from gar_agent.eval.gt_formats import GT_FORMATS, help_text
 from gar_agent.eval.metrics import success_rate
 from gar_agent.eval.score import metrics_document, rescore, write_metrics
@@ -67,13 +58,16 @@ from gar_agent.eval.store import (
     split_done,
     store_config,
 )
-from gar_agent.eval.sweep import grid, sweep, write_sweep
 from gar_agent.models.backends import resolve_backend
 from gar_agent.models.openai import is_backend_fault
 from gar_agent.prompts import PromptSet
 from gar_agent.spec import build_spec, write_spec
 from gar_agent.state import Settings
-from gar_agent.topology import GraphError, load_topology
+
+# The run's and the sweep's modules (LangGraph, OpenCV, the media stack) are imported where they run:
+# `gar eval compare` and `rescore` load this group too, and a second of imports is most of their time.
+if TYPE_CHECKING:
+    from gar_agent.eval.execute import EvalJob
 
 DEFAULT_BACKEND = "qwen-omni"
 DEFAULT_N = 5
@@ -471,6 +465,9 @@ def _run(
     max_pixels=None,  # applied by with_pixel_limit around the command
     fail_fast=False,
 ) -> None:
+    from gar_agent.eval.execute import EvalJob, auto_processes
+    from gar_agent.topology import load_topology
+
     missing_opts = [
         f for f, v in (("--dataset", dataset), ("--frames", frames), ("--audio", audio), ("--gt", gt)) if v is None
     ]
@@ -582,6 +579,8 @@ def _run(
 
 
 def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, processes: int = 1) -> None:
+    from gar_agent.eval.execute import SampleCrash, ServersDown, fewer_gc_pauses, run_in_processes, run_samples
+
     cious = [doc["ciou"] for doc in done if doc["ciou"] is not None]
     total = len(todo) + len(done)
     new = 0
@@ -677,6 +676,9 @@ def _rescore(d: EvalDir, strict: bool, gt: Path | None, gt_boxes: str | None) ->
 
 
 def _sweep(d: EvalDir, tau_av, tau_audio, n_votes, strict: bool, graph: str | None = None) -> None:
+    from gar_agent.eval.sweep import grid, sweep, write_sweep
+    from gar_agent.topology import GraphError
+
     try:
         rec = read_config(d)
     except SettingsMismatch as e:

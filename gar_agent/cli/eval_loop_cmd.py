@@ -32,7 +32,6 @@ from gar_agent.cli.common import (
 from gar_agent.cli.eval_cmd import _report, eval_app
 from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
 from gar_agent.eval.compare import CompareError, compare_folders
-from gar_agent.eval.replay import Changes, named_backend, plan, prepare, recorded_backend, run_replay
 from gar_agent.eval.store import SettingsMismatch, hold_folder
 
 EXIT_MISSING_CALL = 3  # as `gar replay`: the recording lacks a call and no backend was given
@@ -70,6 +69,9 @@ def replay_command(
 ) -> None:
     """Replay every sample of SRC under another graph, prompts, protocol, N or threshold: recorded calls are
     reused, only the calls the recording lacks go to --backend."""
+    # here, not at the top: the replay loads LangGraph and the media stack, which `gar eval compare` never needs
+    from gar_agent.eval.replay import Changes, named_backend, plan, prepare, recorded_backend
+
     changes = Changes(graph, prompts, protocol, n_votes, votes_per_call, tau_av, tau_audio)
     try:
         p = plan(src, out, changes, backend)
@@ -93,6 +95,8 @@ def replay_command(
 
 def _replay(p, out, backend, fallback, resumed, workers, vis, strict, retry_failed) -> None:
     """The samples replayed with a progress bar, then the report (exit 3 when some need the model)."""
+    from gar_agent.eval.replay import run_replay
+
     s = p.settings
     console.rule(
         f"gar eval replay · {p.src.root} -> {out} · graph {p.topology.name} · N={s.n_votes} "

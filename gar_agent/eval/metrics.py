@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy.optimize import linear_sum_assignment
-from sklearn.metrics import average_precision_score
 
 # the grid and the IoU of two boxes are rules (gar_agent/rules.py): `trace diff` and the CLI use them
 # without the metrics' numerical stack; they stay importable from here
@@ -134,6 +132,9 @@ def average_precision(gt_mask: np.ndarray, pred_mask: np.ndarray) -> float:
         return 0.0
     if _is_binary(p):
         return _ap_from_counts(*_score_counts(g, p)[1:])
+    # sklearn only for soft masks: importing it costs ~1 s of start-up that box-mask metrics never need
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(g.astype(np.int8), p))
 
 
@@ -187,6 +188,8 @@ def matched_ious(
         return [], float("nan")
     per_gt = [0.0] * len(gt_boxes)
     if pred_boxes:
+        from scipy.optimize import linear_sum_assignment  # duets only: scipy is seconds of start-up on a busy machine
+
         iou = np.array([[box_iou(p, g, size, image_size) for g in gt_boxes] for p in pred_boxes])
         rows, cols = linear_sum_assignment(iou, maximize=True)
         for r, c in zip(rows, cols):

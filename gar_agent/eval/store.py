@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -39,9 +40,11 @@ from gar_agent.prompts import PromptSet
 from gar_agent.result import RunResult
 from gar_agent.spec import SPEC_FILE
 from gar_agent.state import Settings
-from gar_agent.topology import Topology
 from gar_agent.trace.store import atomic_write
 from gar_agent.version import __version__
+
+if TYPE_CHECKING:  # a type only: importing topology loads LangGraph (~1 s), which reading a folder never needs
+    from gar_agent.topology import Topology
 
 fcntl: ModuleType | None  # the module where the platform has it
 try:
