@@ -245,8 +245,7 @@ BACKENDS.add_prefix("scripted", "gar_agent.models.backends:scripted")
 PROTOCOLS = Registry(
     "protocol",
     "--protocol",
-    "no protocol named {name!r} is registered: use one of {names} (a module:attr is imported only when you "
-    "type it after --protocol, never when a trace or prompt set names it)",
+    "no protocol named {name!r} is registered: use one of {names} (README: Your own protocol)",
     ("'module:attr'",),
     prepare="gar_agent.protocols.base:check",
     group="gar_agent.protocols",

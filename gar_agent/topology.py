@@ -4,7 +4,8 @@ A graph file defines `build() -> StateGraph` (uncompiled, so the runner can atta
 checkpointer). The trace records the graph's name and the sha256 of its file.
 
 Loading a graph file runs it. Only two kinds of file are ever loaded: a file the user names
-(`--graph FILE`), and a shipped graph (`gar_agent/graphs/*.py`). A recording (trace, eval folder)
+(`--graph FILE`, or `register_graph(name, path)` in their own code), and a shipped graph
+(`gar_agent/graphs/*.py`). A recording (trace, eval folder)
 is data from someone else: `recorded_topology` re-runs it with the shipped graph whose file has the
 recorded sha256, never with the file the recording names.
 """
