@@ -246,7 +246,7 @@ def test_a_protocol_a_trace_names_is_never_imported(recorded, capsys, tmp_path, 
     import json
 
     from gar_agent.trace.store import resolve_trace
-    from tests.test_trace import cli
+    from helpers import cli
 
     traces, run_id, _, _ = recorded
     trace_file = resolve_trace(run_id, traces)
