@@ -353,8 +353,10 @@ def test_refusals_are_not_retried(servers, clip):
 
 
 def test_requests_spread_over_servers_and_skip_a_dead_one(servers, clip):
-    a, url_a = servers(latency=0.05)
-    b, url_b = servers(latency=0.05)
+    # long enough that all 12 calls are in flight together even on a loaded machine: with a short latency
+    # the threads trickle in one by one and the clip's affinity rightly keeps them on one server
+    a, url_a = servers(latency=0.5)
+    b, url_b = servers(latency=0.5)
     model = served([url_a, dead_url(), url_b])
     threads = [
         threading.Thread(target=lambda: ask(model, clip, Request("audio", None, "a.txt", "x", media=("audio",))))
