@@ -31,6 +31,9 @@ def _hostile(traces: Path) -> dict[str, tuple[str, str]]:
     assert '"wall_s":' in text
     key = next(iter(data["attachments"]))
     tampered = {**data, "attachments": {**data["attachments"], key: data["attachments"][key] + " (edited)"}}
+    # replay and fork read the run's frame and audio off the final state (a run always records both)
+    no_image = {**data, "final_state": {**data["final_state"], "image": None}}
+    no_audio = {**data, "final_state": {**data["final_state"], "audio": None}}
     cases = {
         "nan": (re.sub(r'"wall_s":[0-9.e-]+', '"wall_s":NaN', text), "NaN"),
         "infinity": (re.sub(r'"wall_s":[0-9.e-]+', '"wall_s":-Infinity', text), "-Infinity"),
@@ -39,6 +42,8 @@ def _hostile(traces: Path) -> dict[str, tuple[str, str]]:
         "deep": (text[:-1] + ',"notices":' + "[" * 100_000 + "]" * 100_000 + "}", "nests deeper than"),
         "deepish": (text[:-1] + ',"notices":[' + "[" * 400 + "]" * 400 + "]}", "nests deeper than"),
         "tampered": (json.dumps(tampered), "does not match its sha256"),
+        "no_image": (json.dumps(no_image), "records no image"),
+        "no_audio": (json.dumps(no_audio), "records no image or no audio"),
     }
     for name, (body, _) in cases.items():
         (traces / name).mkdir()

@@ -61,7 +61,8 @@ class _Pool:
         left = sum(len(c.answers) for c in self.calls[self.call :]) - self.offset
         if left < n:
             return None
-        answers, tin, tout, wall, cached = [], 0, 0, 0.0, 0
+        answers: list[str] = []
+        tin, tout, wall, cached = 0, 0, 0.0, 0
         while len(answers) < n:
             c = self.calls[self.call]
             k = min(n - len(answers), len(c.answers) - self.offset)
@@ -196,7 +197,9 @@ def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:
                 "restore it, or record with --embed-media"
             )
         files[kind] = found
-    max_s = trace.final_state.audio.duration_s if trace.final_state.audio.window_s else 0
+    audio = trace.final_state.audio
+    assert audio is not None  # Trace refuses a final state without it
+    max_s = audio.duration_s if audio.window_s else 0
     return load_media(files["image"], files["audio"], max_audio_s=max_s)
 
 
@@ -210,6 +213,7 @@ def start_state(trace: Trace, **overrides) -> RunState:
 def replay_model(trace: Trace, fallback: BaseChatModel | None = None) -> ReplayChatModel:
     """A chat model that answers from this trace."""
     img = trace.final_state.image
+    assert img is not None  # Trace refuses a final state without it
     frame = (img.model_width, img.model_height) if img.model_width else None
     return ReplayChatModel(trace_calls=trace.calls(), frame=frame, fallback=fallback)
 

@@ -33,7 +33,7 @@ import hashlib
 from typing import Any
 
 import jsonpatch
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from gar_agent.result import RunResult
 from gar_agent.spec import RunSpec
@@ -135,6 +135,15 @@ class Trace(BaseModel):
     final_state: RunState
     result: RunResult
     wall_s: float = 0.0
+
+    @field_validator("final_state")
+    @classmethod
+    def _inputs_recorded(cls, state: RunState) -> RunState:
+        # a run records its frame and audio (its result needs them); replay and fork read them here, so a
+        # trace without them is refused when read, with one line, not when a reader reaches for them
+        if state.image is None or state.audio is None:
+            raise ValueError("the final state records no image or no audio")
+        return state
 
     def calls(self) -> list[TraceCall]:
         """Every model call in step order."""
