@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
@@ -83,7 +84,8 @@ def _sampling(request: Request, n: int) -> dict:
 
 def _usage(messages: list[AIMessage], n_asked: int) -> tuple[int, int, int]:
     """(input, output, cached input) tokens of one call's answers."""
-    metas = [m.usage_metadata for m in messages if getattr(m, "usage_metadata", None)]
+    # a dict from any provider (LangChain's UsageMetadata keys, but values are whatever the server sent)
+    metas: list[dict[str, Any]] = [u for m in messages if (u := getattr(m, "usage_metadata", None))]
     if not metas:
         return 0, 0, 0
     # OpenAI-style servers copy the whole call's usage onto every sample: count it once.

@@ -113,7 +113,7 @@ def violin_sound(seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
     f0 = 440 * (1 + 0.004 * np.sin(2 * np.pi * 5.5 * t))
     phase = 2 * np.pi * np.cumsum(f0) / SR
-    return sum(np.sin(k * phase) / k for k in range(1, 6)) * 0.15
+    return sum((np.sin(k * phase) / k for k in range(1, 6)), np.zeros_like(phase)) * 0.15
 
 
 def drum_sound(seconds: float, seed: int = 0) -> np.ndarray:

@@ -119,7 +119,7 @@ class BackgroundLoop:
         """Stop this process's loop (a parent's copy is left alone), after awaiting `before()` on it."""
         with self._lock:
             loop, thread = self._loop, self._thread
-            if loop is None or self._pid != os.getpid():
+            if loop is None or thread is None or self._pid != os.getpid():  # both set together
                 return
             self._loop = self._thread = None
         if threading.current_thread() is thread:  # closed from the loop itself (e.g. a finalizer run there)

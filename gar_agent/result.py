@@ -127,6 +127,9 @@ def run_error(state: RunState) -> str | None:
 def run_result(state: RunState) -> RunResult:
     """The run's result, read off the final state."""
     s = state.settings
+    image, audio = state.image, state.audio
+    if image is None or audio is None:  # the run fills both from its media before the graph starts
+        raise ValueError("run_result needs a run state with its image and audio")
     sources = []
     for src in state.sources:
         a, refinement = src.analysis, src.refinement
@@ -145,10 +148,8 @@ def run_result(state: RunState) -> RunResult:
             )
         )
     return RunResult(
-        image=ResultImage(path=state.image.path, width=state.image.width, height=state.image.height),
-        audio=ResultAudio(
-            path=state.audio.path, sample_rate=state.audio.sample_rate, duration_s=state.audio.duration_s
-        ),
+        image=ResultImage(path=image.path, width=image.width, height=image.height),
+        audio=ResultAudio(path=audio.path, sample_rate=audio.sample_rate, duration_s=audio.duration_s),
         settings=ResultSettings(
             sources=s.sources,
             n_votes=s.n_votes,

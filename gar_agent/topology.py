@@ -93,9 +93,10 @@ def graph_path(name_or_path: str) -> Path:
     if candidate.suffix == ".py" or candidate.parent != Path("."):
         path = candidate
     else:
-        path = GRAPHS.find(name_or_path)
-        if path is None:
+        found = GRAPHS.find(name_or_path)
+        if found is None:
             raise GraphError(str(GRAPHS.error(name_or_path)))
+        path = Path(found)
     if not path.is_file():
         raise GraphError(f"graph file {path} not found: check the path given to --graph")
     if path.suffix != ".py":
@@ -108,6 +109,8 @@ def load_topology(name_or_path: str = "gar") -> Topology:
     path = graph_path(name_or_path).resolve()
     module_name = f"gar_graph_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:  # a .py path always gets a source loader; kept as a clear error
+        raise GraphError(f"graph file {path} cannot be imported: give a .py file that defines build()")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # pydantic/typing resolve names through sys.modules
     try:

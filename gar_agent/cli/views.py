@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from rich.console import Console, Group
+from collections.abc import Sequence
+
+from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
 from gar_agent.cli.safe_text import cut, safe, visible
 from gar_agent.result import STATUS_TEXT, RunResult
-from gar_agent.state import GenerateRecord, ModelCall, SourceRecord, as_text
+from gar_agent.state import GateDecision, GenerateRecord, ModelCall, Refinement, SourceRecord, as_text
 from gar_agent.trace.steps import GenerateUpdate, StepUpdate, live_update
 
 CLIP = 600  # characters of prompts/answers shown inline; the trace keeps them whole
@@ -63,7 +65,7 @@ def _without_shown(call: ModelCall, shown: list[str]) -> ModelCall:
 
 def generate_view(
     record: GenerateRecord,
-    calls: list[ModelCall],
+    calls: Sequence[ModelCall],
     sources: list[SourceRecord],
     error: str | None,
     edited: dict[int, list[int]] | None = None,
@@ -142,16 +144,19 @@ def analyze_view(src: SourceRecord, call: ModelCall) -> Panel:
     """One Analyze pass: its call and the votes it added."""
     new = len(call.answers)
     unusable = {v.raw: v.error for v in src.votes if v.parsed is None and v.error}
-    parts = [call_view(call, unusable=unusable), votes_table(src, len(src.votes) - new), analysis_text(src)]
+    parts: list[RenderableType] = [
+        call_view(call, unusable=unusable),
+        votes_table(src, len(src.votes) - new),
+        analysis_text(src),
+    ]
     if src.error:
         parts.append(safe(src.error, style="bold red"))
     title = f"analyze · source {src.index} · votes {len(src.votes)}"
     return Panel(Group(*parts), title=title, title_align="left", border_style="magenta")
 
 
-def gate_view(src: SourceRecord) -> Panel:
-    """The gate's numbers against its thresholds and the decision."""
-    g = src.gate
+def gate_view(src: SourceRecord, g: GateDecision) -> Panel:
+    """The gate's numbers (`g`, the source's gate) against its thresholds and the decision."""
     table = Table("condition", "value", "threshold", "passes", box=None, pad_edge=False)
     table.add_row("keep (strict majority)", str(g.keep).lower(), "true", _ok(g.keep))
     table.add_row("av_consistency", f"{g.av_consistency:.3f}", f">= {g.tau_av:g}", _ok(g.av_consistency >= g.tau_av))
@@ -166,13 +171,12 @@ def _ok(flag: bool) -> Text:
     return Text("yes", style="green") if flag else Text("no", style="red")
 
 
-def refine_view(src: SourceRecord, call: ModelCall | None = None) -> Panel:
-    """Refine: the answer, what was applied, the clamp, the box before and after."""
-    r = src.refinement
+def refine_view(src: SourceRecord, r: Refinement, call: ModelCall | None = None) -> Panel:
+    """Refine (`r`, the source's refinement): the answer, what was applied, the clamp, the box before and after."""
     unusable = {r.raw: r.error} if r.raw is not None and r.error else {}
     parts: list = [call_view(call, unusable=unusable)] if call else []
     if r.error:
-        shown = call is not None and r.raw in call.answers
+        shown = call is not None and r.raw is not None and r.raw in call.answers
         reason = "" if shown else f"unusable answer: {visible(r.error, one_line=True)} "
         parts.append(Text(f"{reason}(previous box kept)", style="yellow"))
     if r.parsed and r.parsed.ops:
@@ -207,7 +211,9 @@ def result_table(result: RunResult) -> Table:
     return table
 
 
-def node_view(node: str, update: StepUpdate, calls: list[ModelCall], fork_boxes: dict[int, list[int]] | None = None):
+def node_view(
+    node: str, update: StepUpdate, calls: Sequence[ModelCall], fork_boxes: dict[int, list[int]] | None = None
+):
     """The view of one step (any node, a researcher's own included): its typed update and the calls it made;
     None for the branch wrapper.
 
@@ -234,13 +240,13 @@ def node_view(node: str, update: StepUpdate, calls: list[ModelCall], fork_boxes:
     if node == "analyze" and calls:
         return analyze_view(src, calls[-1])
     if node == "gate" and src.gate:
-        return gate_view(src)
+        return gate_view(src, src.gate)
     if node == "refine" and src.refinement:
-        return refine_view(src, calls[-1] if calls else None)
+        return refine_view(src, src.refinement, calls[-1] if calls else None)
     return _other_view(node, update, calls, src)
 
 
-def _other_view(node: str, update: StepUpdate, calls: list[ModelCall], src: SourceRecord | None) -> Panel:
+def _other_view(node: str, update: StepUpdate, calls: Sequence[ModelCall], src: SourceRecord | None) -> Panel:
     """A node this module has no special view for: its calls, what it wrote, the gate as it now stands."""
     parts: list = [call_view(c) for c in calls]
     wrote = [k for k in update.channels() if k != "sources"]

@@ -145,7 +145,7 @@ def write_example(directory: str | Path, benchmark: str = "vggss-single", sample
         img, boxes, which = _draw(benchmark, rng, i)
         height, width = img.shape[:2]
         cv2.imwrite(str(frames / f"{sid}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        mix = sum(sounds[w] for w in which) / len(which)
+        mix = sum((sounds[w] for w in which), np.zeros_like(sounds[0])) / len(which)
         sf.write(str(audio / f"{sid}.wav"), mix.astype(np.float32), SR, subtype="PCM_16")
         classes = [names[w] for w in which]
         entries.append(_gt_entry(benchmark, sid, [_norm(b, width, height) for b in boxes], classes))

@@ -15,6 +15,7 @@ from langgraph.graph import END, START, StateGraph
 
 from gar_agent.nodes import (
     GarContext,
+    GarGraph,
     analyze_incremental,
     gate,
     gate_decision,
@@ -25,7 +26,7 @@ from gar_agent.nodes import (
 from gar_agent.state import SourceOutput, SourceState
 
 
-def build_source() -> StateGraph:
+def build_source() -> GarGraph:
     """One source: the early-stopping Analyze loop, the Gate, and Refine when the gate says so."""
     source = StateGraph(SourceState, context_schema=GarContext, output_schema=SourceOutput)
     source.add_node("analyze", analyze_incremental)
@@ -38,7 +39,7 @@ def build_source() -> StateGraph:
     return source
 
 
-def build() -> StateGraph:
+def build() -> GarGraph:
     """The whole run: Generate, then one `localize` branch per source (see `run_graph`)."""
     return run_graph(build_source())
 

@@ -7,11 +7,11 @@ No model call follows Generate: no Analyze, no Gate, no Refine.
 
 from langgraph.graph import END, START, StateGraph
 
-from gar_agent.nodes import GarContext, generate
+from gar_agent.nodes import GarContext, GarGraph, generate
 from gar_agent.state import RunState
 
 
-def build() -> StateGraph:
+def build() -> GarGraph:
     """The whole run: Generate's two calls, and that is the answer."""
     run = StateGraph(RunState, context_schema=GarContext)
     run.add_node("generate", generate)

@@ -8,11 +8,11 @@ Refine's prompt says "no analysis was run" in place of the aggregated votes.
 
 from langgraph.graph import END, START, StateGraph
 
-from gar_agent.nodes import GarContext, refine, run_graph
+from gar_agent.nodes import GarContext, GarGraph, refine, run_graph
 from gar_agent.state import SourceOutput, SourceState
 
 
-def build_source() -> StateGraph:
+def build_source() -> GarGraph:
     """One source: a single Refine call."""
     source = StateGraph(SourceState, context_schema=GarContext, output_schema=SourceOutput)
     source.add_node("refine", refine)
@@ -21,7 +21,7 @@ def build_source() -> StateGraph:
     return source
 
 
-def build() -> StateGraph:
+def build() -> GarGraph:
     """The whole run: Generate, then one `localize` branch per source (see `run_graph`)."""
     return run_graph(build_source())
 

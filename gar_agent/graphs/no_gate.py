@@ -7,11 +7,11 @@ localize:  START -> analyze -(< N votes)-> analyze
 
 from langgraph.graph import END, START, StateGraph
 
-from gar_agent.nodes import GarContext, analyze, refine, run_graph, votes_complete
+from gar_agent.nodes import GarContext, GarGraph, analyze, refine, run_graph, votes_complete
 from gar_agent.state import SourceOutput, SourceState
 
 
-def build_source() -> StateGraph:
+def build_source() -> GarGraph:
     """One source: the Analyze loop, then Refine whatever the votes say."""
     source = StateGraph(SourceState, context_schema=GarContext, output_schema=SourceOutput)
     source.add_node("analyze", analyze)
@@ -23,7 +23,7 @@ def build_source() -> StateGraph:
     return source
 
 
-def build() -> StateGraph:
+def build() -> GarGraph:
     """The whole run: Generate, then one `localize` branch per source (see `run_graph`)."""
     return run_graph(build_source())
 

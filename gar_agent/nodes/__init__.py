@@ -13,7 +13,7 @@ from gar_agent.nodes.gate import gate
 from gar_agent.nodes.generate import generate
 from gar_agent.nodes.refine import refine
 from gar_agent.nodes.routes import SOURCE_BRANCH, fan_out_sources, gate_decision, votes_complete
-from gar_agent.nodes.run import run_graph
+from gar_agent.nodes.run import GarGraph, run_graph
 
 __all__ = [
     "SOURCE_BRANCH",
@@ -26,6 +26,7 @@ __all__ = [
     "generate",
     "refine",
     "report",
+    "GarGraph",
     "run_graph",
     "source_values",
     "votes_complete",

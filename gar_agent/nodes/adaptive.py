@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.graph import END
-
 from gar_agent.context import GarContext
 from gar_agent.early_stop import decision_settled
 from gar_agent.nodes.analyze import analyze
+from gar_agent.nodes.routes import END
 from gar_agent.nodes.runnable import Asks, model_node, plain_node
 from gar_agent.state import SourceState
 

@@ -18,7 +18,7 @@ from gar_agent.context import GarContext
 from gar_agent.nodes.common import report, source_values
 from gar_agent.nodes.runnable import Asks, model_node
 from gar_agent.protocols.script_order import earlier, script_order
-from gar_agent.state import SourceState
+from gar_agent.state import ModelCall, SourceState
 
 __all__ = ["analyze", "source_values"]
 
@@ -36,6 +36,7 @@ def analyze(state: SourceState, ctx: GarContext) -> Asks:
         return report(src)
     want = min(settings.votes_per_pass, settings.n_votes - len(src.votes))
     call = yield protocol.analysis_request(state, ctx, want)
+    assert isinstance(call, ModelCall)  # the driver answers a Request with its call (a Wait with a message)
     if call.error:
         src.error = f"analyze (source {src.index}): the model failed: {call.error}"
         if order is not None:  # the script's model call raises: the clip is dropped

@@ -13,7 +13,7 @@ from gar_agent.nodes.common import report
 from gar_agent.nodes.runnable import Asks, model_node
 from gar_agent.protocols.script_order import everyone, script_order
 from gar_agent.rules import max_delta
-from gar_agent.state import Refinement, SourceState
+from gar_agent.state import ModelCall, Refinement, SourceState
 
 
 @model_node
@@ -28,6 +28,7 @@ def refine(state: SourceState, ctx: GarContext) -> Asks:
             return report(src)
     request, resolve = protocols.protocol(state.settings.protocol).refine(state, ctx)
     call = yield request
+    assert isinstance(call, ModelCall)  # the driver answers a Request with its call (a Wait with a message)
     if call.error:
         src.error = f"refine (source {src.index}): the model failed: {call.error}"
         src.refinement = Refinement(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from langgraph.graph import END
 from langgraph.types import Send
 
 from gar_agent.nodes.runnable import plain_node
 from gar_agent.state import RunState, SourceState
+
+# LangGraph's END ("__end__"), typed as the literal the routers' return annotations name: LangGraph
+# types its END as a plain str, which those annotations (read to draw the graphs) would not accept.
+END: Literal["__end__"] = "__end__"
 
 SOURCE_BRANCH = "localize"
 """The node each source is sent to after Generate (the per-source subgraph)."""

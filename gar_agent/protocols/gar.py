@@ -30,6 +30,7 @@ from gar_agent.state import (
     RunState,
     SourceRecord,
     SourceState,
+    Stage,
     Vote,
 )
 
@@ -45,7 +46,7 @@ def system_text(ctx: GarContext) -> str | None:
     return ctx.prompts.render(SYSTEM) if (ctx.prompts.directory / SYSTEM).is_file() else None
 
 
-def _request(ctx: GarContext, state, stage: str, source: int | None, template: str, prompt: str, **kw) -> Request:
+def _request(ctx: GarContext, state, stage: Stage, source: int | None, template: str, prompt: str, **kw) -> Request:
     kw.setdefault("media", CLIP_MEDIA)
     return Request(
         stage, source, template, prompt, system=system_text(ctx), max_tokens=state.settings.max_new_tokens, **kw
@@ -57,7 +58,8 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
 
     Yields each request (the node sends back its call) and returns the update.
     """
-    k = state.settings.sources
+    k, image = state.settings.sources, state.image
+    assert image is not None  # the generate node fills the frame from the run's media before asking
     record = GenerateRecord()
     calls: list[ModelCall] = []
 
@@ -74,7 +76,7 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
 
     # Call A: image + audio, one box per named sound; one repair attempt if unusable.
     box_tpl = template_name("generate", k)
-    prompt = ctx.prompts.render(box_tpl, k=k, audio_classes_text=classes_text(classes), **frame_values(state.image))
+    prompt = ctx.prompts.render(box_tpl, k=k, audio_classes_text=classes_text(classes), **frame_values(image))
     question = _request(ctx, state, "generate", None, box_tpl, prompt)
     request, boxes = question, None
     for attempt in range(state.settings.max_repairs + 1):
@@ -96,7 +98,6 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
             record, calls, f"generate: the box answer was unusable after {tries} tries: {record.boxes[-1].error}"
         )
 
-    image = state.image
     sources = []
     for i in range(k):
         box = clip_box(

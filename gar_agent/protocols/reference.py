@@ -41,6 +41,7 @@ from gar_agent.state import (
     RunState,
     SourceRecord,
     SourceState,
+    Stage,
     Vote,
     VoteAnswer,
 )
@@ -67,8 +68,11 @@ class ScriptFailure(Exception):
 class Sent(Protocol):
     """The text a call sent (a Request or the ModelCall that records it)."""
 
-    prompt: str
-    system: str | None
+    @property
+    def prompt(self) -> str: ...
+
+    @property
+    def system(self) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -240,14 +244,14 @@ def aggregate(votes: list[Vote]) -> Analysis:
         for a in p.anchor_votes:
             if name := _name(a.anchor)[:48]:
                 scores.setdefault(name, []).append(float(np.clip(a.score, 0.0, 1.0)))
-    anchors = [{"anchor": k, "score": float(np.mean(v))} for k, v in scores.items()]
-    anchors.sort(key=lambda x: -x["score"])
+    anchors = [(k, float(np.mean(v))) for k, v in scores.items()]
+    anchors.sort(key=lambda x: -x[1])
     keep = sum(1 for p in parsed if p.keep) >= len(parsed) // 2 + 1
     return Analysis(
         av_consistency=av,
         keep=keep,
         role_tags=tags,
-        anchor_votes=[AnchorVote(**a) for a in anchors],
+        anchor_votes=[AnchorVote(anchor=k, score=v) for k, v in anchors],
         n_votes=len(votes),
         n_parsed=len(parsed),
     )
@@ -263,12 +267,12 @@ def clean_duet(analysis: Analysis) -> Analysis:
     for a in analysis.anchor_votes:
         if name := _name(a.anchor)[:48]:
             merged[name] = max(merged.get(name, 0.0), float(np.clip(a.score, 0.0, 1.0)))
-    anchors = sorted(({"anchor": k, "score": v} for k, v in merged.items()), key=lambda x: -x["score"])[:5]
+    anchors = sorted(merged.items(), key=lambda x: -x[1])[:5]
     return analysis.model_copy(
         update={
             "av_consistency": float(np.clip(analysis.av_consistency, 0.0, 1.0)),
             "role_tags": tags[:4],
-            "anchor_votes": [AnchorVote(**a) for a in anchors],
+            "anchor_votes": [AnchorVote(anchor=k, score=v) for k, v in anchors],
         }
     )
 
@@ -276,7 +280,7 @@ def clean_duet(analysis: Analysis) -> Analysis:
 # --- stages ---------------------------------------------------------------------------------------
 
 
-def _request(ctx: GarContext, state, stage: str, source: int | None, media, values: dict, **sampling) -> Request:
+def _request(ctx: GarContext, state, stage: Stage, source: int | None, media, values: dict, **sampling) -> Request:
     template = f"{stage}.txt"
     system = ctx.prompts.render(f"system_{stage}.txt", source_number=(source or 0) + 1)
     return Request(
@@ -336,6 +340,7 @@ def generate(state: RunState, ctx: GarContext) -> Generator[Request, ModelCall, 
     Yields each request (the node sends back its call) and returns the update.
     """
     k, image = state.settings.sources, state.image
+    assert image is not None  # the generate node fills the frame from the run's media before asking
     # the scripts take a clip's sources one after another: the branches keep that order (and stop together)
     ctx.script_order = ScriptOrder(k) if k > 1 else None
     record = GenerateRecord(pairing="list order (the released code: box i goes with class i)")
