@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Optional
 
 import click
 import typer
 from rich.text import Text
-
-try:  # typer >= 0.26 ships its own copy of click with its own exception classes
-    from typer._click import exceptions as _typer_click
-except ImportError:  # pragma: no cover - older typer uses click itself
-    _typer_click = click.exceptions
 
 from gar_agent.cli.common import (
     EXIT_BAD_INPUT,
@@ -27,8 +23,8 @@ from gar_agent.cli.common import (
     NVotesOpt,
     PromptsOpt,
     ProtocolOpt,
-    TauAudioOpt,
-    TauAvOpt,
+    TauAudio,
+    TauAv,
     TraceDir,
     VotesPerCallOpt,
     check_votes,
@@ -52,6 +48,12 @@ from gar_agent.cli.serving import (
     served_options,
 )
 from gar_agent.paths import TRACES_DIR
+
+_typer_click: ModuleType  # click's exceptions module, as the installed typer uses it
+try:  # typer >= 0.26 ships its own copy of click with its own exception classes
+    from typer._click import exceptions as _typer_click
+except ImportError:  # pragma: no cover - older typer uses click itself
+    _typer_click = click.exceptions
 
 app = typer.Typer(
     cls=LazyGroup,  # the commands of other modules load when run (gar_agent.cli.lazy)
@@ -79,8 +81,8 @@ def run(
     sources: Annotated[int, typer.Option(min=1, max=8, help="K, sounding objects to find.")] = 1,
     n_votes: NVotesOpt = 5,
     votes_per_call: VotesPerCallOpt = None,
-    tau_av: TauAvOpt = 0.5,
-    tau_audio: TauAudioOpt = 0.75,
+    tau_av: TauAv = 0.5,
+    tau_audio: TauAudio = 0.75,
     backend: Backend = "qwen-omni",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,

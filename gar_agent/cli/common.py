@@ -66,8 +66,12 @@ ModelOpt = Annotated[
 # Options `gar run` and `gar eval run` share: one definition each, so types and help agree.
 NVotesOpt = Annotated[int, typer.Option(min=1, max=64, help="N, analysis votes per source.")]
 VotesPerCallOpt = Annotated[Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")]
-TauAvOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate threshold on av_consistency.")]
-TauAudioOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Gate threshold on the audio confidence.")]
+_TAU_AV_HELP, _TAU_AUDIO_HELP = "Gate threshold on av_consistency.", "Gate threshold on the audio confidence."
+# gar run and gar track always have a threshold (their defaults); gar eval's None means "not given"
+TauAv = Annotated[float, typer.Option(min=0.0, max=1.0, help=_TAU_AV_HELP)]
+TauAudio = Annotated[float, typer.Option(min=0.0, max=1.0, help=_TAU_AUDIO_HELP)]
+TauAvOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=_TAU_AV_HELP)]
+TauAudioOpt = Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=_TAU_AUDIO_HELP)]
 GraphOpt = Annotated[
     str, typer.Option(help="Topology: a shipped name (gar, adaptive, no_gate, ...) or a .py file (a path from here).")
 ]

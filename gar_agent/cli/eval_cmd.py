@@ -328,6 +328,7 @@ def eval_command(
             return _rescore(EvalDir(rescore_dir), strict, gt, gt_boxes)
         if gt_boxes is not None:
             raise fail("--gt-boxes is for a run or --rescore, not for --sweep")
+        assert sweep_dir is not None  # the one mode given, as neither --out nor --rescore was
         return _sweep(EvalDir(sweep_dir), tau_av, tau_audio, n_votes, strict)
     options.update(
         n_votes=_one(n_votes, "--n-votes", int, 1, 64) or DEFAULT_N,

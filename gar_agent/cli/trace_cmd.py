@@ -328,13 +328,13 @@ def _finish(done: Replayed, media, out, as_json, parent: Trace, parent_path: Pat
                 console.print(visible(line), soft_wrap=True)  # a command to copy: never wrapped
 
 
-def finish_missing(done: Replayed, path: Path, as_json: bool) -> None:
-    """A replay that needed an unrecorded call: exit 3, naming it."""
+def finish_missing(done: Replayed, path: Path | None, as_json: bool) -> None:
+    """A replay that needed an unrecorded call: exit 3, naming it (and the partial trace, if one was written)."""
     if as_json:
         sys.stdout.write(done.outcome.result.model_dump_json(indent=2) + "\n")
+    saved = f" (partial replay saved as {path})" if path is not None else ""
     raise fail(
-        f"replay needs a call the recording lacks: {done.model.missing[0]}; give --backend to run it "
-        f"(partial replay saved as {path})",
+        f"replay needs a call the recording lacks: {done.model.missing[0]}; give --backend to run it{saved}",
         EXIT_MISSING_CALL,
     )
 

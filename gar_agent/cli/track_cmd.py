@@ -18,8 +18,8 @@ from gar_agent.cli.common import (
     NVotesOpt,
     PromptsOpt,
     ProtocolOpt,
-    TauAudioOpt,
-    TauAvOpt,
+    TauAudio,
+    TauAv,
     VotesPerCallOpt,
     check_votes,
     console,
@@ -57,8 +57,8 @@ def track_command(
     sources: Annotated[int, typer.Option(min=1, max=8, help="K, sounding objects to find.")] = 1,
     n_votes: NVotesOpt = 5,
     votes_per_call: VotesPerCallOpt = None,
-    tau_av: TauAvOpt = 0.5,
-    tau_audio: TauAudioOpt = 0.75,
+    tau_av: TauAv = 0.5,
+    tau_audio: TauAudio = 0.75,
     backend: Backend = "qwen-omni",
     model: ModelOpt = None,
     graph: GraphOpt = "gar",
@@ -134,9 +134,11 @@ def track_command(
             f" ({s['resumed']} from an earlier run); {s['frames']} frames, boxes by origin {s['boxes_by_origin']}"
         )
     )
-    for e in timeline["times"]:
-        if e["status"] == "failed":
-            err.print(visible(f"gar: note: time {e['t']:g} s failed: {e['error']}"), markup=False, soft_wrap=True)
+    for entry in timeline["times"]:
+        if entry["status"] == "failed":
+            err.print(
+                visible(f"gar: note: time {entry['t']:g} s failed: {entry['error']}"), markup=False, soft_wrap=True
+            )
     if s["decode_error"]:
         err.print(visible(f"gar: note: {s['decode_error']}"), markup=False, soft_wrap=True)
     console.print(visible(f"wrote {timeline['annotated_video']} and {folder.timeline}; traces in {folder.traces}"))

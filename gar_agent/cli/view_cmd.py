@@ -63,8 +63,9 @@ def view(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(128)  # connections made as soon as the URL is printed wait for the server
-    except (OSError, OverflowError) as e:
-        raise fail(f"cannot listen on {host}:{port} ({e.strerror or e}): give another --port or --host") from None
+    except (OSError, OverflowError) as e:  # an OverflowError (a port out of range) has no strerror
+        reason = (e.strerror if isinstance(e, OSError) else None) or e
+        raise fail(f"cannot listen on {host}:{port} ({reason}): give another --port or --host") from None
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     console.print(f"gar view: {folder.mode} {folder.root}", markup=False)

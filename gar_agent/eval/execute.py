@@ -265,7 +265,8 @@ def _run_on_loop(job: EvalJob, samples: Sequence[Sample], workers: int, on_done,
 
 
 async def _samples_on_loop(job: EvalJob, samples, workers: int, on_done, stopped) -> None:
-    queue, running, crash, down = iter(samples), set(), None, None
+    queue, crash, down = iter(samples), None, None
+    running: set[asyncio.Future] = set()
     while True:
         while len(running) < workers and crash is None and down is None and not stopped():
             sample = next(queue, None)

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 from langchain_core.language_models import BaseChatModel
 
@@ -138,6 +139,15 @@ def plan(src: str | Path, dst: str | Path, changes: Changes, fallback_name: str 
     return ReplayPlan(s, d, src_config, config, settings, topology, prompts, notes, src_spec)
 
 
+class _Counts(TypedDict):
+    """A replayed sample's calls: served from its trace, forwarded to the backend (the document's `replay`)."""
+
+    reused: int
+    new: int
+    reused_tokens: int
+    new_tokens: int
+
+
 @dataclass
 class SampleOutcome:
     """How one sample went: its document (None: not written), its calls, the first missing call."""
@@ -220,7 +230,7 @@ def _rerun(p: ReplayPlan, sid: str, doc: dict, trace, media, fallback, vis: bool
         lineage=Lineage(parent=trace.run_id, backend=p.settings.backend),
         spec=p.spec.slim() if p.spec is not None else None,
     )
-    counts = dict(
+    counts = _Counts(
         reused=model.served, new=model.forwarded, reused_tokens=model.served_tokens, new_tokens=model.forwarded_tokens
     )
     if model.missing:  # not written: the same command with --backend runs it
@@ -257,7 +267,7 @@ class ReplayReport:
     needs_model: list[dict] = field(default_factory=list)  # {"id", "call"}
     unavailable: list[dict] = field(default_factory=list)  # {"id", "error"}
     wall_s: float = 0.0
-    metrics: dict | None = None
+    metrics: dict = field(default_factory=dict)  # metrics.json's document, set when the replay ends
 
     def as_json(self) -> dict:
         """replay.json."""

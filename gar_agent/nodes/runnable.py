@@ -116,6 +116,7 @@ class _Node(RunnableCallable):
     """A node LangGraph runs with our sync and async functions; it can still be called directly."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        assert self.func is not None  # every _Node is made with its sync function
         return self.func(*args, **kwargs)
 
 
@@ -131,7 +132,8 @@ def plain_node(func: Callable) -> _Node:
     async def inline(*args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
 
-    inline.__signature__ = inspect.signature(func)  # LangGraph injects `runtime` etc. by the signature
+    # a function takes any attribute; mypy does not model __signature__ on one
+    inline.__signature__ = inspect.signature(func)  # type: ignore[attr-defined]  # LangGraph injects `runtime` etc. by the signature
     made = _Node(func, inline, name=func.__name__, trace=False)
     made.__doc__ = func.__doc__
     return made

@@ -115,7 +115,7 @@ def _strip_pieces(pieces: list[tuple[str, str]], name: str) -> list[tuple[str, s
     return out
 
 
-def _const_str(node: ast.AST) -> str | None:
+def _const_str(node: ast.AST | None) -> str | None:
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 
@@ -134,7 +134,7 @@ class _BuilderReader:
         expected = BUILDERS[fn.name][1]
         if params != expected:
             raise _fail(path, fn, f"function {fn.name}{params} does not have the parameters {expected}")
-        defaults = {}
+        defaults: dict[str, object] = {}
         for arg, default in zip(fn.args.args[len(fn.args.args) - len(fn.args.defaults) :], fn.args.defaults):
             if not isinstance(default, ast.Constant):
                 raise _fail(path, default, f"function {fn.name}: default of {arg.arg} is not a constant")
@@ -142,7 +142,7 @@ class _BuilderReader:
         body = list(fn.body)
         if body and isinstance(body[0], ast.Expr) and _const_str(body[0].value) is not None:
             body = body[1:]  # docstring
-        *setup, last = body or [None]
+        setup, last = body[:-1], (body[-1] if body else None)
         for stmt in setup:
             self._setup(stmt)
         if not isinstance(last, ast.Return) or last.value is None:
@@ -168,9 +168,11 @@ class _BuilderReader:
             and stmt.targets[0].id == "analysis"
             and isinstance(stmt.value, ast.BoolOp)
             and isinstance(stmt.value.op, ast.Or)
-            and [type(v) for v in stmt.value.values] == [ast.Name, ast.Dict]
-            and stmt.value.values[0].id == "analysis"
-            and not stmt.value.values[1].keys
+            and len(stmt.value.values) == 2
+            and isinstance(first := stmt.value.values[0], ast.Name)
+            and first.id == "analysis"
+            and isinstance(second := stmt.value.values[1], ast.Dict)
+            and not second.keys
         ):
             return
         # try: s = f"{float(param):spec}"  except ...: s = "<fallback>"
@@ -209,20 +211,21 @@ class _BuilderReader:
         out = "!" + chr(fv.conversion) if fv.conversion != -1 else ""
         if fv.format_spec is not None:
             parts = fv.format_spec.values if isinstance(fv.format_spec, ast.JoinedStr) else [fv.format_spec]
-            if not all(_const_str(p) is not None for p in parts):
+            texts = [t for p in parts if (t := _const_str(p)) is not None]
+            if len(texts) != len(parts):
                 raise _fail(self.path, fv, f"function {self.fn.name}: a computed format spec")
-            out += ":" + "".join(p.value for p in parts)
+            out += ":" + "".join(texts)
         return out
 
     def _pieces(self, node: ast.AST) -> list[tuple[str, str]]:
-        if _const_str(node) is not None:
-            return [("text", _escape(node.value))]
+        if (text := _const_str(node)) is not None:
+            return [("text", _escape(text))]
         if not isinstance(node, ast.JoinedStr):
             raise _fail(self.path, node, f"function {self.fn.name} returns something other than a string")
         pieces = []
         for part in node.values:
-            if _const_str(part) is not None:
-                pieces.append(("text", _escape(part.value)))
+            if (text := _const_str(part)) is not None:
+                pieces.append(("text", _escape(text)))
             elif isinstance(part, ast.FormattedValue):
                 pieces.append(self._field(part))
             else:
@@ -257,11 +260,12 @@ class _BuilderReader:
             and expr.func.value.id == "analysis"
             and "analysis" in params
             and expr.args
-            and _const_str(expr.args[0]) in ANALYSIS_KEYS
+            and (key := _const_str(expr.args[0])) is not None
+            and key in ANALYSIS_KEYS
             and len(expr.args) <= 2
             and not expr.keywords
         ):
-            name = "analysis_" + expr.args[0].value
+            name = "analysis_" + key
         if name is None:
             raise _fail(self.path, fv, f"function {self.fn.name}: unrecognised expression {{{_code(expr)[:60]}}}")
         return ("field", "${" + name + spec + "}")
@@ -328,13 +332,13 @@ class ScriptFacts:
 
 
 def _system_template(path: Path, node: ast.AST) -> str:
-    if _const_str(node) is not None:
-        return _escape(node.value)
+    if (text := _const_str(node)) is not None:
+        return _escape(text)
     if isinstance(node, ast.JoinedStr):
         out = []
         for part in node.values:
-            if _const_str(part) is not None:
-                out.append(_escape(part.value))
+            if (text := _const_str(part)) is not None:
+                out.append(_escape(text))
             elif (  # {k+1}: the source's number
                 isinstance(part, ast.FormattedValue)
                 and part.conversion == -1
@@ -425,8 +429,8 @@ def _chat_stage(path: Path, call: ast.Call, calls: dict[str, tuple[str, dict]]) 
         if not isinstance(item, ast.Dict):
             continue
         fields = {_const_str(k): v for k, v in zip(item.keys, item.values) if k is not None}
-        if _const_str(fields.get("type")) == "text" and isinstance(fields.get("text"), ast.Name):
-            var = fields["text"].id
+        if _const_str(fields.get("type")) == "text" and isinstance(text := fields.get("text"), ast.Name):
+            var = text.id
             if var in calls:
                 return BUILDERS[calls[var][0]][0]
     raise _fail(path, call, "a run_chat call whose text is not a prompt built by a known builder")
@@ -442,18 +446,19 @@ def read_utils(path: Path) -> dict:
         if fn.name == "run_chat":
             names = [a.arg for a in fn.args.args]
             defaults = dict(zip(names[len(names) - len(fn.args.defaults) :], fn.args.defaults))
-            if isinstance(defaults.get("max_new_tokens"), ast.Constant):
-                out["max_new_tokens"] = defaults["max_new_tokens"].value
+            if isinstance(limit := defaults.get("max_new_tokens"), ast.Constant):
+                out["max_new_tokens"] = limit.value
         if fn.name == "run_anchor_voting_multi":
             for node in ast.walk(fn):
                 if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "run_chat":
                     kw = {k.arg: k.value for k in node.keywords}
-                    if _const_str(kw.get("system_text")) is None:
+                    system = _const_str(kw.get("system_text"))
+                    if system is None:
                         raise _fail(path, node, "the votes' run_chat has no constant system_text")
-                    out["system_analyze"] = _escape(kw["system_text"].value)
+                    out["system_analyze"] = _escape(system)
                     for name in ("temperature", "top_p", "max_new_tokens"):
-                        if isinstance(kw.get(name), ast.Constant):
-                            out["vote_" + name] = kw[name].value
+                        if isinstance(value := kw.get(name), ast.Constant):
+                            out["vote_" + name] = value.value
     for key in ("max_new_tokens", "system_analyze", "vote_temperature", "vote_top_p"):
         if key not in out:
             raise _fail(path, None, f"found no {key.replace('_', ' ')} (run_chat / run_anchor_voting_multi)")

@@ -37,10 +37,9 @@ def diff_traces(a: Trace, b: Trace) -> TraceDiff:
     d.settings = [(k, sa[k], sb.get(k)) for k in sa if sa[k] != sb.get(k)]
     if a.inputs != b.inputs:
         for kind in a.inputs:
-            if a.inputs[kind].sha256 != (b.inputs.get(kind).sha256 if kind in b.inputs else None):
-                d.settings.append(
-                    (f"input {kind}", a.inputs[kind].path, b.inputs[kind].path if kind in b.inputs else None)
-                )
+            other = b.inputs.get(kind)
+            if a.inputs[kind].sha256 != (other.sha256 if other is not None else None):
+                d.settings.append((f"input {kind}", a.inputs[kind].path, other.path if other is not None else None))
     if a.prompts != b.prompts:
         changed = sorted(k for k in set(a.prompts) | set(b.prompts) if a.prompts.get(k) != b.prompts.get(k))
         d.settings.append(("prompt templates", ", ".join(changed), "(edited)"))

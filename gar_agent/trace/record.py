@@ -51,7 +51,7 @@ def trace_steps(steps: list[Step], media: Media, start_index: int = 0) -> list[T
     branch_source = {
         s.namespace: r.index for s in steps if s.namespace and isinstance(r := _source_written(s), SourceRecord)
     }
-    out = []
+    out: list[TraceStep] = []
     for step in steps:
         if step.node == "localize" and not step.namespace:
             continue  # the branch as a whole; its inner steps are recorded one by one

@@ -73,9 +73,9 @@ def _nulls_for_nonfinite(value: Any) -> Any:
             parent[key] = copy
             stack.extend((copy, k, v) for k, v in copy.items())
         elif isinstance(item, (list, tuple)):
-            copy = list(item)
-            parent[key] = copy
-            stack.extend((copy, i, v) for i, v in enumerate(copy))
+            items = list(item)
+            parent[key] = items
+            stack.extend((items, i, v) for i, v in enumerate(items))
     return root[0]
 
 

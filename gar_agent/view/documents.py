@@ -9,6 +9,7 @@ only see these documents.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -228,7 +229,7 @@ def run_document(trace: Trace, ref: str, gt: list[list[int]] | None = None) -> d
     initial: dict[int, list[int]] = {}
     classes: dict[int, str] = {s.index: s.audio_class for s in final.sources}
     votes_seen: dict[int, int] = {}
-    steps = []
+    steps: list[dict[str, Any]] = []
     for step in trace.steps:
         update = step.update
         detail: dict = {"kind": "other"}

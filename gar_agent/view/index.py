@@ -89,7 +89,9 @@ class Folder:
     root: Path
     mode: str  # "traces" | "run" | "eval"
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _runs: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # ref -> (stat key, row)
+    _runs: dict[str, tuple[tuple[int, int] | None, dict]] = field(
+        default_factory=dict, repr=False
+    )  # ref -> (stat key, row)
     _samples: dict[str, tuple[tuple, dict]] = field(default_factory=dict, repr=False)  # id -> (stat key, row)
     traces: TraceCache = field(default_factory=TraceCache, repr=False)
     _evals: dict[str, Folder] = field(default_factory=dict, repr=False)  # ref -> an evaluation in a collection
