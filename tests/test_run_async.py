@@ -15,8 +15,7 @@ import sys
 import threading
 
 import pytest
-from conftest import scripted
-from test_graph import audio_answer, boxes_answer, vote
+from helpers import audio_answer, boxes_answer, scripted, vote
 
 from gar_agent.loop import LoopReentry, process_loop
 from gar_agent.prompts import PromptSet
