@@ -65,3 +65,22 @@ def test_bad_arguments_are_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["data", "example", str(tmp_path / "file")]) == 2
     assert "is a file" in capsys.readouterr().err
+
+
+def test_its_evaluation_replays_under_no_gate_with_only_the_skipped_samples_refine_calls_new(tmp_path, capsys):
+    """The README's replay example on the example benchmark: the gate-kept samples' Refine, never
+    scripted before, is answered (box kept) instead of failing those samples."""
+    ex = write_example(tmp_path / "ex", "music-duet", samples=6)
+    src, dst = tmp_path / "eval", tmp_path / "nogate"
+    run = ["eval", "run", "--dataset", "music-duet", "--frames", str(ex.frames), "--audio", str(ex.audio)]
+    assert main([*run, "--gt", str(ex.gt), "--backend", f"scripted:{ex.answers}", "--out", str(src)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "replay", str(src), "--out", str(dst), "--graph", "no_gate", "--backend", "recorded"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((dst / "metrics.json").read_text())
+    assert metrics["n_failed"] == 0 and metrics["n_evaluated"] == 6, out
+    # 4 gate-skipped samples x 2 sources: their Refine is the only new call; the kept boxes stay
+    assert "28 reused from the recording, 8 new" in out
+    before = {p.name: json.loads(p.read_text())["ciou"] for p in (src / "samples").glob("*.json")}
+    after = {p.name: json.loads(p.read_text())["ciou"] for p in (dst / "samples").glob("*.json")}
+    assert after == before

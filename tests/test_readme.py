@@ -75,7 +75,8 @@ def test_the_readme_python_api_block_runs_as_written(tmp_path):
 
 
 def test_the_readme_tiny_benchmark_block_runs_as_written(tmp_path):
-    """`gar data example` + `gar eval run` with its scripted answers + `gar view --export`, as the README says."""
+    """`gar data example` + `gar eval run` with its scripted answers + `gar view --export` + `gar eval replay`
+    under no_gate + `gar eval compare`, as the README says."""
     text = (ROOT / "README.md").read_text()
     match = re.search(r"### Try it on a tiny benchmark .*?\n```bash\n(.*?)```", text, re.S)
     assert match, "README.md has no 'Try it on a tiny benchmark' bash block"
@@ -89,3 +90,8 @@ def test_the_readme_tiny_benchmark_block_runs_as_written(tmp_path):
     assert metrics["refined"] == 4  # samples 2 and 5, both sources each
     html = (tmp_path / "ex" / "ex002.html").read_text()
     assert "ex002" in html and "refine" in html
+    # the replay under no_gate: only the Refine calls of the 4 gate-skipped samples are new, none fails
+    replay = json.loads((tmp_path / "ex" / "nogate" / "replay.json").read_text())
+    assert (replay["reused"], replay["new"]) == (28, 8)
+    assert json.loads((tmp_path / "ex" / "nogate" / "metrics.json").read_text())["n_failed"] == 0
+    assert "McNemar on cIoU@0.5 hits" in proc.stdout

@@ -6,7 +6,8 @@ their sounds, the GT file holds their boxes in the chosen benchmark's format, an
 (for `--backend scripted:FILE`) answers every sample's calls. The answers are SCRIPTED, written
 here, not a model's: sample i's Generate box is exact (i % 3 == 0), a little off (1), or further
 off with a low audio confidence (2): the gate sends that one to Refine, which answers the exact box,
-and the clamp (each side moves at most 8% of the frame's shorter side) brings it halfway.
+and the clamp (each side moves at most 8% of the frame's shorter side) brings it halfway. Any other
+Refine (a graph without the gate) answers `{"changed": false}`: the box is kept.
 """
 
 from __future__ import annotations
@@ -153,8 +154,10 @@ def write_example(directory: str | Path, benchmark: str = "vggss-single", sample
         ids.append(sid)
     gt = root / GT_FORMATS[benchmark].file
     gt.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
-    # every run's votes agree (av 0.85, keep): only the audio confidence decides who is refined
-    script = {"analyze": [_vote(0.85)] * 5, "runs": runs}
+    # every run's votes agree (av 0.85, keep): only the audio confidence decides who is refined. A
+    # source the gate keeps is refined only by another graph (`gar eval replay --graph no_gate`):
+    # its Refine keeps the box, so such a replay runs instead of failing on an unscripted stage
+    script = {"analyze": [_vote(0.85)] * 5, "refine": [{"changed": False}], "runs": runs}
     answers = root / ANSWERS_FILE
     answers.write_text(json.dumps(script, indent=1) + "\n", encoding="utf-8")
     return Example(frames=frames, audio=audio, gt=gt, answers=answers, ids=ids)
