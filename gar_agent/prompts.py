@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -187,7 +188,18 @@ def _manifest(text: str, where: Path) -> dict:
     # only a registered name: a manifest picks among the protocols, it never names code to import
     if not isinstance(manifest, dict) or manifest.get("protocol") not in PROTOCOLS:
         raise PromptError(f"{where} names no known protocol: run `gar prompts import` again")
+    if manifest["protocol"] != "gar":  # an imported set fixes the decoding (protocol_settings reads these)
+        missing = [k for k in _DECODING if not _is_number(manifest.get(k))]
+        if missing:
+            raise PromptError(f"{where} has no number for {', '.join(missing)}: run `gar prompts import` again")
     return manifest
+
+
+_DECODING = ("sources", "max_new_tokens", "vote_temperature", "vote_top_p")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def protocol_settings(prompts: PromptSet, protocol: str, sources: int) -> dict:

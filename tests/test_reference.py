@@ -99,6 +99,26 @@ def test_import_renders_exactly_what_the_builders_return(sets, box, audio_class,
     )
 
 
+def test_an_imported_set_without_its_decoding_is_one_clear_error(sets, example, tmp_path, capsys):
+    """A manifest fixes the reference decoding; one that lacks it (edited, or from elsewhere) is refused
+    when the set is read, naming the file, not a KeyError when a run builds its settings."""
+    for key, value in (("max_new_tokens", None), ("vote_top_p", "0.9"), ("vote_temperature", True)):
+        edited = tmp_path / key
+        edited.mkdir()
+        for f in (sets / "music-solo").iterdir():
+            edited.joinpath(f.name).write_bytes(f.read_bytes())
+        manifest = json.loads((edited / "manifest.json").read_text())
+        manifest.pop(key) if value is None else manifest.update({key: value})
+        (edited / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(PromptError, match=f"manifest.json has no number for {key}: run `gar prompts import`"):
+            protocol_settings(PromptSet(edited), "reference", 1)
+        code = main(["run", str(example[0]), str(example[1]), "--backend", f"scripted:{example[2]}",
+                     "--prompts", str(edited), "--protocol", "reference", "--out", str(tmp_path / "o"),
+                     "--trace-dir", str(tmp_path / "t")])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("gar: error: ") and err.count("\n") == 1 and key in err, err
+
+
 def test_import_takes_system_messages_defaults_and_cleanup_from_the_scripts(sets):
     solo, vgg = PromptSet(sets / "music-solo"), PromptSet(sets / "vggss-duet")
     assert solo.render("system_generate.txt") == "System A (solo)."
