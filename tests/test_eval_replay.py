@@ -597,3 +597,18 @@ def test_duet_intervals_include_the_matched_iou_against_the_slow_reference(tmp_p
     for k, r in rows.items():
         assert r["a"] == pytest.approx(full[k])
         assert r["ci95"] == pytest.approx(list(np.percentile(deltas[k], [2.5, 97.5])), abs=1e-9)
+
+
+def test_samples_that_cannot_be_replayed_make_the_replay_exit_1_naming_them(source, capsys, tmp_path):
+    """A sample whose trace or media cannot be read is not written: the numbers in DST are incomplete,
+    so a script must not take them as the replay's (before: a note and exit 0, even with none replayed)."""
+    _, src = source
+    copy = tmp_path / "src"
+    shutil.copytree(src, copy)
+    (copy / "traces" / "s3" / "trace.json").write_text("{")  # damaged since it was recorded
+    dst = tmp_path / "d"
+    code, out, err = gar(capsys, "eval", "replay", copy, "--out", dst)
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("gar: error: 1 sample(s) could not be replayed (s3: trace ")
+    assert "s3" not in _docs(dst) and set(_docs(dst)) == {f"s{i}" for i in (0, 1, 2, 4, 5, 6)} | {"zblack"}
+    assert json.loads((dst / "replay.json").read_text())["n_unavailable"] == 1

@@ -273,3 +273,32 @@ def test_trace_list_takes_the_flag_its_error_names(tmp_path, capsys):
     assert "--trace-dir" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert main(["trace", "list", "--trace-dir", str(tmp_path / "empty")]) == 0
+
+
+def test_a_missing_input_is_told_apart_from_a_changed_one_and_a_relative_path_says_so(
+    example, recorded, capsys, tmp_path, monkeypatch
+):
+    """A run made with relative input paths and replayed from another folder: the file is not
+    missing, the command is run from elsewhere; the error says so instead of "missing or changed"."""
+    _, _, _, script = recorded
+    image, audio, _ = example
+    work, elsewhere = tmp_path / "work", tmp_path / "elsewhere"
+    work.mkdir(), elsewhere.mkdir()
+    (work / "frame.png").write_bytes(image.read_bytes())
+    (work / "clip.wav").write_bytes(audio.read_bytes())
+    monkeypatch.chdir(work)
+    traces = tmp_path / "t"
+    code, _, _ = cli(capsys, "run", "frame.png", "clip.wav", "--backend", f"scripted:{script}", "--trace-dir", traces,
+                     "--out", tmp_path / "o", "--json")  # fmt: skip
+    assert code == 0
+    run = next(p for p in traces.iterdir() if p.is_dir())
+    monkeypatch.chdir(elsewhere)
+    code, _, err = cli(capsys, "replay", run, "--out", tmp_path / "r")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "image frame.png of run" in err and "is not found" in err
+    assert "a relative path, read from the current folder" in err and "run from the folder the run was made in" in err
+    monkeypatch.chdir(work)
+    (work / "frame.png").write_bytes(image.read_bytes() + b"x")  # edited since
+    code, _, err = cli(capsys, "replay", run, "--out", tmp_path / "r")
+    assert code == 2 and "image frame.png of run" in err and "changed since it was recorded" in err
+    assert "not found" not in err and "relative" not in err

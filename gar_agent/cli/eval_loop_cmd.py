@@ -134,11 +134,10 @@ def _replay(p, out, backend, fallback, resumed, workers, vis, strict, retry_fail
     )
     if report.unavailable:
         u = report.unavailable[0]
-        err.print(
-            f"gar: note: {len(report.unavailable)} sample(s) could not be replayed; first: {u['id']}: {u['error']}",
-            markup=False,
-            soft_wrap=True,
-        )
+        why = f"{len(report.unavailable)} sample(s) could not be replayed ({u['id']}: {u['error']})"
+        if not report.needs_model:  # they are not in DST: its numbers are not the whole evaluation's
+            raise fail(f"{why}; they are not written: restore them and run the same command again", EXIT_RUN_FAILED)
+        err.print(f"gar: note: {why}", markup=False, soft_wrap=True)
     if report.needs_model:
         first = report.needs_model[0]
         raise fail(

@@ -192,15 +192,25 @@ def trace_media(trace: Trace, trace_path: str | Path | None = None) -> Media:
             candidates.insert(0, Path(trace_path).parent / trace.embedded_media[kind])
         found = next((p for p in candidates if p.is_file() and file_sha256(p) == info.sha256), None)
         if found is None:
-            raise MediaError(
-                f"{kind} {info.path} of run {trace.run_id} is missing or changed since it was recorded: "
-                "restore it, or record with --embed-media"
-            )
+            raise MediaError(_media_gone(kind, info.path, trace.run_id, any(p.is_file() for p in candidates)))
         files[kind] = found
     audio = trace.final_state.audio
     assert audio is not None  # Trace refuses a final state without it
     max_s = audio.duration_s if audio.window_s else 0
     return load_media(files["image"], files["audio"], max_audio_s=max_s)
+
+
+def _media_gone(kind: str, path: str, run_id: str, exists: bool) -> str:
+    """Why an input cannot be used. A relative path is read from the current folder, so a run replayed
+    from another folder finds no file although nothing was lost: say that rather than "missing"."""
+    if exists:
+        return f"{kind} {path} of run {run_id} changed since it was recorded: restore it, or record with --embed-media"
+    where = (
+        " (a relative path, read from the current folder: run from the folder the run was made in)"
+        if not Path(path).is_absolute()
+        else ""
+    )
+    return f"{kind} {path} of run {run_id} is not found{where}: restore it, or record with --embed-media"
 
 
 def start_state(trace: Trace, **overrides) -> RunState:
