@@ -167,17 +167,21 @@ def replay(
     backend: str | None = None,
     model: str | None = None,
     trace_dir: str | Path | None = None,
+    checkpoints: str | None = None,
     **settings,
 ) -> Replay:
     """Re-run a saved run with its recorded answers (settings: n_votes, tau_av, tau_audio, ...).
 
     Calls the recording lacks go to `backend` when given; without one the run stops at the first such
-    call and `missing` names it (the result then carries the error).
+    call and `missing` names it (the result then carries the error). `checkpoints` is the store of the
+    replay's LangGraph checkpoints as `gar replay --checkpoints` spells it (`memory`, `sqlite:PATH`, a
+    `postgresql://` URL); None keeps none beyond the run.
     """
     from gar_agent.models.backends import resolve_backend
     from gar_agent.prompts import PromptSet
     from gar_agent.spec import backend_spec
     from gar_agent.topology import recorded_topology
+    from gar_agent.trace.checkpoints import open_checkpointer
     from gar_agent.trace.replay import replay as replay_run
     from gar_agent.trace.replay import replay_model, trace_media
 
@@ -190,7 +194,10 @@ def replay(
     fallback = resolve_backend(backend, model) if backend else None
     spec = backend_spec(backend, model, chat=fallback) if backend else None
     chat = replay_model(r.trace, fallback)
-    done = replay_run(r.trace, media, topology, prompt_set, chat, trace_dir, backend=spec, **settings)
+    saver = None if checkpoints is None else open_checkpointer(checkpoints, trace_dir or ".")
+    done = replay_run(
+        r.trace, media, topology, prompt_set, chat, trace_dir, checkpointer=saver, backend=spec, **settings
+    )
     return Replay(done.outcome.result, done.trace_path, chat.served, chat.forwarded, list(chat.missing))
 
 

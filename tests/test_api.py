@@ -9,6 +9,7 @@ import pytest
 import gar_agent as gar
 from gar_agent.errors import UserError
 from gar_agent.state import Vote
+from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.schema import TraceCall, TraceStep
 
 
@@ -40,13 +41,19 @@ def test_a_clip_run_from_python_is_a_typed_saved_run(run, example):
     assert again.run_id == run.run_id and again.result == run.result
 
 
-def test_a_replay_from_python_reuses_the_recording(run, example, tmp_path):
-    same = gar.replay(run, trace_dir=tmp_path)
+def test_a_replay_from_python_reuses_the_recording(run, example, tmp_path, checkpointer):
+    same = gar.replay(run, trace_dir=tmp_path, checkpoints=checkpointer)
     assert same.new == 0 and same.reused == len(run.calls) and same.missing == []
     assert [s.box for s in same.result.sources] == [s.box for s in run.result.sources]
-    fewer = gar.replay(run, n_votes=3, trace_dir=tmp_path)  # the aggregate Refine is told changes: not recorded
+    if checkpointer.startswith("sqlite:"):  # the store given is the one written
+        assert len(list(open_checkpointer(checkpointer, tmp_path).list(None))) >= 3
+    fewer = gar.replay(
+        run, n_votes=3, trace_dir=tmp_path, checkpoints=checkpointer
+    )  # the aggregate Refine is told changes: not recorded
     assert fewer.missing and "refine call" in fewer.missing[0]
-    answered = gar.replay(run, n_votes=3, backend=f"scripted:{example[2]}", trace_dir=tmp_path)
+    answered = gar.replay(
+        run, n_votes=3, backend=f"scripted:{example[2]}", trace_dir=tmp_path, checkpoints=checkpointer
+    )
     assert answered.missing == [] and answered.new >= 1 and answered.trace_path.is_file()
 
 

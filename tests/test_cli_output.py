@@ -253,7 +253,7 @@ def test_trace_show_prints_in_step_order(example, tmp_path, capsys):
 # --- issue 20.6: replay and fork say what changed ---------------------------------------------------
 
 
-def test_replay_names_its_parent_the_change_and_the_diff(example, tmp_path, capsys, monkeypatch):
+def test_replay_names_its_parent_the_change_and_the_diff(example, tmp_path, capsys, monkeypatch, checkpointer):
     # the demo's answers, but Refine moves the violin's box (a replay that refines it changes its box)
     answers = json.loads(example[2].read_text())
     answers["refine"]["0"] = ['{"bbox": [30, 60, 120, 210], "changed": true}']
@@ -261,8 +261,8 @@ def test_replay_names_its_parent_the_change_and_the_diff(example, tmp_path, caps
     traces, run = demo_run(example, tmp_path, capsys, script)
     parent = next(traces.glob("*/trace.json"))
     monkeypatch.chdir(tmp_path)  # where traces/ would be
-    code, out, err = gar(capsys, "replay", parent, "--tau-av", 0.9, "--backend", f"scripted:{script}",
-                         "--out", tmp_path / "r")  # fmt: skip
+    code, out, err = gar(capsys, "replay", parent, "--checkpoints", checkpointer, "--tau-av", 0.9,
+                         "--backend", f"scripted:{script}", "--out", tmp_path / "r")  # fmt: skip
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == f"replay of run {run} ({parent}) · changed: tau_av 0.5 -> 0.9"
@@ -274,15 +274,15 @@ def test_replay_names_its_parent_the_change_and_the_diff(example, tmp_path, caps
         f"final boxes changed from run {run}: source 0 [38, 70, 128, 215] -> [30, 60, 120, 210] "
         "(IoU 0.762 with the parent's)"
     )
-    code, out, _ = gar(capsys, "replay", parent, "--out", tmp_path / "r2")
+    code, out, _ = gar(capsys, "replay", parent, "--checkpoints", checkpointer, "--out", tmp_path / "r2")
     assert code == 0 and f"final boxes unchanged from run {run}" in out and "· nothing changed" in out
 
 
-def test_fork_shows_the_edited_box(example, tmp_path, capsys):
+def test_fork_shows_the_edited_box(example, tmp_path, capsys, checkpointer):
     traces, run = demo_run(example, tmp_path, capsys)
     script = example[2]
-    code, out, err = gar(capsys, "fork", run, "--box", "0=40,60,120,200", "--trace-dir", traces,
-                         "--backend", f"scripted:{script}", "--out", tmp_path / "f")  # fmt: skip
+    code, out, err = gar(capsys, "fork", run, "--checkpoints", checkpointer, "--box", "0=40,60,120,200",
+                         "--trace-dir", traces, "--backend", f"scripted:{script}", "--out", tmp_path / "f")  # fmt: skip
     assert code == 0, err
     assert out.splitlines()[0].endswith(
         "after generate · edits: source 0 initial box [38, 70, 128, 215] -> [40, 60, 120, 200]"

@@ -245,8 +245,9 @@ def _rename_protocol(value, name: str):
 def test_a_protocol_a_trace_names_is_never_imported(recorded, capsys, tmp_path, monkeypatch):
     import json
 
-    from gar_agent.trace.store import resolve_trace
     from helpers import cli
+
+    from gar_agent.trace.store import resolve_trace
 
     traces, run_id, _, _ = recorded
     trace_file = resolve_trace(run_id, traces)

@@ -58,7 +58,7 @@ def served_run(tmp_path: Path, clips, url: str, *extra) -> tuple[int, Path]:
 
 
 def test_a_run_records_a_spec_that_round_trips_and_replays_on_the_recorded_backend(
-    stub, clips, tmp_path, monkeypatch, capsys
+    stub, clips, tmp_path, monkeypatch, capsys, checkpointer
 ):
     server, url = stub
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
@@ -89,8 +89,8 @@ def test_a_run_records_a_spec_that_round_trips_and_replays_on_the_recorded_backe
     # key read again from the variable the spec names (rotated since)
     monkeypatch.setenv("OPENAI_API_KEY", ROTATED)
     server.reset_record()
-    code, out, err = cli(capsys, "replay", trace.run_id, "--backend", "recorded", "--tau-av", "0.5",
-                         "--trace-dir", traces, "--out", tmp_path / "r", "--json")  # fmt: skip
+    code, out, err = cli(capsys, "replay", trace.run_id, "--checkpoints", checkpointer, "--backend", "recorded",
+                         "--tau-av", "0.5", "--trace-dir", traces, "--out", tmp_path / "r", "--json")  # fmt: skip
     assert code == 0, err
     assert json.loads(out)["sources"][0]["refined"] is True
     [refine] = server.requests()
@@ -141,17 +141,31 @@ def test_trace_show_prints_and_diffs_the_recorded_graph_without_running_it(recor
     assert out.startswith("--- recorded:gar") and f"+Path({str(marker)!r}).write_text('ran')" in out
 
 
-def test_a_version_2_trace_still_reads_and_replays(recorded, capsys, tmp_path):
+def test_a_version_2_trace_still_reads_and_replays(recorded, capsys, tmp_path, checkpointer):
     """A trace written before run specs (schema 2: no `spec`) reads, shows and replays as before."""
     traces, run_id, result, _ = recorded
     path = resolve_trace(run_id, traces)
     path.write_text(json.dumps(as_v2(read_trace(path))))  # as schema 2 stored it: no spec
     old = read_trace(path)
     assert old.spec is None and old.schema_version == 3  # read into today's shape
-    code, out, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--out", tmp_path / "r", "--json")
+    code, out, err = cli(
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--out",
+        tmp_path / "r",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["sources"] == result["sources"]
-    for args in (("trace", "show", run_id, "--graph-source"), ("replay", run_id, "--backend", "recorded")):
+    for args in (
+        ("trace", "show", run_id, "--graph-source"),
+        ("replay", run_id, "--checkpoints", checkpointer, "--backend", "recorded"),
+    ):
         code, _, err = cli(capsys, *args, "--trace-dir", traces)
         assert code == 2 and len(err.strip().splitlines()) == 1
         assert "recorded no" in err
@@ -178,7 +192,7 @@ def test_a_recorded_module_backend_is_never_imported(tmp_path, monkeypatch):
     assert not (tmp_path / "marker").exists() and "planted_backend" not in sys.modules
 
 
-def test_a_replay_asks_the_recorded_templates_though_the_folder_changed_since(example, tmp_path, capsys):
+def test_a_replay_asks_the_recorded_templates_though_the_folder_changed_since(example, tmp_path, capsys, checkpointer):
     image, audio, _ = example
     prompts = tmp_path / "my-prompts"
     shutil.copytree(PROMPTS_DIR, prompts)
@@ -195,9 +209,32 @@ def test_a_replay_asks_the_recorded_templates_though_the_folder_changed_since(ex
     recorded_result = json.loads(out)
     [run_dir] = [p for p in traces.iterdir() if (p / "trace.json").is_file()]
     (prompts / "analyze_single.txt").write_text("an edited prompt: ${audio_class}\n")
-    code, out, err = cli(capsys, "replay", run_dir, "--trace-dir", traces, "--out", tmp_path / "r", "--json")
+    code, out, err = cli(
+        capsys,
+        "replay",
+        run_dir,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--out",
+        tmp_path / "r",
+        "--json",
+    )
     assert code == 0, err  # every call served: the prompts asked are the recorded ones
     assert json.loads(out)["sources"] == recorded_result["sources"]
     # the edited folder, named, is what a researcher asks for: its Analyze call is new
-    code, _, err = cli(capsys, "replay", run_dir, "--prompts", prompts, "--trace-dir", traces, "--out", tmp_path / "r")
+    code, _, err = cli(
+        capsys,
+        "replay",
+        run_dir,
+        "--checkpoints",
+        checkpointer,
+        "--prompts",
+        prompts,
+        "--trace-dir",
+        traces,
+        "--out",
+        tmp_path / "r",
+    )
     assert code == 3 and "analyze call for source 0" in err

@@ -35,22 +35,48 @@ def test_a_run_writes_a_complete_trace(recorded):
     assert ana.usage.model_calls == 1
 
 
-def test_replay_with_nothing_changed_gives_the_same_result(recorded, capsys, tmp_path):
+def test_replay_with_nothing_changed_gives_the_same_result(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, result, _ = recorded
-    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--out", tmp_path / "r")
+    code, out, _ = cli(
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--json",
+        "--out",
+        tmp_path / "r",
+    )
     assert code == 0 and json.loads(out) == result
     new = [t for _, t in list_traces(traces) if t.parent == run_id]
     assert len(new) == 1 and new[0].result.model_dump(mode="json") == result
+    if checkpointer.startswith("sqlite:"):  # the replay's super-steps went to the store it was given
+        assert len(list(open_checkpointer(checkpointer, traces).list(None))) >= 3
 
 
-def test_replay_with_fewer_votes_uses_the_first_ones(recorded, capsys, tmp_path):
+def test_replay_with_fewer_votes_uses_the_first_ones(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, _ = recorded
-    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--n-votes", "2", "--out", tmp_path)
+    code, out, _ = cli(
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--json",
+        "--n-votes",
+        "2",
+        "--out",
+        tmp_path,
+    )
     analysis = json.loads(out)["sources"][0]["analysis"]
     assert code == 0 and analysis["n_votes"] == 2 and analysis["av_consistency"] == pytest.approx(0.8)
 
 
-def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_path):
+def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_path, checkpointer):
     traces, _, _, script = recorded
     image, audio, _ = example
     # recorded with a strict tau_audio (audio confidence 0.8 < 0.9): the source was refined
@@ -61,7 +87,18 @@ def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_
     run_id = max(list_traces(traces), key=lambda item: item[1].created)[1].run_id
     # replayed with a looser tau_audio the gate skips Refine: no call is missing, no model is needed
     code, out, err = cli(
-        capsys, "replay", run_id, "--trace-dir", traces, "--json", "--tau-audio", "0.5", "--out", tmp_path / "loose"
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--json",
+        "--tau-audio",
+        "0.5",
+        "--out",
+        tmp_path / "loose",
     )
     loose = json.loads(out)["sources"][0]
     assert code == 0, err
@@ -69,21 +106,21 @@ def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_
     assert loose["box"] == strict["initial_box"] != strict["box"]
 
 
-def test_replay_and_fork_against_each_checkpoint_store(recorded, capsys, tmp_path, checkpointer):
-    traces, run_id, result, script = recorded
-    code, out, _ = cli(capsys, "replay", run_id, "--trace-dir", traces, "--json", "--checkpoints", checkpointer,
-                       "--out", tmp_path / "r")  # fmt: skip
-    assert code == 0 and json.loads(out) == result
-    code, out, err = cli(capsys, "fork", run_id, "--box", "0=20,30,90,120", "--trace-dir", traces, "--json",
-                         "--backend", f"scripted:{script}", "--checkpoints", checkpointer, "--out", tmp_path / "f")  # fmt: skip
-    assert code == 0, err
-    forked = json.loads(out)["sources"][0]
-    assert forked["initial_box"] == [20, 30, 90, 120] and forked["box"] == [20, 30, 90, 120]
-
-
-def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_path):
+def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, script = recorded
-    code, out, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--tau-av", "0.9", "--out", tmp_path)
+    code, out, err = cli(
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--tau-av",
+        "0.9",
+        "--out",
+        tmp_path,
+    )
     assert code == 3
     assert "replay needs a call the recording lacks: refine call for source 0 (refine_single.txt, n=1)" in err
     assert len(err.strip().splitlines()) == 1
@@ -92,6 +129,8 @@ def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_
         capsys,
         "replay",
         run_id,
+        "--checkpoints",
+        checkpointer,
         "--trace-dir",
         traces,
         "--tau-av",
@@ -106,23 +145,37 @@ def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_
     assert code == 0 and src["refined"] is True and src["box"] == [30, 60, 120, 210]
 
 
-def test_replay_with_an_edited_prompt_is_a_missing_call(recorded, capsys, tmp_path):
+def test_replay_with_an_edited_prompt_is_a_missing_call(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, _ = recorded
     prompts = tmp_path / "prompts"
     prompts.mkdir()
     for p in PromptSet().directory.glob("*.txt"):
         (prompts / p.name).write_text(p.read_text())
     (prompts / "analyze_single.txt").write_text((prompts / "analyze_single.txt").read_text() + "\nBe strict.\n")
-    code, _, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--prompts", prompts, "--out", tmp_path)
+    code, _, err = cli(
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--prompts",
+        prompts,
+        "--out",
+        tmp_path,
+    )
     assert code == 3 and "analyze call for source 0 (analyze_single.txt, n=5)" in err
 
 
-def test_fork_with_an_edited_box(recorded, capsys, tmp_path):
+def test_fork_with_an_edited_box(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, script = recorded
     code, out, err = cli(
         capsys,
         "fork",
         run_id,
+        "--checkpoints",
+        checkpointer,
         "--box",
         "0=20,30,90,120",
         "--trace-dir",
@@ -135,16 +188,30 @@ def test_fork_with_an_edited_box(recorded, capsys, tmp_path):
     )
     assert code == 0, err
     src = json.loads(out)["sources"][0]
-    assert src["initial_box"] == [20, 30, 90, 120]
+    assert src["initial_box"] == [20, 30, 90, 120] and src["box"] == [20, 30, 90, 120]
+    if checkpointer.startswith("sqlite:"):  # the paused run, its edit and the rest: all in the store given
+        assert len(list(open_checkpointer(checkpointer, traces).list(None))) >= 3
     forked = [t for _, t in list_traces(traces) if t.fork]
     assert forked[0].parent == run_id and forked[0].fork.edits == ["source 0 initial box -> [20, 30, 90, 120]"]
     assert [s.node for s in forked[0].steps][:2] == ["generate", "analyze"]
     # without a backend the changed prompt (it states the box) is a missing call
-    code, _, err = cli(capsys, "fork", run_id, "--box", "0=20,30,90,120", "--trace-dir", traces, "--out", tmp_path)
+    code, _, err = cli(
+        capsys,
+        "fork",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--box",
+        "0=20,30,90,120",
+        "--trace-dir",
+        traces,
+        "--out",
+        tmp_path,
+    )
     assert code == 3 and "analyze call for source 0" in err
 
 
-def test_fork_with_an_edited_vote_changes_the_gate(recorded, capsys, tmp_path):
+def test_fork_with_an_edited_vote_changes_the_gate(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, result, script = recorded
     assert result["sources"][0]["analysis"]["keep"] is True
     bad = json.dumps({"av_consistency": 0.0, "keep": False})
@@ -152,6 +219,8 @@ def test_fork_with_an_edited_vote_changes_the_gate(recorded, capsys, tmp_path):
         capsys,
         "fork",
         run_id,
+        "--checkpoints",
+        checkpointer,
         "--vote",
         f"0:0={bad}",
         "--vote",
@@ -170,7 +239,7 @@ def test_fork_with_an_edited_vote_changes_the_gate(recorded, capsys, tmp_path):
     assert src["refined"] is True
 
 
-def test_bad_fork_edits(recorded, capsys, tmp_path):
+def test_bad_fork_edits(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, _ = recorded
     for args, why in [
         (["--box", "0=1,2,3"], "write SOURCE=x1,y1,x2,y2"),
@@ -178,7 +247,9 @@ def test_bad_fork_edits(recorded, capsys, tmp_path):
         (["--vote", "0:9={}"], "has 5 recorded analyze answers; no answer #9"),
         ([], "needs at least one edit"),
     ]:
-        code, _, err = cli(capsys, "fork", run_id, *args, "--trace-dir", traces, "--out", tmp_path)
+        code, _, err = cli(
+            capsys, "fork", run_id, "--checkpoints", checkpointer, *args, "--trace-dir", traces, "--out", tmp_path
+        )
         assert code == 2 and why in err and len(err.strip().splitlines()) == 1, (args, err)
 
 

@@ -47,25 +47,50 @@ def one_line_refusal(code: int, err: str, sha: str) -> None:
     assert "--graph FILE" in lines[0] and "--graph-source" in lines[0]  # how to run it, how to see it
 
 
-def test_replay_and_fork_never_import_the_graph_a_trace_names(recorded, capsys, tmp_path):
+def test_replay_and_fork_never_import_the_graph_a_trace_names(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, _ = recorded
     trace_file = resolve_trace(run_id, traces)
     evil, marker, sha = plant(trace_file.parent)
     point_trace_at(trace_file, evil, sha)
-    code, _, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--out", tmp_path / "r")
+    code, _, err = cli(
+        capsys, "replay", run_id, "--checkpoints", checkpointer, "--trace-dir", traces, "--out", tmp_path / "r"
+    )
     one_line_refusal(code, err, sha)
-    code, _, err = cli(capsys, "fork", run_id, "--box", "0=1,2,30,40", "--trace-dir", traces, "--out", tmp_path / "f")
+    code, _, err = cli(
+        capsys,
+        "fork",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--box",
+        "0=1,2,30,40",
+        "--trace-dir",
+        traces,
+        "--out",
+        tmp_path / "f",
+    )
     one_line_refusal(code, err, sha)
     assert not marker.exists()
     # the user may run it by naming it: then it is their file, and it runs
     code, _, err = cli(
-        capsys, "replay", run_id, "--graph", evil, "--trace-dir", traces, "--out", tmp_path / "r", "--json"
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--graph",
+        evil,
+        "--trace-dir",
+        traces,
+        "--out",
+        tmp_path / "r",
+        "--json",
     )
     assert code == 0, err
     assert marker.read_text() == "ran"
 
 
-def test_replay_runs_the_shipped_graph_with_the_recorded_hash(recorded, capsys, tmp_path):
+def test_replay_runs_the_shipped_graph_with_the_recorded_hash(recorded, capsys, tmp_path, checkpointer):
     """A trace whose path leads nowhere (another machine) still replays: the hash picks the shipped file."""
     traces, run_id, result, _ = recorded
     trace_file = resolve_trace(run_id, traces)
@@ -73,7 +98,18 @@ def test_replay_runs_the_shipped_graph_with_the_recorded_hash(recorded, capsys, 
     assert doc["graph"]["sha256"] == hashlib.sha256((GRAPHS_DIR / "gar.py").read_bytes()).hexdigest()
     doc["graph"]["path"] = "/elsewhere/graphs/gar.py"
     trace_file.write_text(json.dumps(doc))
-    code, out, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--out", tmp_path / "r", "--json")
+    code, out, err = cli(
+        capsys,
+        "replay",
+        run_id,
+        "--checkpoints",
+        checkpointer,
+        "--trace-dir",
+        traces,
+        "--out",
+        tmp_path / "r",
+        "--json",
+    )
     assert code == 0, err
     assert json.loads(out)["sources"] == result["sources"]
 
