@@ -177,13 +177,13 @@ def replay(
     replay's LangGraph checkpoints as `gar replay --checkpoints` spells it (`memory`, `sqlite:PATH`, a
     `postgresql://` URL); None keeps none beyond the run.
     """
+    from gar_agent.checkpoints import open_checkpointer
     from gar_agent.models.backends import resolve_backend
     from gar_agent.prompts import PromptSet
+    from gar_agent.rerun.replay import replay as replay_run
+    from gar_agent.rerun.replay import replay_model, trace_media
     from gar_agent.spec import backend_spec
     from gar_agent.topology import recorded_topology
-    from gar_agent.trace.checkpoints import open_checkpointer
-    from gar_agent.trace.replay import replay as replay_run
-    from gar_agent.trace.replay import replay_model, trace_media
 
     r = load_trace(run)
     # the shipped graph with the recorded sha256, or the one named: never a file the trace names
@@ -268,7 +268,8 @@ def run_clip(
 
 def _spec_of(spec) -> RunSpec:
     """A RunSpec from what was given: itself, a Run's (or a trace file's) spec, or a spec.json."""
-    from gar_agent.spec import SpecError, folder_spec, read_spec
+    from gar_agent.spec import SpecError
+    from gar_agent.trace.spec_file import folder_spec, read_spec
 
     if isinstance(spec, RunSpec):
         return spec

@@ -11,7 +11,7 @@ Generate, the parent run and the steps a fork inherits.
 (gar_agent/loop.py: the model's own loop, else this process's), so the sync API, `gar eval` and a
 notebook's `await` take one path. Our nodes have an async form and run on the loop; a researcher's
 plain-function node runs in a worker thread there (LangGraph does this), unchanged. A sync-only
-checkpointer (SQLite, Postgres) is used through threads (trace/checkpoints.py `for_async`).
+checkpointer (SQLite, Postgres) is used through threads (gar_agent/checkpoints.py `for_async`).
 Calling a sync entry point from a coroutine on that loop raises LoopReentry: await the async one.
 
 "Record", one meaning per name: to record a run is to write its trace (`run_and_record`, a
@@ -30,17 +30,17 @@ from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
+from gar_agent.checkpoints import for_async, memory_saver
 from gar_agent.context import GarContext
 from gar_agent.loop import run_sync
 from gar_agent.media import Media
 from gar_agent.nodes.generate import initial_state
 from gar_agent.prompts import PromptSet
+from gar_agent.record import build_trace, input_files
 from gar_agent.result import RunOutcome, Step, run_result
 from gar_agent.spec import RunSpec
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology, load_topology
-from gar_agent.trace.checkpoints import for_async, memory_saver
-from gar_agent.trace.record import build_trace, input_files
 from gar_agent.trace.schema import Fork, InputFile, TraceStep
 from gar_agent.trace.store import write_trace
 

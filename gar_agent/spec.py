@@ -25,9 +25,9 @@ Public API (small on purpose):
 - `RunSpec.build_backend()` (= `BackendSpec.build()`): the recorded backend rebuilt (`gar replay
   --backend recorded`), the key re-read from the named environment variable. A `module:attr`
   backend is refused: rebuilding it would import code a recording names.
-- `write_spec(path, spec)` / `read_spec(path)`: a spec file (an eval folder's `spec.json`), long
-  texts stored as attachments as in a trace; `folder_spec(trace_path)`: the spec.json of the eval
-  folder a trace lies in, if any.
+- gar_agent/trace/spec_file.py stores it: `write_spec(path, spec)` / `read_spec(path)`, a spec file
+  (an eval folder's `spec.json`), long texts stored as attachments as in a trace;
+  `folder_spec(trace_path)`: the spec.json of the eval folder a trace lies in, if any.
 
 The graph source is recorded to be SHOWN and diffed (`gar trace show RUN --graph-source`), never to
 be run: re-running a recording uses the shipped graph with the recorded sha256 or the user's
@@ -42,7 +42,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field, SecretBytes, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretBytes, SecretStr
 
 from gar_agent.errors import BackendError, UserError
 from gar_agent.state import Settings
@@ -291,72 +291,3 @@ def build_spec(
         settings=settings,
         options={k: _redact(_jsonable(v)) for k, v in extra.items() if v is not None},
     )
-
-
-# --- storing -------------------------------------------------------------------------------------
-
-
-def spec_document(spec: RunSpec) -> dict:
-    """A spec file's JSON: long texts (graph source, templates) as attachments, as a trace stores them."""
-    from gar_agent.trace.schema import intern_strings
-
-    attachments: dict[str, str] = {}
-    body = intern_strings(spec.model_dump(mode="json"), attachments)
-    return {"spec_version": SPEC_VERSION, "spec": body, "attachments": attachments}
-
-
-def write_spec(path: str | Path, spec: RunSpec) -> Path:
-    """Write a spec file atomically."""
-    from gar_agent.trace.store import atomic_write
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(spec_document(spec), ensure_ascii=False, separators=(",", ":")) + "\n")
-    return path
-
-
-def read_spec(path: str | Path) -> RunSpec:
-    """A spec file, read as untrusted (as a trace is: bounded size, numbers and nesting, attachments
-    checked against their hash); SpecError (one line) when it is missing, corrupt or of a newer version."""
-    from gar_agent.trace.schema import resolve_strings
-    from gar_agent.trace.store import TraceError, load_json
-
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"no run spec {path}")
-    try:
-        doc = load_json(path, "run spec")
-    except TraceError as e:
-        raise SpecError(str(e)) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("spec"), dict):
-        raise SpecError(f"{path} is not a run spec written by gar")
-    if not isinstance(doc.get("spec_version"), int) or doc["spec_version"] > SPEC_VERSION:
-        raise SpecError(f"run spec {path} has version {doc.get('spec_version')!r}, newer than this gar reads")
-    attachments = doc.get("attachments") or {}
-    if not isinstance(attachments, dict) or any(
-        not isinstance(v, str) or hashlib.sha256(v.encode("utf-8")).hexdigest()[:32] != k
-        for k, v in attachments.items()
-    ):
-        raise SpecError(f"run spec {path}: an attachment does not match its sha256 (edited or damaged)")
-    try:
-        return RunSpec.model_validate(resolve_strings(doc["spec"], attachments))
-    except (ValidationError, ValueError, TypeError) as e:
-        raise SpecError(f"run spec {path} is corrupt ({type(e).__name__}): it cannot be read") from None
-
-
-def folder_spec(trace_path: str | Path, spec: RunSpec | None = None) -> RunSpec | None:
-    """The full spec of an eval folder's trace (`OUT/traces/<id>/trace.json` -> `OUT/spec.json`).
-
-    With `spec` (the trace's slim one), the folder's spec is returned only if it is the same graph
-    and prompt set (their hashes agree); None when there is no such file.
-    """
-    candidate = Path(trace_path).resolve().parent.parent.parent / SPEC_FILE
-    if not candidate.is_file():
-        return None
-    try:
-        full = read_spec(candidate)
-    except SpecError:
-        return None
-    if spec is not None and (full.graph.sha256 != spec.graph.sha256 or full.prompts.hashes != spec.prompts.hashes):
-        return None
-    return full

@@ -29,7 +29,7 @@ from gar_agent.cli.app import main
 from gar_agent.eval import compare as cmp
 from gar_agent.eval.metrics import SampleScore, box_to_grid, summarize
 from gar_agent.eval.store import sample_document
-from gar_agent.spec import read_spec
+from gar_agent.trace.spec_file import read_spec
 from gar_agent.trace.store import read_trace
 
 SHIPPED_GRAPH = Path(__file__).resolve().parents[1] / "graphs" / "gar.py"

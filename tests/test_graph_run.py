@@ -195,12 +195,12 @@ def test_a_checkpoint_edited_with_json_state_reruns_with_the_original_answers(me
     """What a fork over LangGraph's server does, in process: the update carries the channels' JSON
     form (dicts), and the re-run from that checkpoint, on the same thread with the same model object,
     is served the scripted answers the original run got there."""
+    from gar_agent.checkpoints import memory_saver
     from gar_agent.context import GarContext
     from gar_agent.nodes.generate import initial_state
     from gar_agent.prompts import PromptSet
     from gar_agent.runner import stream_run
     from gar_agent.topology import load_topology
-    from gar_agent.trace.checkpoints import memory_saver
 
     model = scripted(
         audio=[audio_answer(["violin", "drum"], [0.9, 0.9])],

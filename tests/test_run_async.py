@@ -17,12 +17,12 @@ import threading
 import pytest
 from helpers import audio_answer, boxes_answer, scripted, vote
 
+from gar_agent.checkpoints import memory_saver, sqlite_saver
 from gar_agent.loop import LoopReentry, process_loop
 from gar_agent.prompts import PromptSet
 from gar_agent.run import STOP, arun_and_record, arun_clip, run_and_record, run_clip
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
-from gar_agent.trace.checkpoints import memory_saver, sqlite_saver
 from gar_agent.trace.store import read_trace
 
 SETTINGS = Settings(sources=2, n_votes=3, votes_per_call=1)

@@ -18,7 +18,8 @@ from gar_agent.errors import BackendError
 from gar_agent.models.openai import ChatOpenAIServed
 from gar_agent.paths import GRAPHS_DIR, PROMPTS_DIR
 from gar_agent.prompts import PromptSet
-from gar_agent.spec import BackendSpec, RunSpec, backend_spec, model_config_fields, read_spec
+from gar_agent.spec import BackendSpec, RunSpec, backend_spec, model_config_fields
+from gar_agent.trace.spec_file import read_spec
 from gar_agent.trace.store import read_trace, resolve_trace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -7,12 +7,12 @@ import stat
 import pytest
 from helpers import VOTES, audio_answer, boxes_answer, cli, scripted
 
+from gar_agent.checkpoints import open_checkpointer
 from gar_agent.cli.app import main
 from gar_agent.prompts import PromptSet
 from gar_agent.runner import run_clip
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import load_topology
-from gar_agent.trace.checkpoints import open_checkpointer
 from gar_agent.trace.schema import SCHEMA_VERSION
 from gar_agent.trace.store import TraceError, list_traces, read_trace
 

@@ -10,10 +10,10 @@ from trace_versions import as_v1
 
 from gar_agent.models.scripted import ScriptedChatModel
 from gar_agent.prompts import PromptSet
+from gar_agent.record import build_trace
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
-from gar_agent.trace.record import build_trace
 from gar_agent.trace.store import read_trace, write_trace
 
 

@@ -26,10 +26,10 @@ from test_eval import MINI, RectModel, make_benchmark
 from gar_agent.cli.app import main
 from gar_agent.media import load_media
 from gar_agent.prompts import PromptSet
+from gar_agent.record import build_trace
 from gar_agent.runner import run_clip
 from gar_agent.state import Settings
 from gar_agent.topology import load_topology
-from gar_agent.trace.record import build_trace
 from gar_agent.trace.store import read_trace, write_trace
 
 pytest.importorskip("starlette", reason="the viewer's extra is not installed: pip install -e '.[view]'")
@@ -342,7 +342,7 @@ def test_evaluation_metrics_gate_stats_and_sample_filters(evaluation):
 
 
 def test_diff_is_what_gar_trace_diff_computes(client, runs):
-    from gar_agent.trace.diff import diff_traces
+    from gar_agent.rerun.diff import diff_traces
 
     d = client.get("/api/diff", params={"a": "single-skip", "b": "single-refined"}).json()
     expected = diff_traces(read_trace(runs / "single-skip"), read_trace(runs / "single-refined"))

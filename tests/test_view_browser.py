@@ -25,7 +25,7 @@ import uvicorn  # noqa: E402
 from test_view_api import EDIT, make_eval, make_graph_runs, make_runs  # noqa: E402
 
 from gar_agent.cli.app import main  # noqa: E402
-from gar_agent.trace.diff import diff_traces  # noqa: E402
+from gar_agent.rerun.diff import diff_traces  # noqa: E402
 from gar_agent.trace.store import read_trace  # noqa: E402
 from gar_agent.view.index import Folder  # noqa: E402
 from gar_agent.view.server import create_app  # noqa: E402

@@ -82,9 +82,9 @@ def record_run(image: Path, audio: Path, answers: dict, settings) -> Trace:
     from gar_agent.media import load_media
     from gar_agent.models.scripted import ScriptedChatModel
     from gar_agent.prompts import PromptSet
+    from gar_agent.record import build_trace
     from gar_agent.runner import run_clip
     from gar_agent.topology import load_topology
-    from gar_agent.trace.record import build_trace
 
     media = load_media(image, audio)
     topology, prompts = load_topology("gar"), PromptSet()

@@ -106,14 +106,14 @@ def run(
     max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Localize the sound sources of IMAGE given AUDIO, showing every step."""
+    from gar_agent.checkpoints import open_checkpointer
     from gar_agent.models.backends import resolve_backend
     from gar_agent.prompts import PromptSet
+    from gar_agent.record import input_files
     from gar_agent.run import run_and_record
     from gar_agent.spec import build_spec
     from gar_agent.state import Settings
     from gar_agent.topology import load_topology
-    from gar_agent.trace.checkpoints import open_checkpointer
-    from gar_agent.trace.record import input_files
     from gar_agent.video.clip import run_media
 
     check_votes(n_votes, votes_per_call)

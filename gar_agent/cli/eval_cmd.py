@@ -61,8 +61,9 @@ from gar_agent.eval.store import (
 from gar_agent.models.backends import resolve_backend
 from gar_agent.models.openai import is_backend_fault
 from gar_agent.prompts import PromptSet
-from gar_agent.spec import build_spec, write_spec
+from gar_agent.spec import build_spec
 from gar_agent.state import Settings
+from gar_agent.trace.spec_file import write_spec
 
 # The run's and the sweep's modules (LangGraph, OpenCV, the media stack) are imported where they run:
 # `gar eval compare` and `rescore` load this group too, and a second of imports is most of their time.

@@ -34,15 +34,16 @@ from gar_agent.models.backends import resolve_backend
 from gar_agent.paths import TRACES_DIR
 from gar_agent.prompts import PromptSet
 from gar_agent.result import STATUS_TEXT, source_status
-from gar_agent.spec import backend_spec, folder_spec
+from gar_agent.spec import backend_spec
 from gar_agent.trace.schema import Trace
+from gar_agent.trace.spec_file import folder_spec
 from gar_agent.trace.store import list_traces, read_trace, resolve_trace
 
 # Re-running a trace needs LangGraph, LangChain and the media decoders, diffing it the metrics (scipy,
 # sklearn), loading a graph LangGraph: the commands that do it import them, so `gar trace list|show`
 # start fast (tests/test_cli_imports.py).
 if TYPE_CHECKING:
-    from gar_agent.trace.replay import Replayed
+    from gar_agent.rerun.replay import Replayed
 
 EXIT_MISSING_CALL = 3
 
@@ -232,7 +233,7 @@ def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
 def _step_overlays(trace: Trace, path: Path, folder: Path, only: int | None = None) -> None:
     """An overlay per step that has boxes (the boxes as they stand after it); `only`: that step's alone."""
     from gar_agent.overlay import save_overlay, source_label
-    from gar_agent.trace.replay import trace_media
+    from gar_agent.rerun.replay import trace_media
 
     media = trace_media(trace, path)
     boxes: dict[int, dict] = {}
@@ -258,7 +259,7 @@ def _step_overlays(trace: Trace, path: Path, folder: Path, only: int | None = No
 @trace_app.command()
 def diff(a: RunRef, b: RunRef, trace_dir: TraceDir = TRACES_DIR) -> None:
     """Settings, answers and decisions that differ, and the final boxes with their IoU."""
-    from gar_agent.trace.diff import diff_traces
+    from gar_agent.rerun.diff import diff_traces
 
     ta, _ = _load(a, trace_dir)
     tb, _ = _load(b, trace_dir)
@@ -354,9 +355,9 @@ def replay(
     checkpoints: Checkpoints = None,
 ) -> None:
     """Re-run a saved run with answers served from its recording (exit 3 if a call is missing)."""
-    from gar_agent.trace.checkpoints import open_checkpointer
-    from gar_agent.trace.replay import replay as replay_run
-    from gar_agent.trace.replay import replay_model, trace_media
+    from gar_agent.checkpoints import open_checkpointer
+    from gar_agent.rerun.replay import replay as replay_run
+    from gar_agent.rerun.replay import replay_model, trace_media
 
     trace, path = _load(run, trace_dir or TRACES_DIR)
     trace_dir = trace_dir or parent_trace_dir(trace, path)
@@ -453,9 +454,9 @@ def fork(
     checkpoints: Checkpoints = None,
 ) -> None:
     """Fork a saved run after Generate with edited state, and run on from there."""
-    from gar_agent.trace.checkpoints import open_checkpointer
-    from gar_agent.trace.replay import MissingRecording, replay_model, trace_media
-    from gar_agent.trace.replay import fork as fork_run
+    from gar_agent.checkpoints import open_checkpointer
+    from gar_agent.rerun.replay import MissingRecording, replay_model, trace_media
+    from gar_agent.rerun.replay import fork as fork_run
 
     trace, path = _load(run, trace_dir or TRACES_DIR)
     trace_dir = trace_dir or parent_trace_dir(trace, path)

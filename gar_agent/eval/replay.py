@@ -2,7 +2,7 @@
 
 Every sample of a source folder SRC runs again through the (new) graph; each model call is served
 from SRC's recording of that sample when the same request was recorded (matched exactly as
-`gar replay` matches, gar_agent.trace.replay), and only the calls the recording lacks go to a
+`gar replay` matches, gar_agent.rerun.replay), and only the calls the recording lacks go to a
 backend. Without a backend a sample that needs a new call is not written and is listed (with its
 first missing call), so the same command with `--backend` finishes it: DST resumes like `gar eval run`.
 
@@ -47,11 +47,12 @@ from gar_agent.media import MediaError
 from gar_agent.models.openai import is_backend_fault
 from gar_agent.overlay import result_items, save_overlay
 from gar_agent.prompts import PromptError, PromptSet, protocol_settings
+from gar_agent.rerun.replay import replay_model, trace_media
 from gar_agent.run import Lineage, run_and_record
-from gar_agent.spec import BackendSpec, RunSpec, SpecError, backend_spec, build_spec, read_spec, write_spec
+from gar_agent.spec import BackendSpec, RunSpec, SpecError, backend_spec, build_spec
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import GraphError, Topology, recorded_topology
-from gar_agent.trace.replay import replay_model, trace_media
+from gar_agent.trace.spec_file import read_spec, write_spec
 from gar_agent.trace.store import TraceError, atomic_write, read_trace
 
 REPLAY_FILE = "replay.json"

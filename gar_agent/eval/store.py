@@ -115,7 +115,7 @@ class EvalDir:
 
     @property
     def spec(self) -> Path:
-        """spec.json: the folder's run spec (gar_agent.spec.read_spec reads it)."""
+        """spec.json: the folder's run spec (gar_agent.trace.spec_file.read_spec reads it)."""
         return self.root / SPEC_FILE
 
     @property

@@ -1,6 +1,6 @@
 """Gate sweep without a model: re-decide each recorded sample under other tau_av / tau_audio / N.
 
-Every sample's trace is replayed (gar_agent.trace.replay, no fallback model) with the new
+Every sample's trace is replayed (gar_agent.rerun.replay, no fallback model) with the new
 thresholds and vote count. A setting that needs an answer the recording lacks (a stricter gate
 sends a source to Refine that was skipped; a larger N asks for more votes) is not guessed: the
 sample is counted as needing the model for that setting and left out of its metrics.
@@ -18,10 +18,11 @@ from gar_agent.eval.score import metrics_document, score_result
 from gar_agent.eval.store import EvalDir, load_scores, read_config
 from gar_agent.media import MediaError
 from gar_agent.prompts import PromptError, PromptSet
-from gar_agent.spec import RunSpec, SpecError, read_spec
+from gar_agent.rerun.replay import replay, replay_model, trace_media
+from gar_agent.spec import RunSpec, SpecError
 from gar_agent.topology import Topology, recorded_topology
-from gar_agent.trace.replay import replay, replay_model, trace_media
 from gar_agent.trace.schema import Trace
+from gar_agent.trace.spec_file import read_spec
 from gar_agent.trace.store import TraceError, atomic_write, read_trace
 
 

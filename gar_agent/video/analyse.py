@@ -16,11 +16,11 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel
 
 from gar_agent.prompts import PromptSet
+from gar_agent.record import input_files
 from gar_agent.run import STOP, RunOutcome, run_and_record
 from gar_agent.spec import RunSpec
 from gar_agent.state import RunState, Settings
 from gar_agent.topology import Topology
-from gar_agent.trace.record import input_files
 from gar_agent.video.clip import cut_clip
 from gar_agent.video.decode import VideoError, VideoInfo
 

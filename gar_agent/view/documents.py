@@ -13,9 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gar_agent.rerun.diff import diff_traces
 from gar_agent.result import RunResult
 from gar_agent.state import SourceRecord
-from gar_agent.trace.diff import diff_traces
 from gar_agent.trace.schema import Trace
 from gar_agent.trace.steps import GenerateUpdate
 from gar_agent.view.graph_svg import graph_svg, taken_path

@@ -13,8 +13,8 @@ import difflib
 from pathlib import Path
 
 from gar_agent.registry import GRAPHS
-from gar_agent.spec import folder_spec
 from gar_agent.trace.schema import Trace
+from gar_agent.trace.spec_file import folder_spec
 
 MAX_SHOWN = 500_000  # characters of source (and of diff) sent to the page; a real graph file is a few KB
 
