@@ -46,7 +46,7 @@ def copy_with(tmp_path: Path, module: str, text: str) -> subprocess.CompletedPro
         ("trace/schema.py", "gar_agent.eval.metrics"),  # the trace package reaching up into eval
         ("trace/store.py", "gar_agent.rerun.replay"),  # ... or into replay
         ("view/page.py", "gar_agent.cli.common"),  # the viewer reaching up into the CLI
-        ("runner.py", "gar_agent.run"),  # the run path reaching up a step
+        ("run.py", "gar_agent.rerun.replay"),  # the run path reaching up into replay
         ("rules.py", "gar_agent.models.scripted"),  # a pure rule reaching for a model
         ("state.py", "gar_agent"),  # the package root (it loads the notebook API, hence everything)
     ],
