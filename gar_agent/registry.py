@@ -73,7 +73,8 @@ class Registry:
     found among the registered ones (reading them costs a scan of the installed packages, which
     `gar --help` does not pay), and lazy like the rest.
     `prepare` checks (and may build) an entry when it is first loaded: a protocol given as a class is
-    built, one without the interface's hooks is one line naming what it lacks.
+    built, one without the interface's hooks is one line naming what it lacks; a benchmark is given
+    the name it is registered under.
     """
 
     def __init__(
@@ -87,7 +88,7 @@ class Registry:
         group: str | None = None,
     ) -> None:
         self.kind, self.flag, self.unknown, self.forms = kind, flag, unknown, forms
-        self._prepare = prepare  # "module:attr" of `(entry, where) -> entry`, applied once as an entry loads
+        self._prepare = prepare  # "module:attr" of `(entry, name) -> entry`, applied once as an entry loads
         self._entries: dict[str, Any] = {}  # primary name -> "module:attr" string or the object
         self._aliases: dict[str, str] = {}  # alias -> primary name
         self._loaded: dict[str, Any] = {}
@@ -197,7 +198,7 @@ class Registry:
             target = self._entries[primary]
             entry = load(target) if isinstance(target, str) else target
             if self._prepare is not None:
-                entry = load(self._prepare)(entry, f"{self.flag} {primary}")
+                entry = load(self._prepare)(entry, primary)
             self._loaded[primary] = entry
         return self._loaded[primary]
 
@@ -256,7 +257,13 @@ PROTOCOLS.add("reference", "gar_agent.protocols.reference")
 # Graphs are files (loading one runs it): an entry is the file's path, found in GRAPHS_DIR.
 GRAPHS = Registry("graph", "--graph", "no graph named {name!r}: use one of {names}", ("a .py path",), _shipped_graphs)
 
-DATASETS = Registry("dataset", "--dataset", "{flag} {name!r}: use one of {names}", group="gar_agent.datasets")
+DATASETS = Registry(
+    "dataset",
+    "--dataset",
+    "{flag} {name!r}: use one of {names}",
+    prepare="gar_agent.eval.datasets:named",
+    group="gar_agent.datasets",
+)
 DATASETS.add("vggss-single", "gar_agent.eval.datasets:VGGSS_SINGLE")
 DATASETS.add("music-solo", "gar_agent.eval.datasets:MUSIC_SOLO")
 DATASETS.add("music-duet", "gar_agent.eval.datasets:MUSIC_DUET")

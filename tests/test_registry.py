@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -81,9 +82,10 @@ def test_builtin_entries_load_what_the_old_lookups_gave():
 
     assert BACKENDS.get("qwen") is qwen_omni and BACKENDS.get("openai") is openai
     assert BACKENDS.prefix("scripted:/a/b.json") == (scripted, "/a/b.json") and BACKENDS.prefix("json:dumps") is None
-    for name, spec in DATASETS.items():  # the spec's own name is the one it is registered under
+    for name, spec in DATASETS.items():  # a spec's name is the one it is registered under (written once)
         assert spec.name == name
-    assert DATASETS["vggss-duet"] is datasets.VGGSS_DUET
+    assert DATASETS["vggss-duet"] == replace(datasets.VGGSS_DUET, name="vggss-duet")
+    assert DATASETS["vggss-duet"] is DATASETS["vggss-duet"]  # prepared once
     assert GRAPHS.get("gar") == GRAPHS_DIR / "gar.py"
     assert PROTOCOLS.names() == ["gar", "reference"]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -284,21 +284,27 @@ def load_vggss_duet(
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """A benchmark: its loader, number of sources and the released code's gate thresholds."""
+    """A benchmark: its loader, number of sources and the released code's gate thresholds; `name` is
+    the one it is registered under in gar_agent.registry.DATASETS (set there, so it is written once)."""
 
-    name: str
     loader: Callable[..., tuple[list[Sample], list[str]]]
     sources: int
     tau_av: float
     tau_audio: float
     gt_format: str
+    name: str = ""
+
+
+def named(spec: DatasetSpec, name: str) -> DatasetSpec:
+    """The registered benchmark `spec` with its registered name (the registry's `prepare`)."""
+    if not isinstance(spec, DatasetSpec):
+        raise DatasetError(f"--dataset {name} gives a {type(spec).__name__}, not a DatasetSpec")
+    return replace(spec, name=name)
 
 
 # Thresholds: the argparse defaults of GAR-SSL's GAR_<dataset>.py scripts (tau_av / tau_audio). Each is
 # registered under its name in gar_agent.registry (DATASETS), where `--dataset` looks it up.
-VGGSS_SINGLE = DatasetSpec("vggss-single", load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists")
-MUSIC_SOLO = DatasetSpec("music-solo", load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh")
-MUSIC_DUET = DatasetSpec("music-duet", load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh")
-VGGSS_DUET = DatasetSpec(
-    "vggss-duet", load_vggss_duet, 2, 0.75, 0.75, "vggss_duet.json from `gar data make-duet`, normalised xyxy"
-)
+VGGSS_SINGLE = DatasetSpec(load_vggss, 1, 0.50, 0.50, "vggss.json, normalised xyxy lists")
+MUSIC_SOLO = DatasetSpec(load_music_solo, 1, 0.75, 0.75, "music_solo.json, normalised xywh")
+MUSIC_DUET = DatasetSpec(load_music_duet, 2, 0.75, 0.50, "music_duet.json, normalised xywh")
+VGGSS_DUET = DatasetSpec(load_vggss_duet, 2, 0.75, 0.75, "vggss_duet.json from `gar data make-duet`, normalised xyxy")

@@ -53,8 +53,10 @@ class ProtocolError(UserError):
     """An object given as a protocol that lacks a hook."""
 
 
-def check(obj: Any, where: str = "--protocol") -> GarProtocol:
-    """`obj` as a protocol (a class is built with no arguments); one line naming what it lacks."""
+def check(obj: Any, name: str) -> GarProtocol:
+    """`obj`, registered as protocol `name`, as a protocol (a class is built with no arguments); one line
+    naming what it lacks."""
+    where = f"--protocol {name}"
     if isinstance(obj, type):
         try:
             obj = obj()
