@@ -44,34 +44,15 @@ from gar_agent.cli.serving import (
 from gar_agent.eval.datasets import DATASETS, DatasetError
 from gar_agent.eval.gt_formats import GT_FORMATS, help_text
 from gar_agent.eval.metrics import success_rate
-from gar_agent.eval.score import metrics_document, rescore, write_metrics
-from gar_agent.eval.store import (
-    EvalDir,
-    FolderInUse,
-    SettingsMismatch,
-    check_folder,
-    clean_partial_writes,
-    eval_config,
-    hold_folder,
-    load_scores,
-    read_config,
-    split_done,
-    store_config,
-)
+from gar_agent.eval.run import DEFAULT_BACKEND, DEFAULT_N, EvalHooks, EvalRequest, EvalStopped, run_benchmark
+from gar_agent.eval.score import rescore
+from gar_agent.eval.store import EvalDir, SettingsMismatch, read_config
 from gar_agent.models.backends import resolve_backend
 from gar_agent.models.openai import is_backend_fault
-from gar_agent.prompts import PromptSet
-from gar_agent.spec import build_spec
-from gar_agent.state import Settings
-from gar_agent.trace.spec_file import write_spec
 
-# The run's and the sweep's modules (LangGraph, OpenCV, the media stack) are imported where they run:
-# `gar eval compare` and `rescore` load this group too, and a second of imports is most of their time.
 if TYPE_CHECKING:
-    from gar_agent.eval.execute import EvalJob
+    from gar_agent.eval.run import EvalPlan
 
-DEFAULT_BACKEND = "qwen-omni"
-DEFAULT_N = 5
 ProcessesOpt = Annotated[
     Optional[int],
     typer.Option(
@@ -90,6 +71,18 @@ FailFastOpt = Annotated[
         help="Stop at the first sample that fails on bad input or an internal error (default: fail it, go on, exit 1)."
     ),
 ]
+# Options `gar eval run` and the older `gar eval --out` share, defined once. The older form differs only
+# where it must: its --dataset/--frames/--audio/--gt/--out are optional (it is also --rescore and
+# --sweep), and its --n-votes/--tau-av/--tau-audio are text (a list for --sweep).
+FramesOpt = typer.Option(help="Folder of frames <id>.jpg.")
+AudioOpt = typer.Option(help="Folder of audio <id>.wav.")
+LimitOpt = Annotated[Optional[int], typer.Option(min=1, help="Only the first K runnable samples (annotation order).")]
+IdsOpt = Annotated[Optional[Path], typer.Option(help="Only the ids listed in this file (one per line).")]
+WorkersOpt = Annotated[
+    int, typer.Option(min=1, max=256, help="Samples in flight at once (for backends serving concurrent requests).")
+]
+RetryFailedOpt = Annotated[bool, typer.Option(help="On resume, run again the samples whose stored run failed.")]
+VisOpt = Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")]
 METRIC_COLUMNS = [("ciou@0.3", "cIoU@0.3"), ("ciou@0.5", "cIoU@0.5"), ("auc", "AUC"), ("ap", "AP"), ("piap", "PIAP")]
 
 
@@ -211,8 +204,8 @@ eval_app = typer.Typer(
 def eval_command(
     ctx: typer.Context,
     dataset: Annotated[Optional[str], typer.Option(help=f"Benchmark: {', '.join(DATASETS)}.")] = None,
-    frames: Annotated[Optional[Path], typer.Option(help="Folder of frames <id>.jpg.")] = None,
-    audio: Annotated[Optional[Path], typer.Option(help="Folder of audio <id>.wav.")] = None,
+    frames: Annotated[Optional[Path], FramesOpt] = None,
+    audio: Annotated[Optional[Path], AudioOpt] = None,
     gt: Annotated[
         Optional[Path],
         typer.Option(help="Ground-truth file of the benchmark (with --rescore: re-read GT boxes from it)."),
@@ -239,9 +232,7 @@ def eval_command(
     n_votes: Annotated[
         Optional[str], typer.Option(help="N votes per source (default 5); --sweep: a list, e.g. 3,5.")
     ] = None,
-    votes_per_call: Annotated[
-        Optional[int], typer.Option(min=1, max=64, help="Votes per model call (default N).")
-    ] = None,
+    votes_per_call: VotesPerCallOpt = None,
     tau_av: Annotated[
         Optional[str], typer.Option(help="Gate threshold on av_consistency (default: the dataset's); --sweep: a list.")
     ] = None,
@@ -249,24 +240,16 @@ def eval_command(
         Optional[str],
         typer.Option(help="Gate threshold on audio confidence (default: the dataset's); --sweep: a list."),
     ] = None,
-    limit: Annotated[
-        Optional[int], typer.Option(min=1, help="Only the first K runnable samples (annotation order).")
-    ] = None,
-    ids: Annotated[Optional[Path], typer.Option(help="Only the ids listed in this file (one per line).")] = None,
-    workers: Annotated[
-        int, typer.Option(min=1, max=256, help="Samples run at once (for backends serving concurrent requests).")
-    ] = 1,
+    limit: LimitOpt = None,
+    ids: IdsOpt = None,
+    workers: WorkersOpt = 1,
     processes: ProcessesOpt = None,
     batch_size: BatchSizeOpt = 1,
     prefix_cache: PrefixCacheOpt = True,
-    strict: Annotated[bool, typer.Option(help="Count failed samples as misses instead of leaving them out.")] = False,
-    gt_boxes: Annotated[
-        Optional[str], typer.Option(help="VGG-SS GT: first (GAR) | union (LVS); default first.")
-    ] = None,
-    retry_failed: Annotated[
-        bool, typer.Option(help="On resume, run again the samples whose stored run failed.")
-    ] = False,
-    vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
+    strict: StrictOpt = False,
+    gt_boxes: GtBoxesOpt = None,
+    retry_failed: RetryFailedOpt = False,
+    vis: VisOpt = True,
     max_pixels: MaxPixelsOpt = None,
     fail_fast: FailFastOpt = False,
     rescore_dir: Annotated[
@@ -351,8 +334,8 @@ GT_HELP = (
 @with_pixel_limit
 def run_command(
     dataset: Annotated[str, typer.Option(help=DATASET_HELP)],
-    frames: Annotated[Path, typer.Option(help="Folder of frames <id>.jpg.")],
-    audio: Annotated[Path, typer.Option(help="Folder of audio <id>.wav.")],
+    frames: Annotated[Path, FramesOpt],
+    audio: Annotated[Path, AudioOpt],
     gt: Annotated[Path, typer.Option(help=GT_HELP)],
     out: Annotated[Path, typer.Option(help="Evaluation folder to write (run the same command again to resume).")],
     backend: Backend = DEFAULT_BACKEND,
@@ -370,28 +353,20 @@ def run_command(
     votes_per_call: VotesPerCallOpt = None,
     tau_av: TauAvOpt = None,
     tau_audio: TauAudioOpt = None,
-    limit: Annotated[
-        Optional[int], typer.Option(min=1, help="Only the first K runnable samples (annotation order).")
-    ] = None,
-    ids: Annotated[Optional[Path], typer.Option(help="Only the ids listed in this file (one per line).")] = None,
-    workers: Annotated[
-        int, typer.Option(min=1, max=256, help="Samples in flight at once (for backends serving concurrent requests).")
-    ] = 1,
+    limit: LimitOpt = None,
+    ids: IdsOpt = None,
+    workers: WorkersOpt = 1,
     processes: ProcessesOpt = None,
     batch_size: BatchSizeOpt = 1,
     prefix_cache: PrefixCacheOpt = True,
     strict: StrictOpt = False,
     gt_boxes: GtBoxesOpt = None,
-    retry_failed: Annotated[
-        bool, typer.Option(help="On resume, run again the samples whose stored run failed.")
-    ] = False,
-    vis: Annotated[bool, typer.Option(help="Write vis/<id>.jpg (prediction and GT drawn).")] = True,
+    retry_failed: RetryFailedOpt = False,
+    vis: VisOpt = True,
     max_pixels: MaxPixelsOpt = None,
     fail_fast: FailFastOpt = False,
 ) -> None:
     """Run a benchmark into OUT (resumable); thresholds default to the dataset's (the released scripts')."""
-    if gt_boxes is not None and gt_boxes not in ("first", "union"):
-        raise fail(f"--gt-boxes {gt_boxes!r}: use first or union")
     _run(**locals())
 
 
@@ -425,11 +400,6 @@ def sweep_command(
 ) -> None:
     """Re-decide the gate of every recorded sample for a grid of thresholds and N (no model)."""
     _sweep(EvalDir(out), tau_av, tau_audio, n_votes, strict, graph)
-
-
-def _concurrent_samples(chat) -> int | None:
-    """How many samples the model usefully serves at once, as it says (None: no limit, e.g. a server)."""
-    return getattr(chat, "concurrent_samples", None)
 
 
 def _run(
@@ -467,124 +437,56 @@ def _run(
     max_pixels=None,  # applied by with_pixel_limit around the command
     fail_fast=False,
 ) -> None:
-    from gar_agent.eval.execute import EvalJob, auto_processes
-    from gar_agent.topology import load_topology
+    """Parse what the options say into an EvalRequest; gar_agent.eval.run does the rest; show and exit."""
+    check_votes(n_votes, votes_per_call)
 
-    missing_opts = [
-        f for f, v in (("--dataset", dataset), ("--frames", frames), ("--audio", audio), ("--gt", gt)) if v is None
-    ]
-    if missing_opts:
-        raise fail(f"a run needs {', '.join(missing_opts)} (see gar eval --help)")
-    if dataset not in DATASETS:
-        raise fail(str(DATASETS.error(dataset)))
-    spec = DATASETS[dataset]
-    if gt_boxes == "union" and dataset != "vggss-single":
-        raise fail(f"--gt-boxes union is for vggss-single (VGG-SS box lists); {dataset} has one box per source")
-    for flag, folder in (("--frames", frames), ("--audio", audio)):
-        if not folder.is_dir():
-            raise fail(f"{flag} folder {folder} not found: give the folder of the benchmark's {flag[2:]}")
-    n, t_av, t_audio = n_votes, tau_av, tau_audio
-    check_votes(n, votes_per_call)
-    wanted = _read_ids(ids) if ids is not None else None
-    options = {"gt_boxes": gt_boxes or "first"} if dataset == "vggss-single" else {}
-    try:
-        samples, missing = spec.loader(gt, frames, audio, ids=wanted, limit=limit, **options)
-    except DatasetError as e:
-        raise fail(str(e)) from None
-    if not samples:
-        why = f"{len(missing)} id(s) lack a frame in {frames} or audio in {audio}" if missing else "no id selected"
-        raise fail(f"nothing to evaluate: {why}")
-    backend = backend or DEFAULT_BACKEND
-    try:
-        topology = load_topology(graph or "gar")
-        prompt_set = PromptSet(prompts, benchmark=dataset)
-        settings = Settings.from_options(
-            prompt_set,
-            protocol,
-            backend,
-            model,
-            graph=topology.name,
-            sources=spec.sources,
-            n_votes=n,
-            votes_per_call=votes_per_call,
-            tau_av=spec.tau_av if t_av is None else t_av,
-            tau_audio=spec.tau_audio if t_audio is None else t_audio,
+    def model_options(name: str) -> dict:
+        serving = served_options(
+            name, base_url, api_key_env, max_retries, request_timeout, retry_backoff, max_response_bytes
         )
-        d = EvalDir(out)
-        data = {"frames": str(frames), "audio": str(audio), "gt": str(gt)}
-        config = eval_config(spec, settings, topology, prompt_set, options.get("gt_boxes", "first"), data, model)
-        resumed = check_folder(d, config)
-    except (*USER_ERRORS, SettingsMismatch) as e:
+        return {**serving, **local_options(name, prefix_cache, batch_size)}
+
+    request = EvalRequest(
+        dataset=dataset, frames=frames, audio=audio, gt=gt, out=out, backend=backend, model=model,
+        model_options=model_options, graph=graph, prompts=prompts, protocol=protocol, n_votes=n_votes,
+        votes_per_call=votes_per_call, tau_av=tau_av, tau_audio=tau_audio, limit=limit,
+        ids=_read_ids(ids) if ids is not None else None, workers=workers, processes=processes, strict=strict,
+        gt_boxes=gt_boxes, retry_failed=retry_failed, vis=vis, fail_fast=fail_fast,
+    )  # fmt: skip
+    hooks = EvalHooks(started=_started, note=_note, running=_progress)
+    try:
+        done = run_benchmark(request, hooks, resolve=resolve_backend)
+    except EvalStopped as e:
+        if e.traceback_text:  # --fail-fast on an internal error: where it raised (a bug is never a one-liner)
+            sys.stderr.write(e.traceback_text)
+        raise fail(str(e), 130 if e.interrupted else EXIT_RUN_FAILED) from None
+    except USER_ERRORS as e:
         raise fail(str(e)) from None
-    with contextlib.ExitStack() as held:
-        try:  # one process per folder: a second run would compute every sample again
-            held.enter_context(hold_folder(d.root))
-        except FolderInUse as e:
-            raise fail(str(e)) from None
-        clean_partial_writes(d)
-        todo, done = split_done(d, samples, retry_failed)
-        console.rule(
-            f"gar eval · {dataset} · {len(samples)} samples · K={spec.sources} N={n} "
-            f"tau_av={settings.tau_av:g} tau_audio={settings.tau_audio:g} · graph {topology.name} · {settings.backend}"
+    _report(done.plan.folder, done.metrics, f"{dataset} · {out}")
+    _note_backend_faults(done.metrics)
+    _exit_for(done.metrics, errors_fail=True)
+
+
+def _started(plan: EvalPlan, n_done: int, resumed: bool) -> None:
+    req, s = plan.request, plan.settings
+    console.rule(
+        f"gar eval · {req.dataset} · {len(plan.samples)} samples · K={s.sources} N={s.n_votes} "
+        f"tau_av={s.tau_av:g} tau_audio={s.tau_audio:g} · graph {plan.topology.name} · {s.backend}"
+    )
+    if resumed:
+        console.print(
+            f"resuming {req.out}: {n_done} of {len(plan.samples)} samples already done", markup=False, soft_wrap=True
         )
-        if resumed:
-            console.print(
-                f"resuming {out}: {len(done)} of {len(samples)} samples already done", markup=False, soft_wrap=True
-            )
-        if todo:
-            try:
-                serving = served_options(
-                    backend, base_url, api_key_env, max_retries, request_timeout, retry_backoff, max_response_bytes
-                )
-                local = local_options(backend, prefix_cache, batch_size)
-                chat = resolve_backend(
-                    backend, model, **serving, **local
-                )  # created once, shared by every sample and worker
-            except USER_ERRORS as e:
-                raise fail(str(e)) from None
-            serves = _concurrent_samples(chat)
-            processes = auto_processes(chat, workers) if processes is None else processes
-            if processes > 1 and serves is not None:
-                raise fail(f"--processes {processes}: {backend} runs on one device in this process; use --batch-size")
-            run_spec = build_spec(
-                command="eval", backend=backend, model=model, options={**serving, **local}, chat=chat,
-                topology=topology, prompts=prompt_set, settings=settings,
-                dataset=dataset, gt_boxes=options.get("gt_boxes"), data=data,
-            )  # fmt: skip
-            if not resumed:  # only now: a backend typo must not leave a folder claimed by the typo
-                store_config(d, config)
-            if not d.spec.is_file():  # once per folder: a resume (same settings, checked) keeps the first
-                write_spec(d.spec, run_spec)
-            if serves is not None and serves > 1:
-                # B clips in one generate need B samples in flight; their calls meet in the model's batcher
-                workers = max(workers, serves)
-            elif serves == 1 and workers > 1:
-                err.print(
-                    f"gar: note: the model runs one sample at a time (--workers {workers} ignored); "
-                    "--batch-size B runs B samples as one batch",
-                    markup=False,
-                    soft_wrap=True,
-                )
-                workers = 1
-            job = EvalJob(d, settings, chat, topology, prompt_set, vis=vis, spec=run_spec.slim(), fail_fast=fail_fast)
-            _run_with_progress(job, todo, done, workers, processes)
-        scores, unreadable = load_scores(d, [s.id for s in samples])
-        if unreadable:  # a sample file vanished or was damaged while we ran: never count it half
-            raise fail(
-                f"{len(unreadable)} sample file(s) unreadable after the run (e.g. {unreadable[0]}): run the same command again"
-            )
-        metrics = metrics_document(scores, config, strict, missing)
-        write_metrics(d, metrics)
-        _report(d, metrics, f"{dataset} · {out}")
-        _note_backend_faults(metrics)
-        _exit_for(metrics, errors_fail=True)
 
 
-def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, processes: int = 1) -> None:
-    from gar_agent.eval.execute import SampleCrash, ServersDown, fewer_gc_pauses, run_in_processes, run_samples
+def _note(text: str) -> None:
+    err.print(f"gar: note: {text}", markup=False, soft_wrap=True)
 
+
+@contextlib.contextmanager
+def _progress(total: int, done: list[dict]):
+    """A progress bar while the samples run: samples a minute, and the running cIoU@0.5."""
     cious = [doc["ciou"] for doc in done if doc["ciou"] is not None]
-    total = len(todo) + len(done)
     new = 0
     start = time.perf_counter()
     progress = Progress(
@@ -612,35 +514,8 @@ def _run_with_progress(job: EvalJob, todo, done: list[dict], workers: int, proce
             cious.append(doc["ciou"])
         progress.update(task, advance=1, info=info())
 
-    def finished() -> int:  # counted on disk: other workers may have finished samples meanwhile
-        return len(done) + len(set(job.d.stored_ids()) & {s.id for s in todo})
-
-    try:
-        with progress, fewer_gc_pauses():
-            processes = min(processes, workers)  # W in flight in all: ceil(W / P) threads in each process
-            if processes > 1:
-                run_in_processes(job, todo, processes, -(-workers // processes), on_done)
-            else:
-                run_samples(job, todo, workers, on_done)
-    except SampleCrash as e:
-        # --fail-fast: an internal error shows where it raised (a bug is never a one-liner), then what is kept
-        if e.traceback_text:
-            sys.stderr.write(e.traceback_text)
-        raise fail(
-            f"stopped: {e} ({finished()} finished samples are kept: fix it and run the same command, "
-            "with --retry-failed to redo a sample recorded as failed)",
-            EXIT_RUN_FAILED,
-        ) from None
-    except ServersDown as e:
-        raise fail(
-            f"{e}; stopped after {finished()} of {total} samples (kept): run the same command again "
-            "once a server is back (samples that failed on the servers are retried)",
-            EXIT_RUN_FAILED,
-        ) from None
-    except KeyboardInterrupt:
-        raise fail(
-            f"interrupted after {finished()} of {total} samples: run the same command again to resume", 130
-        ) from None
+    with progress:
+        yield on_done
 
 
 def _rescore(d: EvalDir, strict: bool, gt: Path | None, gt_boxes: str | None) -> None:

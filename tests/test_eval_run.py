@@ -1,0 +1,64 @@
+"""gar_agent.eval.run: a benchmark run without the terminal (what `gar eval run` calls down to).
+
+The command only parses options; building the job, claiming the folder, running, resuming and
+writing the metrics happen here, so a notebook or script gets the same run with its own hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+
+from gar_agent.data.example import write_example
+from gar_agent.eval.run import EvalError, EvalHooks, EvalRequest, run_benchmark
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    return write_example(tmp_path_factory.mktemp("bench"), "vggss-single", samples=3)
+
+
+def request(example, out, **changes) -> EvalRequest:
+    fields = dict(
+        dataset="vggss-single", frames=example.frames, audio=example.audio, gt=example.gt, out=out,
+        backend=f"scripted:{example.answers}", vis=False,
+    )  # fmt: skip
+    return EvalRequest(**{**fields, **changes})
+
+
+def test_a_run_without_the_cli_writes_the_folder_and_a_resume_runs_nothing_again(example, tmp_path):
+    seen: dict = {"started": [], "done": []}
+
+    @contextlib.contextmanager
+    def running(total, done):
+        seen["total"] = total
+        yield lambda doc: seen["done"].append(doc["id"])
+
+    hooks = EvalHooks(started=lambda plan, n, resumed: seen["started"].append((n, resumed)), running=running)
+    first = run_benchmark(request(example, tmp_path / "o"), hooks)
+    assert seen["started"] == [(0, False)] and seen["total"] == 3 and sorted(seen["done"]) == example.ids
+    on_disk = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert on_disk["n_evaluated"] == first.metrics["n_evaluated"] == 3
+    assert first.metrics["ciou@0.5"] == 1.0  # the example's scripted answers end on (or are refined to) the GT
+    assert sorted(p.stem for p in (tmp_path / "o" / "samples").iterdir()) == example.ids
+
+    again = run_benchmark(request(example, tmp_path / "o"), hooks)
+    assert seen["started"][-1] == (3, True) and len(seen["done"]) == 3  # nothing ran twice
+    assert again.metrics["n_evaluated"] == 3
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"dataset": None}, "a run needs --dataset"),
+        ({"dataset": "nope"}, "nope"),
+        ({"gt_boxes": "both"}, "--gt-boxes 'both': use first or union"),
+        ({"ids": ["not-an-id"]}, "nothing to evaluate"),
+    ],
+)
+def test_a_request_that_cannot_run_is_one_eval_error_and_claims_no_folder(example, tmp_path, changes, message):
+    with pytest.raises(EvalError, match=message):
+        run_benchmark(request(example, tmp_path / "o", **changes))
+    assert not (tmp_path / "o" / "eval.json").exists()
