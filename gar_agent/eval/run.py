@@ -137,25 +137,20 @@ class EvalOutcome:
 
 def plan_benchmark(req: EvalRequest) -> EvalPlan:
     """Check a request and load what it names (no model yet); EvalError if it cannot run."""
-    absent = [
-        f
-        for f, v in (("--dataset", req.dataset), ("--frames", req.frames), ("--audio", req.audio), ("--gt", req.gt))
-        if v is None
-    ]
-    if absent:
-        raise EvalError(f"a run needs {', '.join(absent)} (see gar eval --help)")
+    dataset, frames, audio, gt = req.dataset, req.frames, req.audio, req.gt
+    if dataset is None or frames is None or audio is None or gt is None:
+        given = (("--dataset", dataset), ("--frames", frames), ("--audio", audio), ("--gt", gt))
+        raise EvalError(f"a run needs {', '.join(f for f, v in given if v is None)} (see gar eval --help)")
     if req.gt_boxes is not None and req.gt_boxes not in ("first", "union"):
         raise EvalError(f"--gt-boxes {req.gt_boxes!r}: use first or union")
-    if req.dataset not in DATASETS:
-        raise EvalError(str(DATASETS.error(req.dataset)))
-    benchmark = DATASETS[req.dataset]
-    if req.gt_boxes == "union" and req.dataset != "vggss-single":
-        raise EvalError(
-            f"--gt-boxes union is for vggss-single (VGG-SS box lists); {req.dataset} has one box per source"
-        )
-    for flag, folder in (("--frames", req.frames), ("--audio", req.audio)):
-        if not folder.is_dir():
-            raise EvalError(f"{flag} folder {folder} not found: give the folder of the benchmark's {flag[2:]}")
+    if dataset not in DATASETS:
+        raise EvalError(str(DATASETS.error(dataset)))
+    benchmark = DATASETS[dataset]
+    if req.gt_boxes == "union" and dataset != "vggss-single":
+        raise EvalError(f"--gt-boxes union is for vggss-single (VGG-SS box lists); {dataset} has one box per source")
+    for flag, place in (("--frames", frames), ("--audio", audio)):
+        if not place.is_dir():
+            raise EvalError(f"{flag} folder {place} not found: give the folder of the benchmark's {flag[2:]}")
     options = {"gt_boxes": req.gt_boxes or "first"} if req.dataset == "vggss-single" else {}
     try:
         samples, missing = benchmark.loader(req.gt, req.frames, req.audio, ids=req.ids, limit=req.limit, **options)
