@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the scripted test model and benchmark
 
 def make_seed(work: Path) -> Path:
     """One real `gar eval` folder of one sample (the test suite's RectModel answers)."""
-    from test_eval import make_benchmark, norm
+    from benchmarks import BACKEND, make_benchmark, norm
 
     from gar_agent.cli.app import main
 
@@ -46,7 +46,7 @@ def make_seed(work: Path) -> Path:
     sf.write(audio / "seed.wav", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
     out = work / "seed-eval"
     args = ["eval", "--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt]
-    code = main([str(a) for a in [*args, "--backend", "test_eval:RectModel", "--out", out]])
+    code = main([str(a) for a in [*args, "--backend", BACKEND, "--out", out]])
     assert code == 0, "the seed evaluation failed"
     return out
 

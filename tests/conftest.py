@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from benchmarks import BACKEND, MINI, MINI_EXIT, make_benchmark
 from helpers import VOTES, audio_answer, boxes_answer, write_script
 
 from gar_agent.cli.app import main
@@ -90,3 +91,15 @@ def checkpointer(request, tmp_path) -> str:
     saver, or a SQLite file of this test's own (what `gar replay` uses by default, under --trace-dir).
     """
     return "memory" if request.param == "memory" else f"sqlite:{tmp_path / 'checkpoints.sqlite'}"
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    """The vggss-single mini benchmark and one uninterrupted run of it: (data args, out, metrics)."""
+    root = tmp_path_factory.mktemp("mini")
+    frames, audio, gt = make_benchmark(root, "vggss-single", MINI)
+    args = ["--dataset", "vggss-single", "--frames", frames, "--audio", audio, "--gt", gt, "--backend", BACKEND]
+    out = root / "out"
+    code = main([str(a) for a in ["eval", *args, "--out", out]])
+    assert code == MINI_EXIT
+    return args, out, json.loads((out / "metrics.json").read_text())

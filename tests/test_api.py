@@ -58,8 +58,7 @@ def test_a_replay_from_python_reuses_the_recording(run, example, tmp_path, check
 
 
 def test_an_evaluation_as_records_and_a_dataframe(tmp_path, monkeypatch):
-    from test_eval import make_benchmark
-    from test_eval_replay import ENTRIES
+    from benchmarks import ENTRIES, make_benchmark
 
     from gar_agent.cli.app import main
 

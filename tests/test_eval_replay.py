@@ -20,9 +20,9 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from benchmarks import ENTRIES, X1, RectModel, bright_boxes, make_benchmark
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from test_eval import RectModel, _bright_boxes, make_benchmark, norm
 from trace_versions import as_v2
 
 from gar_agent.cli.app import main
@@ -49,7 +49,7 @@ class VaryModel(RectModel):
         if stage not in ("analyze", "refine"):
             return super()._generate(messages, stop, run_manager, **kwargs)
         image = next(b for b in messages[-1].content if isinstance(b, dict) and b.get("type") == "image")
-        x1, y1, x2, y2 = _bright_boxes(image["base64"])[0]
+        x1, y1, x2, y2 = bright_boxes(image["base64"])[0]
         if stage == "analyze":
             answer = {"av_consistency": av_of(x1), "keep": True, "role_tags": ["body"], "anchor_votes": []}
         else:
@@ -72,10 +72,6 @@ class CountingModel(VaryModel):
 
 
 # left edges 0..112: av 0.2 .. 0.76; the recorded gate (tau_av 0.5) refines x1 < 60 (av < 0.5)
-X1 = [0, 16, 40, 64, 72, 96, 112]
-ENTRIES = [
-    {"id": f"s{i}", "drawn": [[x, 40, x + 100, 180]], "gt": [norm([x + 4, 44, x + 96, 176])]} for i, x in enumerate(X1)
-] + [{"id": "zblack", "drawn": [], "gt": [norm([0, 0, 111, 111])]}]  # nothing to point at: the run fails
 
 
 def gar(capsys, *args) -> tuple[int, str, str]:

@@ -1,6 +1,6 @@
 """One bad sample never stops a benchmark; workers die with `gar eval`; one run per evaluation folder.
 
-Issue 18.3 and 18.6. The benchmarks are built as in test_eval.py (white rectangles on black,
+Issue 18.3 and 18.6. The benchmarks are built by tests/benchmarks.py (white rectangles on black,
 `RectModel` pointing at them); the models below add one hostile answer or a delay.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from benchmarks import RectModel, gar_eval, make_benchmark, norm
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from test_eval import RectModel, gar_eval, make_benchmark, norm
 from test_pixel_limit import bomb_png
 
 import gar_agent.eval.execute as execute

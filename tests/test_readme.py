@@ -53,8 +53,7 @@ def _python_api_block() -> str:
 
 
 def test_the_readme_python_api_block_runs_as_written(tmp_path):
-    from test_eval import make_benchmark
-    from test_eval_replay import ENTRIES
+    from benchmarks import ENTRIES, make_benchmark
 
     from gar_agent.cli.app import main
 

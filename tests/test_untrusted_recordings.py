@@ -13,8 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+from benchmarks import gar_eval
 from helpers import cli
-from test_eval import gar_eval, mini  # noqa: F401  (fixture)
 
 from gar_agent.paths import GRAPHS_DIR
 from gar_agent.trace.store import resolve_trace
@@ -114,7 +114,7 @@ def test_replay_runs_the_shipped_graph_with_the_recorded_hash(recorded, capsys, 
     assert json.loads(out)["sources"] == result["sources"]
 
 
-def test_gate_sweep_never_imports_the_graph_an_eval_folder_names(mini, capsys, tmp_path):  # noqa: F811
+def test_gate_sweep_never_imports_the_graph_an_eval_folder_names(mini, capsys, tmp_path):
     _, out, _ = mini
     folder = tmp_path / "shared-eval"
     shutil.copytree(out, folder)

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from benchmarks import MINI, RectModel, make_benchmark
 from helpers import audio_answer, boxes_answer, scripted, vote
-from test_eval import MINI, RectModel, make_benchmark
 
 from gar_agent.cli.app import main
 from gar_agent.media import load_media

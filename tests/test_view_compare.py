@@ -10,9 +10,8 @@ import pytest
 
 pytest.importorskip("starlette", reason="the viewer's extra is not installed: pip install -e '.[view]'")
 
+from benchmarks import ENTRIES, make_benchmark  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
-from test_eval import make_benchmark  # noqa: E402
-from test_eval_replay import ENTRIES  # noqa: E402
 
 from gar_agent.cli.app import main  # noqa: E402
 from gar_agent.eval.compare import compare_folders  # noqa: E402
