@@ -62,3 +62,20 @@ def test_a_request_that_cannot_run_is_one_eval_error_and_claims_no_folder(exampl
     with pytest.raises(EvalError, match=message):
         run_benchmark(request(example, tmp_path / "o", **changes))
     assert not (tmp_path / "o" / "eval.json").exists()
+
+
+def test_the_model_is_made_from_the_backend_name_and_model_given(example, tmp_path):
+    """settings.backend reads "NAME --model M" (for people); the model is made from NAME and M."""
+    from gar_agent.models.backends import resolve_backend
+
+    asked = []
+
+    def resolve(backend, model, **options):
+        asked.append((backend, model, options))
+        return resolve_backend(backend, None)
+
+    req = request(example, tmp_path / "o", model="m1", model_options=lambda name: {"seen": name})
+    done = run_benchmark(req, resolve=resolve)
+    backend = f"scripted:{example.answers}"
+    assert asked == [(backend, "m1", {"seen": backend})] and done.metrics["n_evaluated"] == 3
+    assert done.plan.settings.backend.startswith(backend) and "m1" in done.plan.settings.backend

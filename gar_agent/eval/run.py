@@ -229,7 +229,8 @@ def _job(plan: EvalPlan, hooks: EvalHooks, resolve) -> tuple[EvalJob, int, int]:
     """The model (made once, shared by every sample and worker), the run spec, and how many run at once."""
     from gar_agent.eval.execute import EvalJob, auto_processes
 
-    req, backend = plan.request, plan.settings.backend
+    req = plan.request
+    backend = req.backend or DEFAULT_BACKEND  # the name (settings.backend also names the --model)
     if resolve is None:
         from gar_agent.models.backends import resolve_backend as resolve
     options = req.model_options(backend)
