@@ -7,9 +7,9 @@ import sys
 import pytest
 
 import gar_agent as gar
+from gar_agent.checkpoints import open_checkpointer
 from gar_agent.errors import UserError
 from gar_agent.state import Vote
-from gar_agent.checkpoints import open_checkpointer
 from gar_agent.trace.schema import TraceCall, TraceStep
 
 
