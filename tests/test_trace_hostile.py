@@ -73,6 +73,7 @@ def test_each_hostile_value_is_one_clear_error(hostile, capsys, tmp_path):
             code, out, err_text = cli(capsys, *args)
             assert code == 2, (name, args, out, err_text)
             assert why in err_text and "Traceback" not in err_text and len(err_text.strip().splitlines()) == 1
+            assert str(path) in err_text, (name, args, err_text)  # the file named as given, not `trace.json`
     # the list shows every run: the good one as a row, each hostile one as its error
     code, out, err_text = cli(capsys, "trace", "list", traces)
     assert code == 0 and "Traceback" not in out + err_text

@@ -203,9 +203,11 @@ def _show_graph_source(trace: Trace, path: Path, against: str | None) -> None:
     spec = _full_spec(trace, path)  # an eval folder's trace: the texts are in the folder's spec.json
     info = trace.graph
     if spec is None or spec.graph.source is None:
+        # trace.schema_version is today's once read: an older file is told by its missing spec
+        why = "a trace older than schema 3" if trace.spec is None else "an eval folder's trace without its spec.json"
         raise fail(
-            f"run {trace.run_id} recorded no graph source (schema {trace.schema_version} trace, or an eval folder "
-            f"without its spec.json); it used graph {info.name!r} (sha256 {info.sha256[:16]})"
+            f"run {trace.run_id} recorded no graph source ({why}); it used graph {info.name!r} "
+            f"(sha256 {info.sha256[:16]})"
         )
     recorded = spec.graph.source
     if against is None:

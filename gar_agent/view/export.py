@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
-from gar_agent.trace.store import atomic_write
+from gar_agent.trace.store import atomic_write, read_trace
 from gar_agent.view import media
 from gar_agent.view.documents import run_document
 from gar_agent.view.graph_source import graph_source_document
@@ -26,8 +26,9 @@ def export_run(run: str | Path, out: str | Path) -> Path:
     folder = Folder.open(run)
     if folder.mode != "run":
         raise ViewError(f"{run} is not one run: give a run folder or its trace.json to export")
-    trace = folder.read(".")
     trace_file = folder.trace_path(".")
+    # read here, not through folder.read: the served viewer hides its root in errors, a command names the file
+    trace = read_trace(trace_file)
     embedded: dict[str, str | None] = {}
     for kind in ("image", "audio"):
         found = media.locate(trace, trace_file, folder.root, kind)

@@ -38,8 +38,9 @@ def graph_source_document(trace: Trace, trace_path: Path) -> dict:
         spec = folder_spec(trace_path, spec) or spec
     doc: dict = {"name": trace.graph.name, "sha256": trace.graph.sha256, "source": None, "shipped": None}
     if spec is None or spec.graph.source is None:
-        doc["missing"] = f"this run recorded no graph source (schema {trace.schema_version} trace" + (
-            ", or an evaluation folder without its spec.json)" if spec is not None else ")"
+        # trace.schema_version is today's once read: an older file is told by its missing spec
+        doc["missing"] = "this run recorded no graph source (" + (
+            "a trace older than schema 3)" if spec is None else "an evaluation folder without its spec.json)"
         )
         return doc
     recorded = spec.graph.source
