@@ -73,7 +73,7 @@ def test_markup_and_escapes_in_answers_are_shown_as_text(example, hostile, tmp_p
 
 
 def test_markup_and_escapes_in_track(hostile, tmp_path, capsys):
-    from test_video import make_video
+    from media_files import make_video
 
     video = make_video(tmp_path / "clip.mp4", seconds=1.0)
     code, out, err = gar(capsys, "track", video, "--every", 1, "--window", 1, "--n-votes", 1, "--out",
@@ -201,7 +201,7 @@ def test_the_viewer_advice_matches_the_install(monkeypatch, direct_url, command)
 
 
 def test_run_video_json_names_the_video_and_time(tmp_path, capsys):
-    from test_video import make_video, script_for
+    from media_files import make_video, script_for
 
     video = make_video(tmp_path / "clip.mp4", seconds=2.0)
     code, out, err = gar(capsys, "run", video, "--at", 1.5, "--json", "--n-votes", 1, "--out", tmp_path / "o",

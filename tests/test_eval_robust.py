@@ -21,7 +21,7 @@ import soundfile as sf
 from benchmarks import RectModel, gar_eval, make_benchmark, norm
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
-from test_pixel_limit import bomb_png
+from media_files import bomb_png
 
 import gar_agent.eval.execute as execute
 from gar_agent.eval.store import hold_folder

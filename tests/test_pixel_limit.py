@@ -6,35 +6,20 @@ before PIL's limit was ever asked, and 40000x40000 gave a cv2.error traceback (i
 
 from __future__ import annotations
 
-import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from media_files import bomb_png
 
 from gar_agent.cli.app import main
 from gar_agent.media import DEFAULT_MAX_PIXELS, MediaError, image_size, load_image, pixel_limit
 from gar_agent.video.decode import VideoError, probe
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def bomb_png(path: Path, width: int, height: int) -> Path:
-    """A 1-bit greyscale PNG of zeros, written row by row (never `width * height` bytes in memory)."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    squeeze = zlib.compressobj(9)
-    row = b"\0" * (1 + (width + 7) // 8)  # filter byte + packed bits
-    idat = b"".join(squeeze.compress(row) for _ in range(height)) + squeeze.flush()
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
-    return path
 
 
 PROBE = """
@@ -123,7 +108,7 @@ def test_gar_run_refuses_a_bomb_in_one_line(example, tmp_path, capsys, monkeypat
 
 
 def test_a_video_is_checked_on_the_size_its_stream_declares(tmp_path):
-    from test_video import H, W, make_video
+    from media_files import H, W, make_video
 
     video = make_video(tmp_path / "v.mp4", seconds=0.5)
     assert probe(video).width == W
