@@ -47,6 +47,7 @@ def copy_with(tmp_path: Path, module: str, text: str) -> subprocess.CompletedPro
         ("trace/store.py", "gar_agent.rerun.replay"),  # ... or into replay
         ("view/page.py", "gar_agent.cli.common"),  # the viewer reaching up into the CLI
         ("run.py", "gar_agent.rerun.replay"),  # the run path reaching up into replay
+        ("graphs/gar.py", "gar_agent.run"),  # a shipped graph file reaching up into the run path
         ("rules.py", "gar_agent.models.scripted"),  # a pure rule reaching for a model
         ("state.py", "gar_agent"),  # the package root (it loads the notebook API, hence everything)
     ],
