@@ -1,6 +1,6 @@
 """`gar view` in a real headless browser: Playwright driving Debian's Chromium.
 
-The server runs in a thread on a free port over folders the suite makes (tests/test_view_api.py):
+The server runs in a thread on a free port over folders the suite makes (tests/view_folders.py):
 runs are clicked through step by step and the boxes drawn and gate values shown are compared with
 the trace itself; a diff is opened, an evaluation filtered, and an exported run opened with no
 server at all. Screenshots of the main views go to out/screenshots/ (git-ignored) for a person.
@@ -22,7 +22,7 @@ pytest.importorskip("playwright", reason="pytest-playwright is not installed: pi
 pytest.importorskip("starlette", reason="the viewer's extra is not installed: pip install -e '.[view]'")
 
 import uvicorn  # noqa: E402
-from test_view_api import EDIT, make_eval, make_graph_runs, make_runs  # noqa: E402
+from view_folders import EDIT, make_eval, make_graph_runs, make_runs  # noqa: E402
 
 from gar_agent.cli.app import main  # noqa: E402
 from gar_agent.rerun.diff import diff_traces  # noqa: E402
@@ -292,7 +292,7 @@ def test_runs_list_shows_tau_classes_and_status(page, url):
 
 
 def test_a_parent_folder_lists_runs_and_evaluations_and_shows_a_sweep(page, tmp_path_factory, runs, example):
-    from test_view_api import make_mixed
+    from view_folders import make_mixed
 
     root = tmp_path_factory.mktemp("view-browser-mixed")
     mixed = make_mixed(root, runs, make_eval(root / "e"))
