@@ -78,6 +78,14 @@ def recorded_topology(name: str, sha256: str, graph: str | None = None, show: st
     if graph:
         return load_topology(graph)
     path = shipped_graph(str(sha256))
+    if path is None and name in available():
+        # a shipped graph edited since (any change, a type annotation too, moves its sha256): say how
+        # to see the change and run today's file, instead of sending the user to guess `--graph gar`
+        raise GraphError(
+            f"the recording used graph {name!r} (sha256 {str(sha256)[:16]}), and the shipped graph {name!r} has "
+            f"changed since (`{show} --graph-source --graph {name}` shows how): --graph {name} runs today's, "
+            "--graph FILE a graph you trust; a recording never runs a file it names"
+        )
     if path is None:
         raise GraphError(
             f"the recording used graph {name!r} (sha256 {str(sha256)[:16]}), which is no shipped graph "

@@ -86,7 +86,7 @@ def test_a_recording_naming_a_graph_file_never_runs_it(run, tmp_path):
     forged = run.trace.model_copy(
         update={"graph": run.trace.graph.model_copy(update={"sha256": "0" * 64, "path": str(tmp_path / "x.py")})}
     )
-    with pytest.raises(UserError, match="no shipped graph"):
+    with pytest.raises(UserError, match="a recording never runs a file it names"):
         gar.replay(gar.Run(forged, run.path), trace_dir=tmp_path)
 
 

@@ -127,3 +127,20 @@ def test_gate_sweep_never_imports_the_graph_an_eval_folder_names(mini, capsys, t
     code, _, err = gar_eval(capsys, "sweep", folder, "--tau-av", "0.3,0.5")
     one_line_refusal(code, err, sha)
     assert not marker.exists() and not (folder / "sweep.json").exists()
+
+
+def test_a_trace_of_an_older_shipped_graph_says_how_to_run_todays(recorded, capsys, tmp_path):
+    """Any edit of graphs/gar.py (a type annotation will do) changes its sha256, so every trace recorded
+    before it stops replaying by default: the line names `--graph gar` (today's file) and its diff."""
+    traces, run_id, result, _ = recorded
+    trace_file = resolve_trace(run_id, traces)
+    doc = json.loads(trace_file.read_text())
+    doc["graph"]["sha256"] = "0" * 64  # gar.py as an older release shipped it
+    trace_file.write_text(json.dumps(doc))
+    code, _, err = cli(capsys, "replay", run_id, "--trace-dir", traces, "--out", tmp_path / "r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "the shipped graph 'gar' has changed since" in err
+    assert f"`gar trace show {trace_file} --graph-source --graph gar` shows how" in err
+    assert "--graph gar runs today's" in err
+    code, out, err = cli(capsys, "replay", run_id, "--graph", "gar", "--trace-dir", traces, "--out", tmp_path / "r")
+    assert code == 0, err
