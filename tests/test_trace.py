@@ -373,3 +373,18 @@ def test_a_missing_input_is_told_apart_from_a_changed_one_and_a_relative_path_sa
     code, _, err = cli(capsys, "replay", run, "--out", tmp_path / "r")
     assert code == 2 and "image frame.png of run" in err and "changed since it was recorded" in err
     assert "not found" not in err and "relative" not in err
+
+
+def test_diff_of_two_runs_with_one_id_heads_its_columns_a_and_b(recorded, capsys, tmp_path):
+    """The same sample in two evaluation folders has one run id (the sample id): the columns must still
+    say which run is which."""
+    traces, run_id, _, _ = recorded
+    cli(capsys, "replay", run_id, "--trace-dir", traces, "--tau-audio", "0.1", "--out", tmp_path)
+    other = next(p for p, t in list_traces(traces) if t.parent == run_id)
+    twin = tmp_path / "other-eval" / "traces" / run_id / "trace.json"
+    twin.parent.mkdir(parents=True)
+    doc = json.loads(other.read_text())
+    twin.write_text(json.dumps({**doc, "run_id": run_id}))
+    code, out, _ = cli(capsys, "trace", "diff", run_id, twin, "--trace-dir", traces)
+    head = next(line for line in out.splitlines() if "what" in line)
+    assert code == 0 and f"A {run_id[:12]}" in head and f"B {run_id[:12]}" in head, out

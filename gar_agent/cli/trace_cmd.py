@@ -266,13 +266,16 @@ def diff(a: RunRef, b: RunRef, trace_dir: TraceDir = TRACES_DIR) -> None:
     ta, _ = _load(a, trace_dir)
     tb, _ = _load(b, trace_dir)
     d = diff_traces(ta, tb)
+    ida, idb = ta.run_id[:12], tb.run_id[:12]
+    if ida == idb:  # one sample in two evaluation folders: its run id is the sample id in both
+        ida, idb = f"A {ida}", f"B {idb}"
     for title, rows in (("settings", d.settings), ("answers", d.answers), ("decisions", d.decisions)):
         if rows:
-            table = Table("what", _column(ta.run_id[:12]), _column(tb.run_id[:12]), title=title)
+            table = Table("what", _column(ida), _column(idb), title=title)
             for what, x, y in rows:
                 table.add_row(safe(what, one_line=True), safe(_short(x), one_line=True), safe(_short(y), one_line=True))
             console.print(table)
-    table = Table("source", _column(ta.run_id[:12]), _column(tb.run_id[:12]), "IoU", title="final boxes")
+    table = Table("source", _column(ida), _column(idb), "IoU", title="final boxes")
     for i, x, y, iou in d.boxes:
         table.add_row(str(i), str(x), str(y), "-" if iou is None else f"{iou:.3f}")
     console.print(table)
@@ -308,7 +311,7 @@ def _fallback(trace: Trace, backend: Optional[str], model: Optional[str]):
             raise fail("--model goes with a backend name: --backend recorded uses the recorded model")
         if trace.spec is None:
             raise fail(
-                f"run {trace.run_id} recorded no run spec (a trace of schema {trace.schema_version} or older): "
+                f"run {trace.run_id} recorded no run spec (a trace older than schema 3): "
                 "give --backend NAME (and its options) instead of recorded"
             )
         return trace.spec.build_backend(), trace.spec.backend
