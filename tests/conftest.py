@@ -8,19 +8,21 @@ import os
 from pathlib import Path
 
 import pytest
-from benchmarks import BACKEND, MINI, MINI_EXIT, make_benchmark
-from helpers import VOTES, audio_answer, boxes_answer, write_script
-
-from gar_agent.cli.app import main
-from gar_agent.demo import make_example
-from gar_agent.media import load_media
-from gar_agent.trace.store import list_traces
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 # pytest-xdist workers export COLUMNS=80. Piped gar output honours COLUMNS (else 140 columns), so
-# without this the tests that read tables would see a page narrower than any pipe gives them.
+# without this the tests that read tables would see a page narrower than any pipe gives them. It must
+# run before gar_agent.cli is imported below: its console takes its width when it is made.
 os.environ.pop("COLUMNS", None)
+
+from benchmarks import BACKEND, MINI, MINI_EXIT, make_benchmark  # noqa: E402
+from helpers import VOTES, audio_answer, boxes_answer, write_script  # noqa: E402
+
+from gar_agent.cli.app import main  # noqa: E402
+from gar_agent.demo import make_example  # noqa: E402
+from gar_agent.media import load_media  # noqa: E402
+from gar_agent.trace.store import list_traces  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 @pytest.fixture(scope="session")
