@@ -30,6 +30,7 @@ from benchmarks import (
     make_benchmark,
     norm,
 )
+from helpers import cli
 from langchain_core.outputs import ChatResult
 
 TESTS = Path(__file__).resolve().parent
@@ -429,3 +430,13 @@ def test_sample_files_carry_the_benchmarks_classes(mini):
     _, out, _ = mini
     docs = [json.loads(p.read_text()) for p in (out / "samples").glob("*.json")]
     assert docs and all(d["gt_classes"] == ["a"] for d in docs)  # the annotation's class of each sample
+
+
+def test_trace_list_of_an_evaluation_folder_lists_its_sample_runs(mini, capsys):
+    """`gar trace list OUT` (the folder the user just evaluated into): its runs are in OUT/traces."""
+    _, out, _ = mini
+    code, shown, _ = cli(capsys, "trace", "list", out)
+    assert code == 0
+    runs = sorted(p.name for p in (out / "traces").iterdir() if (p / "trace.json").is_file())
+    rows = [c for line in shown.splitlines() if line.startswith("│") and (c := line.split("│")[1].strip())]
+    assert runs and sorted(rows) == runs, shown

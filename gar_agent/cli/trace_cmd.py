@@ -89,6 +89,8 @@ def list_cmd(
     directory = directory or trace_dir
     if not directory.is_dir():
         raise fail(f"trace directory {directory} does not exist: give the directory your runs used (--trace-dir DIR)")
+    if (directory / "eval.json").is_file() and (directory / "traces").is_dir():
+        directory = directory / "traces"  # a gar eval folder: its samples' runs are in OUT/traces
     table = Table(
         "run", "time", "image", "K", "N", "final boxes", "gate", "calls", "wall s", title=safe(directory, one_line=True)
     )
