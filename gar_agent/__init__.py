@@ -16,3 +16,8 @@ def __getattr__(name: str):
 
         return getattr(api, name)
     raise AttributeError(f"module 'gar_agent' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # a notebook's completion (`gar.<Tab>`) lists dir(): name the API imported on first use too
+    return sorted({*globals(), *__all__})

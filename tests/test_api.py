@@ -102,3 +102,10 @@ def test_a_clip_runs_again_from_a_recorded_spec(run, example, tmp_path):
     )
     third = gar.run_clip(image, audio, spec=gone, trace_dir=tmp_path)
     assert third.result.sources == run.result.sources and third.trace.prompts == run.trace.prompts
+
+
+def test_the_lazy_api_shows_in_dir_for_a_notebooks_completion():
+    """`gar.<Tab>` in a notebook lists dir(gar): the lazily imported API must be in it."""
+    import gar_agent
+
+    assert {"load_trace", "load_eval", "replay", "run_clip", "Run", "Evaluation", "Replay"} <= set(dir(gar_agent))
