@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+
+from gar_agent.errors import UserError
 
 if TYPE_CHECKING:
     from gar_agent.prompts import PromptSet
@@ -20,6 +22,10 @@ Box = list[int]
 
 Stage = Literal["generate", "audio", "analyze", "refine"]
 """The model calls of the method: Generate's two calls (boxes; audio class), Analyze, Refine."""
+
+
+class SettingsError(UserError):
+    """A setting override that names no setting or gives it a value out of its range."""
 
 
 class Settings(BaseModel):
@@ -53,6 +59,24 @@ class Settings(BaseModel):
         Not --batch-size, which batches the calls of several samples into one generate of a local model.
         """
         return min(self.votes_per_call or self.n_votes, self.n_votes)
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """A copy with some settings changed (None: keep), validated as a new run's settings are.
+
+        `model_copy(update=...)` validates nothing: a misspelt name (`tau_avv`) would be dropped in
+        silence and `n_votes="many"` kept, so a replay would not be the experiment asked for.
+        """
+        updates = {k: v for k, v in overrides.items() if v is not None}
+        names = type(self).model_fields
+        unknown = sorted(set(updates) - set(names))
+        if unknown:
+            raise SettingsError(f"unknown setting {', '.join(map(repr, unknown))}: give one of {', '.join(names)}")
+        try:
+            return type(self).model_validate({**self.model_dump(), **updates})
+        except ValidationError as e:
+            first = e.errors()[0]
+            name = ".".join(str(p) for p in first["loc"])
+            raise SettingsError(f"setting {name}={first.get('input')!r}: {first['msg']}") from None
 
     @property
     def batch(self) -> int:

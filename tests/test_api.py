@@ -109,3 +109,18 @@ def test_the_lazy_api_shows_in_dir_for_a_notebooks_completion():
     import gar_agent
 
     assert {"load_trace", "load_eval", "replay", "run_clip", "Run", "Evaluation", "Replay"} <= set(dir(gar_agent))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"tau_avv": 0.9}, "unknown setting 'tau_avv': give one of sources, n_votes"),
+        ({"n_votes": "many"}, "setting n_votes='many'"),
+        ({"tau_av": 1.5}, "setting tau_av=1.5: Input should be less than or equal to 1"),
+    ],
+)
+def test_a_replay_refuses_a_setting_it_would_not_apply(run, tmp_path, override, message):
+    # model_copy(update=...) took these in silence: a misspelt name was dropped, a bad value kept
+    with pytest.raises(UserError, match=message):
+        gar.replay(run, trace_dir=tmp_path, **override)
+    assert not list(tmp_path.iterdir())  # nothing ran

@@ -216,7 +216,7 @@ def _media_gone(kind: str, path: str, run_id: str, exists: bool) -> str:
 def start_state(trace: Trace, **overrides) -> RunState:
     """The recorded initial state (inputs, frame), with settings overridden."""
     final = trace.final_state
-    settings = trace.settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = trace.settings.with_overrides(**overrides)
     return RunState(settings=settings, image=final.image, audio=final.audio)
 
 
