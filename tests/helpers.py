@@ -60,3 +60,8 @@ def cli(capsys, *args) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def replay_cli(capsys, run_id, traces, checkpointer, *args) -> tuple[int, str, str]:
+    """`gar replay RUN ARGS` of a run recorded in `traces`, checkpointed in the store `checkpointer` names."""
+    return cli(capsys, "replay", run_id, "--checkpoints", checkpointer, "--trace-dir", traces, *args)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import VOTES, audio_answer, boxes_answer, cli, write_script
+from helpers import VOTES, audio_answer, boxes_answer, cli, replay_cli, write_script
 from pydantic import SecretStr
 from trace_versions import as_v2
 
@@ -149,14 +149,11 @@ def test_a_version_2_trace_still_reads_and_replays(recorded, capsys, tmp_path, c
     path.write_text(json.dumps(as_v2(read_trace(path))))  # as schema 2 stored it: no spec
     old = read_trace(path)
     assert old.spec is None and old.schema_version == 3  # read into today's shape
-    code, out, err = cli(
+    code, out, err = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--out",
         tmp_path / "r",
         "--json",
@@ -211,14 +208,11 @@ def test_a_replay_asks_the_recorded_templates_though_the_folder_changed_since(ex
     recorded_result = json.loads(out)
     [run_dir] = [p for p in traces.iterdir() if (p / "trace.json").is_file()]
     (prompts / "analyze_single.txt").write_text("an edited prompt: ${audio_class}\n")
-    code, out, err = cli(
+    code, out, err = replay_cli(
         capsys,
-        "replay",
         run_dir,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--out",
         tmp_path / "r",
         "--json",

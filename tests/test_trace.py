@@ -5,7 +5,7 @@ import math
 import stat
 
 import pytest
-from helpers import VOTES, audio_answer, boxes_answer, cli, scripted
+from helpers import VOTES, audio_answer, boxes_answer, cli, replay_cli, scripted
 
 from gar_agent.checkpoints import open_checkpointer
 from gar_agent.cli.app import main
@@ -37,14 +37,11 @@ def test_a_run_writes_a_complete_trace(recorded):
 
 def test_replay_with_nothing_changed_gives_the_same_result(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, result, _ = recorded
-    code, out, _ = cli(
+    code, out, _ = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--json",
         "--out",
         tmp_path / "r",
@@ -58,14 +55,11 @@ def test_replay_with_nothing_changed_gives_the_same_result(recorded, capsys, tmp
 
 def test_replay_with_fewer_votes_uses_the_first_ones(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, _ = recorded
-    code, out, _ = cli(
+    code, out, _ = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--json",
         "--n-votes",
         "2",
@@ -86,14 +80,11 @@ def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_
     assert code == 0 and strict["refined"] is True and strict["status"] == "refined"
     run_id = max(list_traces(traces), key=lambda item: item[1].created)[1].run_id
     # replayed with a looser tau_audio the gate skips Refine: no call is missing, no model is needed
-    code, out, err = cli(
+    code, out, err = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--json",
         "--tau-audio",
         "0.5",
@@ -108,14 +99,11 @@ def test_a_looser_gate_replays_without_the_model(example, recorded, capsys, tmp_
 
 def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_path, checkpointer):
     traces, run_id, _, script = recorded
-    code, out, err = cli(
+    code, out, err = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--tau-av",
         "0.9",
         "--out",
@@ -125,14 +113,11 @@ def test_a_stricter_gate_needs_a_call_the_recording_lacks(recorded, capsys, tmp_
     assert "replay needs a call the recording lacks: refine call for source 0 (refine_single.txt, n=1)" in err
     assert len(err.strip().splitlines()) == 1
     # with a backend, the missing call goes to it and the source is refined
-    code, out, _ = cli(
+    code, out, _ = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--tau-av",
         "0.9",
         "--json",
@@ -152,14 +137,11 @@ def test_replay_with_an_edited_prompt_is_a_missing_call(recorded, capsys, tmp_pa
     for p in PromptSet().directory.glob("*.txt"):
         (prompts / p.name).write_text(p.read_text())
     (prompts / "analyze_single.txt").write_text((prompts / "analyze_single.txt").read_text() + "\nBe strict.\n")
-    code, _, err = cli(
+    code, _, err = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--prompts",
         prompts,
         "--out",

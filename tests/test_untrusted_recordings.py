@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from benchmarks import gar_eval
-from helpers import cli
+from helpers import cli, replay_cli
 
 from gar_agent.paths import GRAPHS_DIR
 from gar_agent.trace.store import resolve_trace
@@ -98,14 +98,11 @@ def test_replay_runs_the_shipped_graph_with_the_recorded_hash(recorded, capsys, 
     assert doc["graph"]["sha256"] == hashlib.sha256((GRAPHS_DIR / "gar.py").read_bytes()).hexdigest()
     doc["graph"]["path"] = "/elsewhere/graphs/gar.py"
     trace_file.write_text(json.dumps(doc))
-    code, out, err = cli(
+    code, out, err = replay_cli(
         capsys,
-        "replay",
         run_id,
-        "--checkpoints",
-        checkpointer,
-        "--trace-dir",
         traces,
+        checkpointer,
         "--out",
         tmp_path / "r",
         "--json",
