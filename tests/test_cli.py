@@ -235,3 +235,23 @@ def test_undecodable_audio_names_the_file_not_a_buffer(example, tmp_path, capsys
     assert main(["run", str(image), str(bad), "--backend", f"scripted:{script}", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "noise.wav" in err and "BytesIO" not in err and "0x" not in err
+
+
+@pytest.mark.parametrize("where", ["--out", "--trace-dir", "--png"])
+def test_an_output_path_that_cannot_be_a_folder_is_one_line(where, example, recorded, tmp_path, capsys):
+    """A file where a folder goes (or a place that cannot be written) is the user's to fix: one line
+    naming it, exit 2, not a FileExistsError traceback."""
+    image, audio, script = example
+    taken = tmp_path / "taken"
+    taken.write_text("a file, not a folder")
+    if where == "--png":
+        traces, run_id, _, _ = recorded
+        argv = ["trace", "show", run_id, "--trace-dir", str(traces), "--png", str(taken)]
+    else:
+        folders = {"--out": str(tmp_path / "o"), "--trace-dir": str(tmp_path / "t"), where: str(taken)}
+        argv = ["run", str(image), str(audio), "--backend", f"scripted:{script}"]
+        argv += [piece for option, path in folders.items() for piece in (option, path)]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"gar: error: {taken}: File exists")

@@ -237,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     except (click.Abort, typer.Abort):
         err.print("gar: aborted", markup=False)
         return 130
+    except OSError as e:
+        if e.filename is None:  # not about a path: a fault of ours or of the machine keeps its traceback
+            raise
+        # a path the command was given that cannot be made or written (a file where --out wants a folder,
+        # a read-only place): the user's to fix, so one line naming it
+        err.print(
+            visible(f"gar: error: {e.filename}: {e.strerror or e}: check the path given"), markup=False, soft_wrap=True
+        )
+        return EXIT_BAD_INPUT
     return code if isinstance(code, int) else 0
 
 
