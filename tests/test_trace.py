@@ -226,6 +226,10 @@ def test_bad_fork_edits(recorded, capsys, tmp_path, checkpointer):
     for args, why in [
         (["--box", "0=1,2,3"], "write SOURCE=x1,y1,x2,y2"),
         (["--box", "4=1,2,3,4"], "the run has no source 4"),
+        # the frame is 330x250: an inverted, empty or outside box would become the run's box as given
+        (["--box", "0=300,2,3,4"], "--box 0=300,2,3,4: give x1 < x2 and y1 < y2 inside the 330x250 frame"),
+        (["--box", "0=10,20,10,40"], "--box 0=10,20,10,40: give x1 < x2 and y1 < y2 inside the 330x250 frame"),
+        (["--box", "0=-50,2,3000,4"], "--box 0=-50,2,3000,4: give x1 < x2 and y1 < y2 inside the 330x250 frame"),
         (["--vote", "0:9={}"], "has 5 recorded analyze answers; no answer #9"),
         ([], "needs at least one edit"),
     ]:

@@ -471,6 +471,15 @@ def fork(
     votes = [_parse_vote(v) for v in vote or []]
     if not boxes and not votes:
         raise fail("gar fork needs at least one edit: --box SOURCE=x1,y1,x2,y2 or --vote SOURCE:INDEX=ANSWER")
+    image = trace.final_state.image
+    for src, (x1, y1, x2, y2) in boxes.items() if image is not None else ():
+        # an edited box becomes the source's box as given (Generate's are clipped into the frame): an
+        # inverted, empty or outside one would be scored and drawn as nonsense
+        if not (0 <= x1 < x2 <= image.width and 0 <= y1 < y2 <= image.height):
+            raise fail(
+                f"--box {src}={x1},{y1},{x2},{y2}: give x1 < x2 and y1 < y2 inside the "
+                f"{image.width}x{image.height} frame (pixels)"
+            )
     try:
         topology = _topology(trace, path, graph)
         prompt_set = _prompts(trace, path)
