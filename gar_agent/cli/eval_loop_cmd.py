@@ -29,7 +29,7 @@ from gar_agent.cli.common import (
     fail,
     protocol_option,
 )
-from gar_agent.cli.eval_cmd import _report, eval_app
+from gar_agent.cli.eval_cmd import _exit_for, _report, eval_app
 from gar_agent.cli.serving import ApiKeyEnvOpt, BaseUrlOpt, MaxRetriesOpt, RequestTimeoutOpt, served_options
 from gar_agent.eval.compare import CompareError, compare_folders
 from gar_agent.eval.store import SettingsMismatch, hold_folder
@@ -145,8 +145,7 @@ def _replay(p, out, backend, fallback, resumed, workers, vis, strict, retry_fail
             "they are not written: run the same command with --backend B (or --backend recorded) to finish them",
             EXIT_MISSING_CALL,
         )
-    if report.metrics["n_total"] and report.metrics["n_failed"] == report.metrics["n_total"]:
-        raise fail(f"every sample failed ({report.metrics['n_failed']})", EXIT_RUN_FAILED)
+    _exit_for(report.metrics, errors_fail=True)  # as gar eval run: bad input or an internal error exits 1
 
 
 @eval_app.command("compare")
