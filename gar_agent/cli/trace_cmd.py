@@ -472,7 +472,8 @@ def fork(
     if not boxes and not votes:
         raise fail("gar fork needs at least one edit: --box SOURCE=x1,y1,x2,y2 or --vote SOURCE:INDEX=ANSWER")
     image = trace.final_state.image
-    for src, (x1, y1, x2, y2) in boxes.items() if image is not None else ():
+    assert image is not None  # a Trace is refused when read if its final state lacks the frame
+    for src, (x1, y1, x2, y2) in boxes.items():
         # an edited box becomes the source's box as given (Generate's are clipped into the frame): an
         # inverted, empty or outside one would be scored and drawn as nonsense
         if not (0 <= x1 < x2 <= image.width and 0 <= y1 < y2 <= image.height):
