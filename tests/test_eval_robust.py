@@ -277,3 +277,20 @@ def test_the_lock_names_the_holder_and_is_released(tmp_path):
         pass
     with pytest.raises(FolderInUse), hold_folder(tmp_path / "o"), hold_folder(tmp_path / "o"):
         pass  # a second open file in one process is refused as well
+
+
+@pytest.mark.parametrize(
+    "text, missing",
+    [
+        ('{"missing": ["x", "y"]}', ["x", "y"]),
+        ('{"missing": "x"}', []),  # not a list: nothing can be taken from it
+        ("[1]", []),
+        ("{", []),
+        ("[" * 100_000 + "]" * 100_000, []),  # deeper than json's recursion limit: was a RecursionError traceback
+    ],
+)
+def test_the_missing_ids_of_a_folder_from_someone_else_never_raise(tmp_path, text, missing):
+    from gar_agent.eval.store import EvalDir, recorded_missing
+
+    (tmp_path / "metrics.json").write_text(text)
+    assert recorded_missing(EvalDir(tmp_path)) == missing

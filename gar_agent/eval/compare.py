@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 from threadpoolctl import threadpool_limits
 
 from gar_agent.errors import UserError
 from gar_agent.eval.datasets import DATASETS
 from gar_agent.eval.metrics import MASK_SIZE, THRESHOLDS, SampleScore, matched_ious
-from gar_agent.eval.store import FORMAT, EvalDir, read_config
+from gar_agent.eval.store import SAMPLE_READ_ERRORS, EvalDir, parse_sample, read_config
 from gar_agent.hashing import file_sha256
 
 PIXELS = MASK_SIZE * MASK_SIZE
@@ -132,14 +131,11 @@ def _read_samples(d: EvalDir) -> list[tuple[str, SampleScore, list | None]]:
         sid = name[: -len(".json")]
         try:
             with open(os.path.join(folder, name), encoding="utf-8") as fh:
-                doc = json.load(fh)
-            if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("id") != sid:
-                continue
-            score = SampleScore.model_validate(doc["score"])
-        except (OSError, ValueError, KeyError, TypeError, ValidationError, RecursionError):  # as read_sample
+                doc = parse_sample(json.load(fh), sid)
+        except SAMPLE_READ_ERRORS:
             continue
-        if score.id == sid:
-            rows.append((sid, score, doc.get("gt_classes")))
+        if doc is not None:
+            rows.append((sid, doc["score"], doc.get("gt_classes")))
     return rows
 
 

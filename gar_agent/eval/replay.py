@@ -40,6 +40,7 @@ from gar_agent.eval.store import (
     load_scores,
     read_config,
     read_sample,
+    recorded_missing,
     sample_document,
     store_config,
 )
@@ -368,11 +369,7 @@ def run_replay(
         report.wall_s = round(time.perf_counter() - start, 3)
         atomic_write(p.dst.root / REPLAY_FILE, json.dumps(report.as_json(), indent=1) + "\n")
     scores, _ = load_scores(p.dst, ids)
-    try:
-        missing = json.loads(p.src.metrics.read_text(encoding="utf-8")).get("missing", [])
-    except (OSError, ValueError, AttributeError):
-        missing = []
-    report.metrics = metrics_document(scores, p.config, strict, missing if isinstance(missing, list) else [])
+    report.metrics = metrics_document(scores, p.config, strict, recorded_missing(p.src))
     write_metrics(p.dst, report.metrics)
     return report
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gar_agent.eval.datasets import DATASETS
 from gar_agent.eval.metrics import SampleScore, normalize_box, summarize
-from gar_agent.eval.store import EvalDir, failure_kind, load_scores, read_config
+from gar_agent.eval.store import EvalDir, failure_kind, load_scores, read_config, recorded_missing
 from gar_agent.result import RunResult
 from gar_agent.trace.store import atomic_write
 
@@ -97,10 +97,6 @@ def rescore(
     if gt is not None:
         no_gt = [s.id for s in scores if s.id not in gt]
         scores = [s.model_copy(update={"gt_boxes": gt[s.id]}) for s in scores if s.id in gt]
-    try:
-        missing = json.loads(d.metrics.read_text(encoding="utf-8")).get("missing", [])
-    except (OSError, ValueError, AttributeError):
-        missing = []
-    doc = metrics_document(scores, config, strict, missing, gt_boxes)
+    doc = metrics_document(scores, config, strict, recorded_missing(d), gt_boxes)
     write_metrics(d, doc)
     return Rescored(doc, unreadable, no_gt)

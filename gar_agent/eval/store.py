@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -263,16 +263,34 @@ def sample_document(
     }
 
 
+# What reading a sample file someone else wrote can raise (RecursionError: nesting past json's limit).
+SAMPLE_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, ValidationError, RecursionError)
+
+
+def parse_sample(doc: Any, sid: str) -> dict | None:
+    """A parsed sample file as a sample document (its score validated), or None when it is not this
+    sample's. Raises one of SAMPLE_READ_ERRORS when its score is malformed."""
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("id") != sid:
+        return None
+    doc["score"] = SampleScore.model_validate(doc["score"])
+    return doc if doc["score"].id == sid else None
+
+
 def read_sample(d: EvalDir, sid: str) -> dict | None:
     """A stored sample document, or None when absent, half-written or not this sample's."""
     try:
-        doc = json.loads(d.sample(sid).read_text(encoding="utf-8"))
-        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("id") != sid:
-            return None
-        doc["score"] = SampleScore.model_validate(doc["score"])
-        return doc if doc["score"].id == sid else None
-    except (OSError, ValueError, KeyError, TypeError, ValidationError, RecursionError):  # deep nesting: not ours
+        return parse_sample(json.loads(d.sample(sid).read_text(encoding="utf-8")), sid)
+    except SAMPLE_READ_ERRORS:
         return None
+
+
+def recorded_missing(d: EvalDir) -> list:
+    """The ids metrics.json lists as missing (no frame or audio), or [] when it has none it can give."""
+    try:
+        missing = json.loads(d.metrics.read_text(encoding="utf-8")).get("missing", [])
+    except (OSError, ValueError, AttributeError, RecursionError):
+        return []
+    return missing if isinstance(missing, list) else []
 
 
 def split_done(d: EvalDir, samples: Sequence[Sample], retry_failed: bool = False) -> tuple[list[Sample], list[dict]]:
