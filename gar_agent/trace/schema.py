@@ -156,13 +156,18 @@ class Trace(BaseModel):
 _PLAIN = (int, float, bool, type(None))  # values intern_strings passes through without a call (most of a trace)
 
 
+def attachment_key(text: str) -> str:
+    """The key a long string is stored under: its sha256 (32 hex digits), so a reader can check it."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
 def intern_strings(value: Any, attachments: dict[str, str]) -> Any:
     """The value with every long string replaced by a reference to its attachment (stored once)."""
     kind = type(value)
     if kind is str:
         if len(value) <= INLINE_LIMIT and not value.startswith(ATTACHMENT):
             return value
-        key = hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+        key = attachment_key(value)
         attachments[key] = value
         return ATTACHMENT + key
     if kind is list:

@@ -4,14 +4,13 @@ run builds it, is gar_agent/spec.py; these were its storing half (gar_agent.spec
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 from pydantic import ValidationError
 
 from gar_agent.spec import SPEC_FILE, SPEC_VERSION, RunSpec, SpecError
-from gar_agent.trace.schema import intern_strings, resolve_strings
+from gar_agent.trace.schema import attachment_key, intern_strings, resolve_strings
 from gar_agent.trace.store import TraceError, atomic_write, load_json
 
 
@@ -46,8 +45,7 @@ def read_spec(path: str | Path) -> RunSpec:
         raise SpecError(f"run spec {path} has version {doc.get('spec_version')!r}, newer than this gar reads")
     attachments = doc.get("attachments") or {}
     if not isinstance(attachments, dict) or any(
-        not isinstance(v, str) or hashlib.sha256(v.encode("utf-8")).hexdigest()[:32] != k
-        for k, v in attachments.items()
+        not isinstance(v, str) or attachment_key(v) != k for k, v in attachments.items()
     ):
         raise SpecError(f"run spec {path}: an attachment does not match its sha256 (edited or damaged)")
     try:

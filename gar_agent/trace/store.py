@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -17,7 +16,7 @@ from pydantic import ValidationError
 
 from gar_agent.errors import UserError
 from gar_agent.paths import TRACES_DIR
-from gar_agent.trace.schema import SCHEMA_VERSION, Trace, from_document, to_document
+from gar_agent.trace.schema import SCHEMA_VERSION, Trace, attachment_key, from_document, to_document
 
 TRACE_FILE = "trace.json"
 
@@ -210,7 +209,7 @@ def _check_attachments(path: Path, data: dict) -> None:
     if not isinstance(attachments, dict):
         raise TraceError(f"trace {path} is corrupt at attachments: not an object")
     for key, value in attachments.items():
-        if not isinstance(value, str) or hashlib.sha256(value.encode("utf-8")).hexdigest()[:32] != key:
+        if not isinstance(value, str) or attachment_key(value) != key:
             raise TraceError(
                 f"trace {path}: attachment {key[:12]} does not match its sha256 (edited or damaged): "
                 "it cannot be trusted"
